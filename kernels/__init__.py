@@ -1,0 +1,14 @@
+"""kernels: infinite-width NNGP / NTK and per-layer covariance of random MLPs and ResNets.
+
+>>> import numpy as np, kernels as kn
+>>> net = kn.MLP(depth=20, activation=kn.ReLU(), weight_var=2.0, bias_var=0.01)
+>>> x = np.random.default_rng(0).standard_normal((4, 3))
+>>> K, Th = net.nngp(x), net.ntk(x)
+"""
+from .activations import (ABReLU, Activation, Erf, Identity, LeakyReLU, ReLU, ShapedReLU,
+                          Tanh)
+from .architectures import MLP, Kernels, ResNet, Trajectory
+
+__all__ = ["Activation", "ABReLU", "ReLU", "LeakyReLU", "ShapedReLU", "Identity", "Erf", "Tanh",
+           "MLP", "ResNet", "Kernels", "Trajectory"]
+__version__ = "0.1.0"

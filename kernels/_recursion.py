@@ -1,0 +1,255 @@
+"""The layer loop: numba kernels that push pairs of inputs through a stack of layers.
+
+Every architecture here is a *stem* (an affine map of the input kernel), then ``L`` layers of the
+form (theory/kernels.md §2.2 for the MLP, §3.2 for the ResNet)::
+
+    K'     = u K + v (sw2 V(K) + sb2)
+    Theta' = u Theta + (K' - u K) + v sw2 Vdot(K) Theta
+
+with ``u = 0, v = 1`` for an MLP layer and ``u = 1, v = alpha_l**2`` for a residual block.  The
+engine knows nothing else about architectures or activations.
+
+Organisation (DESIGN.md, performance plan):
+
+* the diagonal ``K(x, x)`` and ``Theta(x, x)`` trajectories are computed first, O(N L), with the
+  angle exactly 0;
+* the off-diagonal entries are then advanced for a block of one row at a time, *layers outer and
+  entries inner*, so the inner loop is contiguous and vectorises; rows are spread over cores with
+  ``prange`` (rows i and N-1-i are paired so the triangle is balanced), symmetry is used, and no
+  N x N temporary is created per layer;
+* layers are processed in chunks so the per-layer diagonal tables stay small (``_CHUNK_DOUBLES``).
+
+For positively homogeneous activations (the ABReLU family) the off-diagonal state is the gap
+``eps = 1 - rho`` rather than the covariance: the update below is written so that ``eps`` is
+obtained without cancellation, which keeps depth 1e6 accurate (theory/kernels.md §2.4).  With
+``s = sqrt(q1 q2)``, ``beta = u + v sw2 m``, ``gamma = v sb2`` and ``kappa = v sw2 fac``
+(``m = (a^2 + b^2)/2``, ``fac = (a - b)^2/(2 pi)``, §1.2)::
+
+    q'                 = beta q + gamma                       (each diagonal)
+    K'                 = beta s + gamma - s (beta eps - kappa h(theta))
+    sqrt(q1' q2') - K' = delta + s (beta eps - kappa h(theta))
+    delta              = beta gamma (sqrt q1 - sqrt q2)^2 / (sqrt(q1' q2') + beta s + gamma)
+
+so ``eps' = (delta + s (beta eps - kappa h)) / sqrt(q1' q2')`` with every term non-negative.
+
+These loops are written by hand because they are the hot path: numpy would allocate an N x N
+temporary per operation per layer, and ``math.acos`` does not vectorise (see ``_fastmath``).
+"""
+import math
+
+import numba
+import numpy as np
+from numba import prange
+
+from ._fastmath import acos1m, h_of
+
+_BLOCK = 512                 # entries per inner block: state + tables stay in L1/L2
+_CHUNK_DOUBLES = 1 << 22     # layers per chunk * N stays below this (32 MB per table)
+
+
+# --------------------------------------------------------------------------------------------
+# diagonals
+# --------------------------------------------------------------------------------------------
+@numba.njit(cache=True, error_model="numpy")
+def _abrelu_diag(q0, t0, beta, gamma, u, mu, m, q_out, t_out):
+    """Diagonal trajectories for the ABReLU family (V(q,q,q) = m q, Vdot = m).
+
+    q0, t0 : (N,) state before the chunk.  q_out, t_out : (C + 1, N), row 0 = the input state.
+    """
+    n = q0.shape[0]
+    C = beta.shape[0]
+    for i in range(n):
+        q_out[0, i] = q0[i]
+        t_out[0, i] = t0[i]
+    for t in range(C):
+        for i in range(n):
+            q = q_out[t, i]
+            th = t_out[t, i]
+            qn = beta[t] * q + gamma[t]
+            q_out[t + 1, i] = qn
+            t_out[t + 1, i] = u[t] * th + (qn - u[t] * q) + mu[t] * m * th
+
+
+@numba.njit(error_model="numpy")
+def _smooth_diag(pair, params, q0, t0, u, v, sw2, sb2, q_out, t_out):
+    """Diagonal trajectories for any activation given by its pair map (compiled per map)."""
+    n = q0.shape[0]
+    C = u.shape[0]
+    for i in range(n):
+        q_out[0, i] = q0[i]
+        t_out[0, i] = t0[i]
+    for t in range(C):
+        for i in range(n):
+            q = q_out[t, i]
+            th = t_out[t, i]
+            V, Vd = pair(q, q, q, params)
+            qn = u[t] * q + v[t] * (sw2 * V + sb2)
+            q_out[t + 1, i] = qn
+            t_out[t + 1, i] = u[t] * th + (qn - u[t] * q) + v[t] * sw2 * Vd * th
+
+
+# --------------------------------------------------------------------------------------------
+# off-diagonal entries, ABReLU family: state (eps, Theta)
+# --------------------------------------------------------------------------------------------
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _abrelu_block(eps_row, ntk_row, j0, j1, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
+                  b, g, k, mut, ut, m, fac):
+    bg = b * g
+    for j in range(j0, j1):
+        sj = sq_c_t[j]
+        snj = sq_c_t1[j]
+        e = eps_row[j]
+        T = ntk_row[j]
+        s = si * sj
+        sQ = sni * snj
+        A = b * s + g
+        d = si - sj
+        delta = bg * d * d / (sQ + A)
+        theta = acos1m(e)
+        X = b * e - k * h_of(theta, e)
+        r = ini * inv_c_t1[j]
+        en = (delta + s * X) * r
+        eps_row[j] = en if r > 0.0 else 1.0           # zero-norm input: theta = pi/2 (NT)
+        c_old = s * (1.0 - e)
+        c_new = A - s * X
+        ntk_row[j] = ut * T + (c_new - ut * c_old) + mut * (m - fac * theta) * T
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, mu, u, m, fac,
+                  rec_slot, rec_eps, rec_ntk):
+    """Advance the off-diagonal state through one chunk of layers, in place.
+
+    sym : only entries j > i of the square state are used (and written).
+    eps, ntk : (N1, N2) state.  sq_r/inv_r : (C + 1, N1) sqrt(q) and 1/sqrt(q) (0 where q = 0)
+    of the row inputs, layers l0 .. l0 + C; sq_c/inv_c the same for the columns.
+    beta, gamma, kappa, mu, u : (C,) per-layer coefficients (module docstring).
+    rec_slot : (C,) slot in rec_* where the state after layer t is recorded, or -1.
+    """
+    n1, n2 = eps.shape
+    C = beta.shape[0]
+    ntask = (n1 + 1) // 2 if sym else n1
+    for ptask in prange(ntask):
+        task = np.int64(ptask)        # prange indices are unsigned; keep the arithmetic signed
+        for half in range(2 if sym else 1):
+            i = task if half == 0 else n1 - 1 - task
+            if half == 1 and i == task:
+                continue
+            j_start = i + 1 if sym else 0
+            eps_row = eps[i]
+            ntk_row = ntk[i]
+            for j0 in range(j_start, n2, _BLOCK):
+                j1 = min(j0 + _BLOCK, n2)
+                for t in range(C):
+                    _abrelu_block(eps_row, ntk_row, j0, j1, sq_r[t, i], sq_r[t + 1, i],
+                                  inv_r[t + 1, i], sq_c[t], sq_c[t + 1], inv_c[t + 1],
+                                  beta[t], gamma[t], kappa[t], mu[t], u[t], m, fac)
+                    slot = rec_slot[t]
+                    if slot >= 0:
+                        for j in range(j0, j1):
+                            rec_eps[slot, i, j] = eps_row[j]
+                            rec_ntk[slot, i, j] = ntk_row[j]
+
+
+# --------------------------------------------------------------------------------------------
+# off-diagonal entries, smooth activations: state (K, Theta)
+# --------------------------------------------------------------------------------------------
+@numba.njit(parallel=True, error_model="numpy")
+def _smooth_chunk(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
+                  rec_slot, rec_cov, rec_ntk):
+    """Same as ``_abrelu_chunk`` for an activation given by its pair map (V, Vdot)."""
+    n1, n2 = cov.shape
+    C = u.shape[0]
+    ntask = (n1 + 1) // 2 if sym else n1
+    for ptask in prange(ntask):
+        task = np.int64(ptask)        # prange indices are unsigned; keep the arithmetic signed
+        for half in range(2 if sym else 1):
+            i = task if half == 0 else n1 - 1 - task
+            if half == 1 and i == task:
+                continue
+            j_start = i + 1 if sym else 0
+            for j0 in range(j_start, n2, _BLOCK):
+                j1 = min(j0 + _BLOCK, n2)
+                for t in range(C):
+                    qi = q_r[t, i]
+                    ut = u[t]
+                    vt = v[t]
+                    for j in range(j0, j1):
+                        c = cov[i, j]
+                        V, Vd = pair(qi, q_c[t, j], c, params)
+                        cn = ut * c + vt * (sw2 * V + sb2)
+                        T = ntk[i, j]
+                        ntk[i, j] = ut * T + (cn - ut * c) + vt * sw2 * Vd * T
+                        cov[i, j] = cn
+                    slot = rec_slot[t]
+                    if slot >= 0:
+                        for j in range(j0, j1):
+                            rec_cov[slot, i, j] = cov[i, j]
+                            rec_ntk[slot, i, j] = ntk[i, j]
+
+
+# --------------------------------------------------------------------------------------------
+# fast path tables: evaluate piecewise Chebyshev series
+# --------------------------------------------------------------------------------------------
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _fast_eval(sym, eps0, sq_r, sq_c, coef_g, coef_tau, n_pieces, out_eps, out_cov, out_tau):
+    """Evaluate the tabulated depth-L maps theta0 -> theta_L = theta0 g(theta0), tau_L(theta0).
+
+    Piece k < n_pieces - 1 covers theta0 in [pi 2^-(k+1), pi 2^-k]; the last covers [0, pi 2^-k].
+    out_eps = 1 - rho_L, out_cov = sqrt(q1_L q2_L) rho_L, out_tau = Theta_L / sqrt(q1_L q2_L).
+    """
+    n1, n2 = eps0.shape
+    deg = coef_g.shape[1]
+    ntask = (n1 + 1) // 2 if sym else n1
+    for ptask in prange(ntask):
+        task = np.int64(ptask)        # prange indices are unsigned; keep the arithmetic signed
+        for half in range(2 if sym else 1):
+            i = task if half == 0 else n1 - 1 - task
+            if half == 1 and i == task:
+                continue
+            j_start = i + 1 if sym else 0
+            for j in range(j_start, n2):
+                th0 = acos1m(eps0[i, j])
+                if th0 > 0.0:
+                    k = int(math.floor(math.log2(math.pi / th0)))
+                else:
+                    k = n_pieces - 1
+                k = min(max(k, 0), n_pieces - 1)
+                hi = math.pi * 2.0 ** (-k)
+                lo = 0.0 if k == n_pieces - 1 else 0.5 * hi
+                x = (2.0 * th0 - (hi + lo)) / (hi - lo)
+                x = min(max(x, -1.0), 1.0)
+                # Clenshaw recurrence for both series
+                b1g = 0.0
+                b2g = 0.0
+                b1t = 0.0
+                b2t = 0.0
+                for n in range(deg - 1, 0, -1):
+                    tg = 2.0 * x * b1g - b2g + coef_g[k, n]
+                    b2g = b1g
+                    b1g = tg
+                    tt = 2.0 * x * b1t - b2t + coef_tau[k, n]
+                    b2t = b1t
+                    b1t = tt
+                gval = x * b1g - b2g + coef_g[k, 0]
+                tau = x * b1t - b2t + coef_tau[k, 0]
+                thL = th0 * gval
+                sh = math.sin(0.5 * thL)
+                eL = 2.0 * sh * sh
+                s = sq_r[i] * sq_c[j]
+                out_eps[i, j] = eL if s > 0.0 else 1.0
+                out_cov[i, j] = s * (1.0 - eL)
+                out_tau[i, j] = tau
+
+
+def chunk_length(n, depth):
+    """Number of layers per chunk so that a (chunk, n) table stays below _CHUNK_DOUBLES."""
+    return int(max(1, min(depth, _CHUNK_DOUBLES // max(n, 1))))
+
+
+def inv_sqrt_or_zero(q):
+    """(sqrt(q), 1/sqrt(q)) with 1/sqrt(0) := 0 (the engine's zero-norm marker)."""
+    sq = np.sqrt(q)
+    with np.errstate(divide="ignore"):
+        inv = np.where(sq > 0.0, 1.0 / np.where(sq > 0.0, sq, 1.0), 0.0)
+    return sq, inv

@@ -1,0 +1,399 @@
+"""Activations and their Gaussian expectation maps.
+
+For ``(u, v) ~ N(0, [[q1, c], [c, q2]])`` every activation provides (theory/kernels.md §1)::
+
+    V(q1, q2, c)    = E[phi(u) phi(v)]       # NNGP map
+    Vdot(q1, q2, c) = E[phi'(u) phi'(v)]     # derivative map used by the NTK (= dV/dc, Price)
+
+in closed form where one exists (the ABReLU family: Cho & Saul 2009 arc-cosine kernels; erf:
+Williams 1997), and by tensor Gauss–Hermite quadrature otherwise (the neural-tangents
+``ElementwiseNumerical`` rule, kernels.md §1.4).  The ``V``/``Vdot`` methods here are plain NumPy
+(arrays broadcast) and serve users and tests; the recursion engine uses the compiled pair maps.
+"""
+import math
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+from scipy.special import roots_hermite
+
+from . import _checks
+from ._fastmath import asin_fast
+
+__all__ = ["Activation", "ABReLU", "ReLU", "LeakyReLU", "ShapedReLU", "Identity", "Erf", "Tanh"]
+
+
+def _as_float_arrays(q1, q2, c):
+    q1, q2, c = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (q1, q2, c)))
+    if np.any(q1 < 0) or np.any(q2 < 0):
+        raise ValueError("q1 and q2 must be >= 0 (variances)")
+    if np.any(c * c > q1 * q2 * (1 + 1e-12) + 1e-300):
+        raise ValueError("need c**2 <= q1*q2: (q1, q2, c) must be a covariance matrix")
+    return q1, q2, c
+
+
+def _angle(q1, q2, c):
+    """theta = arctan2(sqrt(max(q1 q2 - c^2, 0)), c); q1*q2 taken as a product (exact diagonal)."""
+    return np.arctan2(np.sqrt(np.maximum(q1 * q2 - c * c, 0.0)), c)
+
+
+class Activation:
+    """An activation ``phi`` given as a numba-compilable scalar function.
+
+    The kernel maps are computed by tensor Gauss–Hermite quadrature of degree ``deg``
+    (kernels.md §1.4): with Hermite nodes ``x_i`` and weights ``w_i`` (weight ``exp(-x^2)``)::
+
+        V(q1,q2,c) = (1/pi) sum_ij w_i w_j phi(sqrt(2 q1) x_i)
+                                          phi(c sqrt(2/q1) x_i + sqrt(2 (q2 - c^2/q1)) x_j)
+
+    and the same with ``phi'`` for ``Vdot``.  Quadrature suits smooth activations; for ReLU-like
+    kinks use the closed-form classes.
+
+    Parameters
+    ----------
+    fn : callable
+        Scalar function ``float -> float``; it is compiled with ``numba.njit`` (a numba dispatcher
+        is used as is).
+    deriv : callable, optional
+        Its derivative.  If omitted, a fourth-order central difference with step 1e-3 is used
+        (error about 1e-12 for smooth ``fn``).
+    deg : int, default 50
+        Number of Gauss–Hermite nodes per dimension (cost grows like ``deg**2``).
+    name : str, optional
+        Name shown in ``repr``.
+
+    Examples
+    --------
+    >>> import math, kernels as kn
+    >>> softplus = kn.Activation(lambda x: math.log1p(math.exp(x)))
+    >>> round(float(softplus.V(1.0, 1.0, 0.5)), 6) > 0
+    True
+    """
+
+    homogeneous = False      # True for bias-free positively homogeneous maps (ABReLU family)
+
+    def __init__(self, fn, deriv=None, *, deg=50, name=None):
+        self.fn = _compile_scalar(fn, "fn")
+        self.deriv = _compile_scalar(deriv, "deriv") if deriv is not None else None
+        self.deg = _checks.positive_int(deg, "deg")
+        self.name = name or getattr(fn, "__name__", "fn")
+        xs, ws = roots_hermite(self.deg)
+        self._params = np.concatenate([xs, ws]).astype(np.float64)
+        self._pair = None
+
+    def __repr__(self):
+        return f"Activation({self.name}, deg={self.deg})"
+
+    # -- engine interface --------------------------------------------------------------------
+    def _resolve(self, depth):
+        """The activation actually used in a network of the given depth (ShapedReLU needs it)."""
+        return self
+
+    def _engine(self):
+        """('smooth', pair, params): pair(q1, q2, c, params) -> (V, Vdot), compiled."""
+        if self._pair is None:
+            d = self.deriv if self.deriv is not None else _central_difference(self.fn)
+            self._pair = _make_gh_pair(self.fn, d)
+        return "smooth", self._pair, self._params
+
+    # -- user interface ----------------------------------------------------------------------
+    def V(self, q1, q2, c):
+        """``E[phi(u) phi(v)]`` for ``(u, v) ~ N(0, [[q1, c], [c, q2]])`` (broadcasts)."""
+        return self._maps(q1, q2, c)[0]
+
+    def Vdot(self, q1, q2, c):
+        """``E[phi'(u) phi'(v)]`` for ``(u, v) ~ N(0, [[q1, c], [c, q2]])`` (broadcasts)."""
+        return self._maps(q1, q2, c)[1]
+
+    def _maps(self, q1, q2, c):
+        q1, q2, c = _as_float_arrays(q1, q2, c)
+        _, pair, params = self._engine()
+        V = np.empty(q1.shape)
+        Vd = np.empty(q1.shape)
+        _apply_pair(pair, params, q1.ravel(), q2.ravel(), c.ravel(), V.reshape(-1),
+                    Vd.reshape(-1))
+        return V, Vd
+
+    def __call__(self, x):
+        """``phi(x)`` elementwise."""
+        return _apply_scalar(self.fn, np.asarray(x, dtype=np.float64))
+
+    def derivative(self, x):
+        """``phi'(x)`` elementwise."""
+        d = self.deriv if self.deriv is not None else _central_difference(self.fn)
+        return _apply_scalar(d, np.asarray(x, dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------------------------
+# ABReLU family: closed forms (kernels.md §1.1-1.2)
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ABReLU(Activation):
+    """``phi(x) = a min(x, 0) + b max(x, 0)`` with closed-form maps (kernels.md §1.2).
+
+    With ``theta = arccos(c / sqrt(q1 q2))``, ``m = (a^2 + b^2)/2`` and ``fac = (a-b)^2/(2 pi)``::
+
+        Vdot = m - fac theta
+        V    = fac sqrt(q1 q2 - c^2) + Vdot c
+
+    Special cases: ``ReLU = ABReLU(0, 1)``, ``LeakyReLU(s) = ABReLU(s, 1)``, ``abs = ABReLU(-1, 1)``,
+    ``Identity = ABReLU(1, 1)``.  Reference: Cho & Saul (2009), arc-cosine kernels; the
+    neural-tangents ``ABRelu`` layer.
+    """
+
+    a: float = 0.0
+    b: float = 1.0
+    homogeneous = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "a", _checks.finite_float(self.a, "a"))
+        object.__setattr__(self, "b", _checks.finite_float(self.b, "b"))
+
+    @property
+    def m(self):
+        return 0.5 * (self.a * self.a + self.b * self.b)
+
+    @property
+    def fac(self):
+        return (self.a - self.b) ** 2 / (2 * math.pi)
+
+    def _engine(self):
+        return "abrelu", self.a, self.b
+
+    def _maps(self, q1, q2, c):
+        q1, q2, c = _as_float_arrays(q1, q2, c)
+        theta = np.where((q1 == 0) & (c == 0) | (q2 == 0) & (c == 0), np.pi / 2,
+                         _angle(q1, q2, c))
+        Vd = self.m - self.fac * theta
+        V = self.fac * np.sqrt(np.maximum(q1 * q2 - c * c, 0.0)) + Vd * c
+        return V, Vd
+
+    def __call__(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return np.where(x > 0, self.b * x, self.a * x)
+
+    def derivative(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return np.where(x > 0, self.b, self.a)
+
+
+def ReLU():
+    """``phi(x) = max(x, 0)``: ``ABReLU(0, 1)`` (arc-cosine kernel of order 1)."""
+    return ABReLU(0.0, 1.0)
+
+
+def LeakyReLU(slope):
+    """``phi(x) = max(x, 0) + slope * min(x, 0)``: ``ABReLU(slope, 1)``."""
+    return ABReLU(_checks.finite_float(slope, "slope"), 1.0)
+
+
+def Identity():
+    """``phi(x) = x``: ``ABReLU(1, 1)``, so ``V = c`` and ``Vdot = 1``."""
+    return ABReLU(1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ShapedReLU(Activation):
+    """Shaped ReLU: slopes ``1 + c_plus / sqrt(n)`` (x > 0) and ``1 + c_minus / sqrt(n)`` (x < 0).
+
+    ``rate="depth"`` takes ``n`` = the depth of the network it is used in (the architecture
+    resolves it), which gives the infinite-width, depth-scaled limit of Li, Nica & Roy (2022,
+    "The neural covariance SDE"); ``rate="width"`` is for finite-width simulation, where ``n`` is
+    the width, and has no infinite-width kernel of its own.
+    """
+
+    c_plus: float = 0.0
+    c_minus: float = 0.0
+    rate: str = "depth"
+    homogeneous = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "c_plus", _checks.finite_float(self.c_plus, "c_plus"))
+        object.__setattr__(self, "c_minus", _checks.finite_float(self.c_minus, "c_minus"))
+        if self.rate not in ("depth", "width"):
+            raise ValueError(f"rate must be 'depth' or 'width', got {self.rate!r}")
+
+    def slopes(self, n):
+        """``(negative slope, positive slope)`` at scale ``n``."""
+        n = _checks.positive_int(n, "n")
+        return 1.0 + self.c_minus / math.sqrt(n), 1.0 + self.c_plus / math.sqrt(n)
+
+    def resolved(self, n):
+        """The ``ABReLU`` with the slopes at scale ``n``."""
+        return ABReLU(*self.slopes(n))
+
+    def _resolve(self, depth):
+        if self.rate != "depth":
+            raise ValueError("ShapedReLU(rate='width') has no infinite-width kernel: its slopes "
+                             "depend on the width; use rate='depth' or a finite-width simulation")
+        return self.resolved(depth)
+
+    def _engine(self):
+        raise ValueError("ShapedReLU must be resolved by an architecture (its slopes depend on "
+                         "the depth); call .resolved(n) for a fixed-slope ABReLU")
+
+    def _maps(self, q1, q2, c):
+        raise ValueError("ShapedReLU maps depend on n: use .resolved(n).V(...)")
+
+
+# ----------------------------------------------------------------------------------------------
+# erf: closed form (kernels.md §1.3)
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Erf(Activation):
+    """``phi(x) = a erf(b x) + c`` with closed-form maps (Williams 1997; kernels.md §1.3).
+
+    With ``P = (1 + 2 b^2 q1)(1 + 2 b^2 q2)``::
+
+        V    = a^2 (2/pi) arcsin(2 b^2 c / sqrt(P)) + c^2
+        Vdot = a^2 b^2 (4/pi) / sqrt(P - 4 b^4 c^2)
+    """
+
+    a: float = 1.0
+    b: float = 1.0
+    c: float = 0.0
+
+    def __post_init__(self):
+        for name in ("a", "b", "c"):
+            object.__setattr__(self, name, _checks.finite_float(getattr(self, name), name))
+
+    def _engine(self):
+        return "smooth", _erf_pair, np.array([self.a, self.b, self.c], dtype=np.float64)
+
+    def _maps(self, q1, q2, cov):
+        q1, q2, cov = _as_float_arrays(q1, q2, cov)
+        b2 = self.b * self.b
+        P = (1 + 2 * b2 * q1) * (1 + 2 * b2 * q2)
+        V = self.a ** 2 * (2 / np.pi) * np.arcsin(2 * b2 * cov / np.sqrt(P)) + self.c ** 2
+        Vd = self.a ** 2 * b2 * (4 / np.pi) / np.sqrt(P - 4 * b2 * b2 * cov * cov)
+        return V, Vd
+
+    def __call__(self, x):
+        from scipy.special import erf
+        return self.a * erf(self.b * np.asarray(x, dtype=np.float64)) + self.c
+
+    def derivative(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return self.a * self.b * 2 / math.sqrt(math.pi) * np.exp(-(self.b * x) ** 2)
+
+
+# ----------------------------------------------------------------------------------------------
+# tanh: quadrature
+# ----------------------------------------------------------------------------------------------
+@numba.njit(cache=True)
+def _tanh(x):
+    return math.tanh(x)
+
+
+@numba.njit(cache=True)
+def _dtanh(x):
+    t = math.tanh(x)
+    return 1.0 - t * t
+
+
+class Tanh(Activation):
+    """``phi(x) = tanh(x)``, maps by Gauss–Hermite quadrature of degree ``deg`` (no closed form)."""
+
+    def __init__(self, deg=50):
+        super().__init__(_tanh, _dtanh, deg=deg, name="tanh")
+
+    def __repr__(self):
+        return f"Tanh(deg={self.deg})"
+
+    def __eq__(self, other):
+        return isinstance(other, Tanh) and other.deg == self.deg
+
+    def __hash__(self):
+        return hash(("Tanh", self.deg))
+
+
+# ----------------------------------------------------------------------------------------------
+# compiled helpers
+# ----------------------------------------------------------------------------------------------
+@numba.njit(cache=True, error_model="numpy")
+def _erf_pair(q1, q2, c, params):
+    a, b, c0 = params[0], params[1], params[2]
+    b2 = b * b
+    P = (1.0 + 2.0 * b2 * q1) * (1.0 + 2.0 * b2 * q2)
+    V = a * a * (2.0 / math.pi) * asin_fast(2.0 * b2 * c / math.sqrt(P)) + c0 * c0
+    Vd = a * a * b2 * (4.0 / math.pi) / math.sqrt(P - 4.0 * b2 * b2 * c * c)
+    return V, Vd
+
+
+def _make_gh_pair(fn, dfn):
+    """Compile the Gauss–Hermite pair map for ``fn`` (a closure: one compile per activation)."""
+
+    @numba.njit(error_model="numpy")
+    def pair(q1, q2, c, params):
+        n = params.shape[0] // 2
+        if q1 > 0.0:
+            a = math.sqrt(2.0 * q1)
+            bc = c * math.sqrt(2.0 / q1)
+            e = math.sqrt(2.0 * max(q2 - c * c / q1, 0.0))
+        else:
+            a = 0.0
+            bc = 0.0
+            e = math.sqrt(2.0 * max(q2, 0.0))
+        V = 0.0
+        Vd = 0.0
+        for i in range(n):
+            xi = params[i]
+            wi = params[n + i]
+            base = bc * xi
+            sv = 0.0
+            sd = 0.0
+            for j in range(n):
+                y = base + e * params[j]
+                wj = params[n + j]
+                sv += wj * fn(y)
+                sd += wj * dfn(y)
+            V += wi * fn(a * xi) * sv
+            Vd += wi * dfn(a * xi) * sd
+        return V / math.pi, Vd / math.pi
+
+    return pair
+
+
+def _central_difference(fn):
+    """Fourth-order central difference of a compiled scalar function (step 1e-3)."""
+
+    @numba.njit
+    def d(x):
+        h = 1e-3
+        return (8.0 * (fn(x + h) - fn(x - h)) - (fn(x + 2 * h) - fn(x - 2 * h))) / (12.0 * h)
+
+    return d
+
+
+@numba.njit(error_model="numpy")
+def _apply_pair(pair, params, q1, q2, c, V, Vd):
+    for k in range(q1.shape[0]):
+        V[k], Vd[k] = pair(q1[k], q2[k], c[k], params)
+
+
+@numba.njit
+def _apply_scalar_1d(fn, x, out):
+    for k in range(x.shape[0]):
+        out[k] = fn(x[k])
+
+
+def _apply_scalar(fn, x):
+    out = np.empty(x.shape)
+    _apply_scalar_1d(fn, np.ascontiguousarray(x).reshape(-1), out.reshape(-1))
+    return out
+
+
+def _compile_scalar(fn, name):
+    """numba-compile a scalar float function, or raise a TypeError naming the argument."""
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, got {type(fn).__name__}: {fn!r}")
+    disp = fn if isinstance(fn, numba.core.registry.CPUDispatcher) else numba.njit(fn)
+    try:
+        disp.compile((numba.float64,))
+        val = disp(0.5)
+    except Exception as exc:  # numba raises many error types
+        raise TypeError(f"{name} must be a numba-compilable scalar function float -> float; "
+                        f"compiling {fn!r} failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(val, (float, int)):
+        raise TypeError(f"{name} must return a float, got {type(val).__name__}")
+    return disp

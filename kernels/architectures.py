@@ -1,0 +1,598 @@
+"""Architectures: MLP and ResNet as frozen dataclasses, with their infinite-width kernels.
+
+Conventions follow neural-tangents (DESIGN.md): NTK parameterisation, input kernel
+``K0 = x x' / d``, ``depth`` = number of nonlinearities, NNGP = covariance of one scalar output,
+NTK summed over every weight and bias, readout included.
+"""
+import math
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import numpy as np
+
+from . import _checks, _recursion as _rec
+from .activations import Activation
+
+__all__ = ["MLP", "ResNet", "Kernels", "Trajectory"]
+
+_FAST_PIECES = 48          # dyadic pieces of [0, pi] for the fast path (down to pi 2^-47)
+_FAST_DEGREE = 24          # Chebyshev points per piece
+_FAST_MIN_DEPTH = 32       # auto mode: below this the layer loop is as cheap
+_REFINE_EPS = 1e-3         # input pairs closer than this get 1 - rho from |x/|x| - y/|y||^2 / 2
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """NNGP and NTK matrices from one pass."""
+
+    nngp: np.ndarray
+    ntk: np.ndarray
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Per-layer kernels.  Arrays are indexed ``[k, i, j]`` with ``layers[k]`` the layer index.
+
+    Attributes
+    ----------
+    layers : (R,) int array of recorded layer indices l in 0..depth.
+    nngp, ntk : (R, N, N) covariance and NTK of the hidden representation after layer l.
+    correlation : (R, N, N) ``rho = K12 / sqrt(K11 K22)``.
+    one_minus_correlation : (R, N, N) ``1 - rho`` computed without cancellation (the recursion
+        state for ReLU-type activations), accurate in relative terms as rho -> 1.
+    angle : (R, N, N) ``theta = arccos(rho)``, accurate near 0.
+    """
+
+    layers: np.ndarray
+    nngp: np.ndarray
+    ntk: np.ndarray
+    correlation: np.ndarray
+    one_minus_correlation: np.ndarray
+    angle: np.ndarray
+
+
+# ----------------------------------------------------------------------------------------------
+# shared machinery
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Stack:
+    """What the engine needs: stem (K <- w K + b, Theta <- K), layers (u, v), readout."""
+
+    activation: Activation
+    sw2: float
+    sb2: float
+    stem: tuple
+    u: np.ndarray
+    v: np.ndarray
+    readout: Optional[tuple]
+
+    def without_readout(self):
+        return replace(self, readout=None)
+
+
+def _acos1m_np(eps):
+    eps = np.clip(eps, 0.0, 2.0)
+    return np.where(eps <= 1.0, 2.0 * np.arcsin(np.sqrt(0.5 * eps)), np.arccos(1.0 - eps))
+
+
+def _input_state(x1, x2, K0):
+    """Diagonals q1 (N1,), q2 (N2,), cross covariance (N1, N2), gap 1 - rho (N1, N2), sym flag."""
+    if K0 is not None:
+        q = np.diag(K0).copy()
+        sq, inv = _rec.inv_sqrt_or_zero(q)
+        eps = 1.0 - K0 * inv[:, None] * inv[None, :]
+        eps = np.where((sq[:, None] > 0) & (sq[None, :] > 0), np.clip(eps, 0.0, 2.0), 1.0)
+        np.fill_diagonal(eps, 0.0)
+        return q, q, K0.copy(), eps, True
+    sym = x2 is None
+    d = x1.shape[1]
+    xa, xb = (x1, x1) if sym else (x1, x2)
+    qa = np.einsum("ij,ij->i", xa, xa) / d
+    qb = qa if sym else np.einsum("ij,ij->i", xb, xb) / d
+    G = xa @ xb.T / d
+    sa, ia = _rec.inv_sqrt_or_zero(qa)
+    sb, ib = _rec.inv_sqrt_or_zero(qb)
+    eps = 1.0 - G * ia[:, None] * ib[None, :]
+    nz = (sa[:, None] > 0) & (sb[None, :] > 0)
+    eps = np.where(nz, np.clip(eps, 0.0, 2.0), 1.0)
+    # near-parallel pairs: 1 - rho = |x/|x| - y/|y||^2 / 2 has no cancellation
+    ii, jj = np.nonzero(nz & (eps < _REFINE_EPS))
+    if ii.size:
+        ua = xa[ii] / np.linalg.norm(xa[ii], axis=1, keepdims=True)
+        ub = xb[jj] / np.linalg.norm(xb[jj], axis=1, keepdims=True)
+        eps[ii, jj] = 0.5 * np.einsum("ij,ij->i", ua - ub, ua - ub)
+    if sym:
+        np.fill_diagonal(eps, 0.0)
+    return qa, qb, G, eps, sym
+
+
+def _affine_gap(eps, qa, qb, w, b):
+    """1 - rho after K <- w K + b, without cancellation (module docstring of _recursion)."""
+    sa, sb = np.sqrt(qa), np.sqrt(qb)
+    qa2, qb2 = w * qa + b, w * qb + b
+    s = sa[:, None] * sb[None, :]
+    sQ = np.sqrt(qa2)[:, None] * np.sqrt(qb2)[None, :]
+    A = w * s + b
+    delta = w * b * (sa[:, None] - sb[None, :]) ** 2 / np.where(sQ + A > 0, sQ + A, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (delta + w * s * eps) / sQ
+    return np.where(sQ > 0, out, 1.0), qa2, qb2
+
+
+def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None):
+    """Run the recursion: Kernels, or a Trajectory when ``record`` lists layers."""
+    kind = stack.activation._engine()
+    qa, qb, cov, eps, sym = _input_state(x1, x2, K0)
+    n1, n2 = eps.shape
+    L = stack.u.shape[0]
+
+    # stem: K <- w K + b, Theta <- K
+    w0, b0 = stack.stem
+    if kind[0] == "abrelu":
+        eps, qa, qb = _affine_gap(eps, qa, qb, w0, b0)
+    else:
+        qa, qb = w0 * qa + b0, w0 * qb + b0
+    cov = w0 * cov + b0
+    ta, tb = qa.copy(), qb.copy()
+    ntk = cov.copy()
+
+    eligible = kind[0] == "abrelu" and stack.sb2 == 0.0 and b0 == 0.0
+    n_pairs = n1 * (n1 - 1) // 2 if sym else n1 * n2
+    if fast is None:
+        fast = (eligible and record is None and L >= _FAST_MIN_DEPTH
+                and n_pairs >= 4 * _FAST_PIECES * _FAST_DEGREE)
+    elif fast:
+        if not eligible:
+            raise ValueError("fast=True needs a bias-free positively homogeneous network "
+                             "(ABReLU-family activation, bias_var = 0)")
+        if record is not None:
+            raise ValueError("fast=True is not available for trajectories")
+
+    rec = _Recorder(record, n1, n2) if record is not None else None
+    if kind[0] == "abrelu":
+        _, a, b = kind
+        m = 0.5 * (a * a + b * b)
+        fac = (a - b) ** 2 / (2 * math.pi)
+        if fast:
+            cov, ntk, qa, qb, ta, tb = _run_fast(stack, eps, qa, qb, ta, tb, sym, m, fac)
+        else:
+            eps, ntk, qa, qb, ta, tb = _run_abrelu(stack, eps, ntk, qa, qb, ta, tb, sym, m,
+                                                   fac, rec)
+            cov = np.sqrt(qa)[:, None] * np.sqrt(qb)[None, :] * (1.0 - eps)
+    else:
+        _, pair, params = kind
+        cov, ntk, qa, qb, ta, tb = _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb,
+                                               sym, rec)
+    if rec is not None:
+        return _finish_trajectory(rec, sym, gap=kind[0] == "abrelu")
+    return _finish(stack, cov, ntk, qa, qb, ta, tb, sym)
+
+
+def _layer_coeffs(stack, m, fac, lo, hi):
+    u = stack.u[lo:hi]
+    v = stack.v[lo:hi]
+    beta = u + v * stack.sw2 * m
+    gamma = v * stack.sb2
+    kappa = v * stack.sw2 * fac
+    mu = v * stack.sw2
+    return [np.ascontiguousarray(z, dtype=np.float64) for z in (beta, gamma, kappa, mu, u)]
+
+
+class _Recorder:
+    """Collects the recorded layers: off-diagonal state from the engine, diagonals from tables."""
+
+    def __init__(self, record, n1, n2):
+        self.layers = np.asarray(record, dtype=np.int64)
+        R = len(self.layers)
+        self.slot_of = {int(l): k for k, l in enumerate(self.layers)}
+        self.off_a = np.zeros((R, n1, n2))     # eps (ABReLU) or covariance (smooth)
+        self.off_t = np.zeros((R, n1, n2))
+        self.qa = np.zeros((R, n1))
+        self.qb = np.zeros((R, n2))
+        self.ta = np.zeros((R, n1))
+        self.tb = np.zeros((R, n2))
+
+    def slots(self, lo, hi):
+        """rec_slot for the states after layers lo+1 .. hi."""
+        return np.array([self.slot_of.get(l, -1) for l in range(lo + 1, hi + 1)], dtype=np.int64)
+
+    def take_diag(self, lo, hi, tables):
+        qa_t, qb_t, ta_t, tb_t = tables
+        for l in range(lo, hi + 1):
+            k = self.slot_of.get(l)
+            if k is not None:
+                self.qa[k], self.qb[k] = qa_t[l - lo], qb_t[l - lo]
+                self.ta[k], self.tb[k] = ta_t[l - lo], tb_t[l - lo]
+
+    def take_state(self, off_a, off_t):
+        k = self.slot_of.get(0)
+        if k is not None:
+            self.off_a[k], self.off_t[k] = off_a, off_t
+
+
+def _chunks(stack, n):
+    L = stack.u.shape[0]
+    step = _rec.chunk_length(n, L)
+    return [(lo, min(L, lo + step)) for lo in range(0, L, step)]
+
+
+def _diag_tables(diag_fn, qa, qb, ta, tb, sym, C):
+    """Per-layer diagonal tables (C + 1, N) for rows and columns (shared when sym)."""
+    qa_t, ta_t = np.empty((C + 1, qa.shape[0])), np.empty((C + 1, qa.shape[0]))
+    diag_fn(qa, ta, qa_t, ta_t)
+    if sym:
+        return qa_t, qa_t, ta_t, ta_t
+    qb_t, tb_t = np.empty((C + 1, qb.shape[0])), np.empty((C + 1, qb.shape[0]))
+    diag_fn(qb, tb, qb_t, tb_t)
+    return qa_t, qb_t, ta_t, tb_t
+
+
+_NO_SLOTS = np.zeros((1, 1, 1))
+
+
+def _run_abrelu(stack, eps, ntk, qa, qb, ta, tb, sym, m, fac, rec, diag_only=False):
+    """ABReLU family: advance (eps, ntk) and the diagonals through all layers, in place."""
+    n1, n2 = eps.shape
+    if rec is not None:
+        rec.take_state(eps, ntk)
+    for lo, hi in _chunks(stack, n1 + n2):
+        beta, gamma, kappa, mu, u = _layer_coeffs(stack, m, fac, lo, hi)
+        tables = _diag_tables(
+            lambda q, t, qo, to: _rec._abrelu_diag(q, t, beta, gamma, u, mu, m, qo, to),
+            qa, qb, ta, tb, sym, hi - lo)
+        qa_t, qb_t, ta_t, tb_t = tables
+        if not diag_only:
+            sqa, inva = _rec.inv_sqrt_or_zero(qa_t)
+            sqb, invb = (sqa, inva) if sym else _rec.inv_sqrt_or_zero(qb_t)
+            slots, r_eps, r_ntk = np.full(hi - lo, -1, dtype=np.int64), _NO_SLOTS, _NO_SLOTS
+            if rec is not None:
+                slots, r_eps, r_ntk = rec.slots(lo, hi), rec.off_a, rec.off_t
+                rec.take_diag(lo, hi, tables)
+            _rec._abrelu_chunk(sym, eps, ntk, sqa, inva, sqb, invb, beta, gamma, kappa, mu, u,
+                               m, fac, slots, r_eps, r_ntk)
+        qa, qb, ta, tb = qa_t[-1].copy(), qb_t[-1].copy(), ta_t[-1].copy(), tb_t[-1].copy()
+    return eps, ntk, qa, qb, ta, tb
+
+
+def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec):
+    """Any activation with a compiled pair map: advance (cov, ntk) and the diagonals."""
+    n1, n2 = cov.shape
+    if rec is not None:
+        rec.take_state(cov, ntk)
+    for lo, hi in _chunks(stack, n1 + n2):
+        u = np.ascontiguousarray(stack.u[lo:hi], dtype=np.float64)
+        v = np.ascontiguousarray(stack.v[lo:hi], dtype=np.float64)
+        tables = _diag_tables(
+            lambda q, t, qo, to: _rec._smooth_diag(pair, params, q, t, u, v, stack.sw2,
+                                                   stack.sb2, qo, to),
+            qa, qb, ta, tb, sym, hi - lo)
+        qa_t, qb_t, ta_t, tb_t = tables
+        slots, r_cov, r_ntk = np.full(hi - lo, -1, dtype=np.int64), _NO_SLOTS, _NO_SLOTS
+        if rec is not None:
+            slots, r_cov, r_ntk = rec.slots(lo, hi), rec.off_a, rec.off_t
+            rec.take_diag(lo, hi, tables)
+        _rec._smooth_chunk(pair, params, sym, cov, ntk, qa_t, qb_t, u, v, stack.sw2, stack.sb2,
+                           slots, r_cov, r_ntk)
+        qa, qb, ta, tb = qa_t[-1].copy(), qb_t[-1].copy(), ta_t[-1].copy(), tb_t[-1].copy()
+    return cov, ntk, qa, qb, ta, tb
+
+
+def _assemble(off, diag, sym):
+    """Full matrix from the off-diagonal state (upper triangle if sym) and the diagonal."""
+    if not sym:
+        return off
+    out = np.triu(off, 1)
+    out = out + out.T
+    np.fill_diagonal(out, diag)
+    return out
+
+
+def _check_finite(*arrays):
+    for a in arrays:
+        if not np.all(np.isfinite(a)):
+            raise FloatingPointError("the kernel overflowed (non-finite entries): reduce the "
+                                     "depth or the variances")
+
+
+def _finish(stack, cov, ntk, qa, qb, ta, tb, sym):
+    K = _assemble(cov, qa, sym)
+    T = _assemble(ntk, ta, sym)
+    if stack.readout is not None:
+        w, b = stack.readout
+        K = w * K + b
+        T = K + w * T
+    _check_finite(K, T)
+    return Kernels(nngp=K, ntk=T)
+
+
+def _finish_trajectory(rec, sym, gap):
+    R = len(rec.layers)
+    n1, n2 = rec.off_a.shape[1:]
+    K, T, E = (np.empty((R, n1, n2)) for _ in range(3))
+    for k in range(R):
+        s = np.sqrt(rec.qa[k])[:, None] * np.sqrt(rec.qb[k])[None, :]
+        if gap:
+            e = rec.off_a[k]
+            c = s * (1.0 - e)
+        else:
+            c = rec.off_a[k]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                e = np.where(s > 0, 1.0 - c / np.where(s > 0, s, 1.0), 1.0)
+        K[k] = _assemble(c, rec.qa[k], sym)
+        T[k] = _assemble(rec.off_t[k], rec.ta[k], sym)
+        E[k] = _assemble(e, np.where(rec.qa[k] > 0, 0.0, 1.0), sym)
+    _check_finite(K, T)
+    return Trajectory(layers=rec.layers, nngp=K, ntk=T, correlation=1.0 - E,
+                      one_minus_correlation=E, angle=_acos1m_np(E))
+
+
+# ----------------------------------------------------------------------------------------------
+# fast path: tabulate the depth-L angle map once (bias-free homogeneous networks)
+# ----------------------------------------------------------------------------------------------
+_TABLE_CACHE = {}
+_TABLE_CACHE_SIZE = 8
+
+
+def _fast_tables(stack, m, fac):
+    """Piecewise Chebyshev coefficients of g(theta0) = theta_L / theta0 and tau_L(theta0).
+
+    In a bias-free ABReLU network every layer maps the angle on its own and multiplies the
+    diagonals by beta_l, so theta_L and tau_L = Theta_L / sqrt(q1_L q2_L) are fixed functions of
+    the angle theta0 after the stem.  Both are analytic on [0, pi]; on the dyadic pieces
+    [pi 2^-(k+1), pi 2^-k] their complex singularities stay about a piece-length away (near 0,
+    theta_L ~ theta0 / (1 + A L theta0)), so 24 Chebyshev points per piece reach rounding level
+    at any depth.  The tables cost one layer loop over 48 * 24 angles.
+    """
+    key = (m, fac, stack.sw2, stack.u.tobytes(), stack.v.tobytes())
+    hit = _TABLE_CACHE.get(key)
+    if hit is not None:
+        return hit
+    P, n = _FAST_PIECES, _FAST_DEGREE
+    xk = np.cos(np.pi * (np.arange(n) + 0.5) / n)            # Chebyshev points, first kind
+    his = np.pi * 2.0 ** (-np.arange(P, dtype=np.float64))
+    los = np.where(np.arange(P) == P - 1, 0.0, 0.5 * his)
+    th0 = 0.5 * (his + los)[:, None] + 0.5 * (his - los)[:, None] * xk[None, :]   # (P, n)
+    half = P * n // 2
+    eps0 = (2.0 * np.sin(0.5 * th0) ** 2).reshape(2, half)
+    ntk0 = np.cos(th0).reshape(2, half)                      # Theta = K after the stem
+    one_a, one_b = np.ones(2), np.ones(half)
+    eps_L, ntk_L, q_L, _, _, _ = _run_abrelu(stack, eps0, ntk0, one_a, one_b, one_a.copy(),
+                                             one_b.copy(), False, m, fac, None)
+    theta_L = _acos1m_np(eps_L.reshape(P, n))
+    g = theta_L / th0
+    tau = ntk_L.reshape(P, n) / q_L[0]
+    # Chebyshev coefficients from values at first-kind points (c_0 halved for Clenshaw)
+    j = np.arange(n)
+    Tm = np.cos(np.pi * j[:, None] * (np.arange(n)[None, :] + 0.5) / n)      # (deg, point)
+    cg = (2.0 / n) * g @ Tm.T
+    ct = (2.0 / n) * tau @ Tm.T
+    cg[:, 0] *= 0.5
+    ct[:, 0] *= 0.5
+    out = (np.ascontiguousarray(cg), np.ascontiguousarray(ct))
+    if len(_TABLE_CACHE) >= _TABLE_CACHE_SIZE:
+        _TABLE_CACHE.pop(next(iter(_TABLE_CACHE)))
+    _TABLE_CACHE[key] = out
+    return out
+
+
+def _run_fast(stack, eps, qa, qb, ta, tb, sym, m, fac):
+    cg, ct = _fast_tables(stack, m, fac)
+    _, _, qa, qb, ta, tb = _run_abrelu(stack, eps, None, qa, qb, ta, tb, sym, m, fac, None,
+                                       diag_only=True)
+    n1, n2 = eps.shape
+    out_eps, cov, tau = np.zeros((n1, n2)), np.zeros((n1, n2)), np.zeros((n1, n2))
+    sqa, sqb = np.sqrt(qa), np.sqrt(qb)
+    _rec._fast_eval(sym, eps, sqa, sqb, cg, ct, _FAST_PIECES, out_eps, cov, tau)
+    ntk = sqa[:, None] * sqb[None, :] * tau
+    return cov, ntk, qa, qb, ta, tb
+
+
+# ----------------------------------------------------------------------------------------------
+# public architectures
+# ----------------------------------------------------------------------------------------------
+def _check_activation(activation):
+    if not isinstance(activation, Activation):
+        raise TypeError(f"activation must be a kernels activation (ReLU(), Erf(), "
+                        f"Activation(fn), ...), got {type(activation).__name__}: {activation!r}")
+    return activation
+
+
+class _KernelMethods:
+    """nngp / ntk / kernels / trajectory on top of ``self._stack()``."""
+
+    def _prepare(self, x1, x2, K0):
+        if K0 is not None:
+            if x1 is not None or x2 is not None:
+                raise ValueError("give either inputs x1 (and x2) or an input kernel K0, not both")
+            return None, None, _checks.psd_kernel(K0, "K0")
+        x1 = _checks.inputs(x1, "x1")
+        if x2 is not None:
+            x2 = _checks.inputs(x2, "x2", d=x1.shape[1])
+        return x1, x2, None
+
+    def kernels(self, x1=None, x2=None, *, K0=None, fast=None):
+        """NNGP and NTK in one pass.
+
+        Parameters
+        ----------
+        x1 : (N1, d) array_like
+            Inputs; the input kernel is ``K0 = x1 x2' / d`` (neural-tangents convention).
+        x2 : (N2, d) array_like, optional
+            Second set of inputs for the cross kernel; default ``x1`` (symmetry is used).
+        K0 : (N, N) array_like, optional
+            A positive semi-definite input kernel to start from instead of inputs.
+        fast : bool, optional
+            Use the depth-independent tabulated path (bias-free ReLU-type networks only).
+            Default: automatic, when it is eligible and cheaper.
+
+        Returns
+        -------
+        Kernels
+            ``.nngp`` and ``.ntk``, each (N1, N2).
+        """
+        x1, x2, K0 = self._prepare(x1, x2, K0)
+        if fast is not None and not isinstance(fast, bool):
+            raise TypeError(f"fast must be True, False or None, got {fast!r}")
+        return _run(self._stack(), x1, x2, K0, fast=fast)
+
+    def nngp(self, x1=None, x2=None, *, K0=None, fast=None):
+        """NNGP kernel ``E[f(x) f(x')]`` of one scalar output (see ``kernels``)."""
+        return self.kernels(x1, x2, K0=K0, fast=fast).nngp
+
+    def ntk(self, x1=None, x2=None, *, K0=None, fast=None):
+        """Neural tangent kernel, summed over every weight and bias (see ``kernels``)."""
+        return self.kernels(x1, x2, K0=K0, fast=fast).ntk
+
+    def trajectory(self, x=None, *, K0=None, layers=None):
+        """Per-layer NNGP, NTK and correlation of the hidden representation.
+
+        Parameters
+        ----------
+        x : (N, d) array_like
+            Inputs (or give ``K0``).
+        K0 : (N, N) array_like, optional
+            Input kernel instead of ``x``.
+        layers : sequence of int, optional
+            Layer indices in ``0..depth`` to record (default: all).  Layer 0 is the stem output.
+
+        Returns
+        -------
+        Trajectory
+        """
+        x1, _, K0 = self._prepare(x, None, K0)
+        if layers is None:
+            layers = np.arange(self.depth + 1)
+        layers = np.unique(np.asarray(layers))
+        if layers.ndim != 1 or layers.size == 0 or not np.issubdtype(layers.dtype, np.integer):
+            raise ValueError(f"layers must be a non-empty sequence of integers, got {layers!r}")
+        if layers[0] < 0 or layers[-1] > self.depth:
+            raise ValueError(f"layers must lie in 0..{self.depth}, got {layers.tolist()}")
+        stack = self._stack()
+        return _run(stack.without_readout(), x1, None, K0, record=layers, fast=False)
+
+
+@dataclass(frozen=True)
+class MLP(_KernelMethods):
+    """Fully connected network: ``depth`` hidden layers, then a linear readout.
+
+    ``serial(Dense, phi, Dense, phi, ..., phi, Dense)`` with ``depth`` nonlinearities and
+    ``depth + 1`` Dense layers, all with the same ``weight_var`` (``W_std**2``) and ``bias_var``
+    (``b_std**2``), NTK parameterisation.  Infinite-width recursion (kernels.md §2.2; Lee et al.
+    2018, Jacot et al. 2018, Arora et al. 2019)::
+
+        K_1 = sw2 x.x'/d + sb2,                 Theta_1 = K_1
+        K_{h+1}     = sw2 V(K_h) + sb2
+        Theta_{h+1} = K_{h+1} + sw2 Vdot(K_h) Theta_h,     h = 1..depth
+
+    and NNGP = K_{depth+1}, NTK = Theta_{depth+1}.  In ``trajectory``, layer ``l`` is ``K_{l+1}``
+    (layer 0 = the first Dense's output; layer ``depth`` = the network output).
+
+    Parameters
+    ----------
+    depth : int >= 1
+    activation : Activation
+        ``ReLU()``, ``Erf()``, ``ShapedReLU(c_plus, c_minus)`` (slopes resolved with ``depth``), ...
+    weight_var, bias_var : float >= 0
+
+    Examples
+    --------
+    >>> import numpy as np, kernels as kn
+    >>> net = kn.MLP(depth=3, activation=kn.ReLU())
+    >>> x = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> bool(np.allclose(np.diag(net.nngp(x)), 2 * (x * x).sum(1) / 2))
+    True
+    """
+
+    depth: int
+    activation: Activation
+    weight_var: float = 2.0
+    bias_var: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "depth", _checks.positive_int(self.depth, "depth"))
+        _check_activation(self.activation)
+        object.__setattr__(self, "weight_var", _checks.nonneg_float(self.weight_var,
+                                                                    "weight_var"))
+        object.__setattr__(self, "bias_var", _checks.nonneg_float(self.bias_var, "bias_var"))
+        self.activation._resolve(self.depth)      # fail early (e.g. ShapedReLU rate='width')
+
+    def _stack(self):
+        L = self.depth
+        return _Stack(self.activation._resolve(L), self.weight_var, self.bias_var,
+                      (self.weight_var, self.bias_var), np.zeros(L), np.ones(L), None)
+
+
+@dataclass(frozen=True)
+class ResNet(_KernelMethods):
+    """Residual network: trained input Dense, ``depth`` residual blocks, readout Dense.
+
+    Finite width: ``h_0 = Dense(x)``, ``h_l = h_{l-1} + alpha_l Dense(phi(h_{l-1}))``,
+    ``f = Dense(h_depth)``.  Infinite-width recursion (kernels.md §3.2)::
+
+        K_0 = s0 x.x'/d + b0,   Theta_0 = K_0
+        dK_l    = alpha_l^2 (sw2 V(K_{l-1}) + sb2)
+        K_l     = K_{l-1} + dK_l
+        Theta_l = Theta_{l-1} + dK_l + alpha_l^2 sw2 Vdot(K_{l-1}) Theta_{l-1}
+        NNGP = sv K_L + bv,     NTK = NNGP + sv Theta_L
+
+    With the default ``alpha = depth**-0.5`` this is the forward-Euler scheme of the ODE
+    ``dK/dt = sb2 + sw2 V(K)`` on [0, 1] (Peluchetti & Favaro 2020; Hayou et al. 2021, "Stable
+    ResNet"; kernels.md §3.3).  ``trajectory`` records the residual stream ``K_l, Theta_l``
+    (l = 0..depth), before the readout.
+
+    Parameters
+    ----------
+    depth : int >= 1
+    activation : Activation
+    weight_var, bias_var : float >= 0
+        Variances of the Dense inside each branch.
+    branch_scale : float or (depth,) array, optional
+        ``alpha_l``; default ``depth**-0.5``.
+    input_weight_var, input_bias_var : float >= 0
+        ``s0``, ``b0`` of the input Dense.
+    readout_weight_var, readout_bias_var : float >= 0
+        ``sv``, ``bv`` of the readout Dense.
+    """
+
+    depth: int
+    activation: Activation
+    weight_var: float = 2.0
+    bias_var: float = 0.0
+    branch_scale: object = None
+    input_weight_var: float = 1.0
+    readout_weight_var: float = 1.0
+    input_bias_var: float = 0.0
+    readout_bias_var: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "depth", _checks.positive_int(self.depth, "depth"))
+        _check_activation(self.activation)
+        for name in ("weight_var", "bias_var", "input_weight_var", "readout_weight_var",
+                     "input_bias_var", "readout_bias_var"):
+            object.__setattr__(self, name, _checks.nonneg_float(getattr(self, name), name))
+        bs = self.branch_scale
+        if bs is not None and np.ndim(bs) == 0:
+            object.__setattr__(self, "branch_scale", _checks.finite_float(bs, "branch_scale"))
+        elif bs is not None:
+            arr = np.asarray(bs, dtype=np.float64)
+            if arr.shape != (self.depth,):
+                raise ValueError(f"branch_scale must be a scalar or have shape ({self.depth},), "
+                                 f"got shape {arr.shape}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError("branch_scale contains NaN or inf")
+            object.__setattr__(self, "branch_scale", tuple(float(a) for a in arr))
+        self.activation._resolve(self.depth)
+
+    @property
+    def alphas(self):
+        """The per-block branch scales ``alpha_l``, shape (depth,)."""
+        if self.branch_scale is None:
+            return np.full(self.depth, self.depth ** -0.5)
+        return np.broadcast_to(np.asarray(self.branch_scale, dtype=np.float64),
+                               (self.depth,)).copy()
+
+    def _stack(self):
+        L = self.depth
+        return _Stack(self.activation._resolve(L), self.weight_var, self.bias_var,
+                      (self.input_weight_var, self.input_bias_var), np.ones(L),
+                      self.alphas ** 2, (self.readout_weight_var, self.readout_bias_var))
