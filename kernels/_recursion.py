@@ -92,27 +92,28 @@ def _smooth_diag(pair, params, q0, t0, u, v, sw2, sb2, q_out, t_out):
 # off-diagonal entries, ABReLU family: state (eps, Theta)
 # --------------------------------------------------------------------------------------------
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _abrelu_block(eps_row, ntk_row, j0, j1, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
+def _abrelu_block(eps_row, ntk_row, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
                   b, g, k, mut, ut, m, fac):
+    # Arguments are views of one block, indexed from 0: numba then knows j >= 0, drops the
+    # negative-index wraparound and the loop vectorises (3.5 ns instead of 22 ns per entry).
     bg = b * g
-    for j in range(j0, j1):
+    for j in range(eps_row.shape[0]):
         sj = sq_c_t[j]
-        snj = sq_c_t1[j]
         e = eps_row[j]
         T = ntk_row[j]
         s = si * sj
-        sQ = sni * snj
         A = b * s + g
         d = si - sj
-        delta = bg * d * d / (sQ + A)
+        delta = bg * d * d / (sni * sq_c_t1[j] + A)
         theta = acos1m(e)
-        X = b * e - k * h_of(theta, e)
+        h = h_of(theta, e)
+        X = b * e - k * h
         r = ini * inv_c_t1[j]
         en = (delta + s * X) * r
         eps_row[j] = en if r > 0.0 else 1.0           # zero-norm input: theta = pi/2 (NT)
-        c_old = s * (1.0 - e)
-        c_new = A - s * X
-        ntk_row[j] = ut * T + (c_new - ut * c_old) + mut * (m - fac * theta) * T
+        # K' - u K = v (sw2 V + sb2), with V = s (m cos(theta) + fac h): no cancellation
+        dk = mut * s * (m * (1.0 - e) + fac * h) + g
+        ntk_row[j] = ut * T + dk + mut * (m - fac * theta) * T
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -136,19 +137,73 @@ def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, m
             if half == 1 and i == task:
                 continue
             j_start = i + 1 if sym else 0
-            eps_row = eps[i]
-            ntk_row = ntk[i]
             for j0 in range(j_start, n2, _BLOCK):
                 j1 = min(j0 + _BLOCK, n2)
+                e_blk = eps[i, j0:j1]
+                t_blk = ntk[i, j0:j1]
                 for t in range(C):
-                    _abrelu_block(eps_row, ntk_row, j0, j1, sq_r[t, i], sq_r[t + 1, i],
-                                  inv_r[t + 1, i], sq_c[t], sq_c[t + 1], inv_c[t + 1],
+                    _abrelu_block(e_blk, t_blk, sq_r[t, i], sq_r[t + 1, i], inv_r[t + 1, i],
+                                  sq_c[t, j0:j1], sq_c[t + 1, j0:j1], inv_c[t + 1, j0:j1],
                                   beta[t], gamma[t], kappa[t], mu[t], u[t], m, fac)
                     slot = rec_slot[t]
                     if slot >= 0:
-                        for j in range(j0, j1):
-                            rec_eps[slot, i, j] = eps_row[j]
-                            rec_ntk[slot, i, j] = ntk_row[j]
+                        rec_eps[slot, i, j0:j1] = e_blk
+                        rec_ntk[slot, i, j0:j1] = t_blk
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _init_gap(sym, G, qa, qb, w, b, eps):
+    """1 - rho of the stem output K <- w K + b, from the input Gram matrix G (N1, N2).
+
+    rho0 = G / sqrt(qa qb); after the affine stem, with s = sqrt(qa qb) and
+    sQ = sqrt((w qa + b)(w qb + b)), the gap (delta + w s (1 - rho0)) / sQ has no cancellation
+    (module docstring).  Zero-norm inputs get the NT convention theta = pi/2 (gap 1).
+    """
+    n1, n2 = G.shape
+    for pi in prange(n1):
+        i = np.int64(pi)
+        sa = math.sqrt(qa[i])
+        sa2 = math.sqrt(w * qa[i] + b)
+        j_start = i + 1 if sym else 0
+        for j in range(j_start, n2):
+            sb = math.sqrt(qb[j])
+            sb2 = math.sqrt(w * qb[j] + b)
+            s = sa * sb
+            e0 = 1.0 - G[i, j] / s if s > 0.0 else 1.0
+            e0 = min(max(e0, 0.0), 2.0)
+            sQ = sa2 * sb2
+            A = w * s + b
+            d = sa - sb
+            delta = w * b * d * d / (sQ + A) if sQ + A > 0.0 else 0.0
+            eps[i, j] = (delta + w * s * e0) / sQ if sQ > 0.0 else 1.0
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _gap_to_cov(sym, eps, qa, qb, out):
+    """out[i, j] = sqrt(qa_i qb_j) (1 - eps_ij) (entries j > i only if sym), in place."""
+    n1, n2 = eps.shape
+    for pi in prange(n1):
+        i = np.int64(pi)
+        sa = math.sqrt(qa[i])
+        for j in range(i + 1 if sym else 0, n2):
+            out[i, j] = sa * math.sqrt(qb[j]) * (1.0 - eps[i, j])
+
+
+@numba.njit(parallel=True, cache=True)
+def _symmetrize(upper, diag):
+    """Full symmetric matrix from the strict upper triangle of ``upper`` and ``diag``."""
+    n = upper.shape[0]
+    out = np.empty((n, n))
+    for pi in prange(n):
+        i = np.int64(pi)
+        for j in range(i + 1, n):
+            out[i, j] = upper[i, j]
+        out[i, i] = diag[i]
+    for pi in prange(n):
+        i = np.int64(pi)
+        for j in range(i):
+            out[i, j] = upper[j, i]
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,17 +247,19 @@ def _smooth_chunk(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
 # fast path tables: evaluate piecewise Chebyshev series
 # --------------------------------------------------------------------------------------------
 @numba.njit(parallel=True, cache=True, error_model="numpy")
-def _fast_eval(sym, eps0, sq_r, sq_c, coef_g, coef_tau, n_pieces, out_eps, out_cov, out_tau):
+def _fast_eval(sym, eps0, sq_r, sq_c, los, his, coef_g, coef_tau, out_eps, out_cov, out_tau):
     """Evaluate the tabulated depth-L maps theta0 -> theta_L = theta0 g(theta0), tau_L(theta0).
 
-    Piece k < n_pieces - 1 covers theta0 in [pi 2^-(k+1), pi 2^-k]; the last covers [0, pi 2^-k].
-    out_eps = 1 - rho_L, out_cov = sqrt(q1_L q2_L) rho_L, out_tau = Theta_L / sqrt(q1_L q2_L).
+    Pieces (los[k], his[k]): k < P dyadic towards 0 (piece k ends at pi 2^-(k+1)), k >= P their
+    mirror images towards pi (architectures._fast_pieces).  out_eps = 1 - rho_L,
+    out_cov = sqrt(q1_L q2_L) rho_L, out_tau = Theta_L / sqrt(q1_L q2_L).
     """
     n1, n2 = eps0.shape
     deg = coef_g.shape[1]
+    P = los.shape[0] // 2
     ntask = (n1 + 1) // 2 if sym else n1
     for ptask in prange(ntask):
-        task = np.int64(ptask)        # prange indices are unsigned; keep the arithmetic signed
+        task = np.int64(ptask)
         for half in range(2 if sym else 1):
             i = task if half == 0 else n1 - 1 - task
             if half == 1 and i == task:
@@ -210,13 +267,17 @@ def _fast_eval(sym, eps0, sq_r, sq_c, coef_g, coef_tau, n_pieces, out_eps, out_c
             j_start = i + 1 if sym else 0
             for j in range(j_start, n2):
                 th0 = acos1m(eps0[i, j])
-                if th0 > 0.0:
-                    k = int(math.floor(math.log2(math.pi / th0)))
+                low = th0 <= 0.5 * math.pi
+                dist = th0 if low else math.pi - th0
+                if dist > 0.0:
+                    k = int(math.floor(math.log2(0.5 * math.pi / dist)))
+                    k = min(max(k, 0), P - 1)
                 else:
-                    k = n_pieces - 1
-                k = min(max(k, 0), n_pieces - 1)
-                hi = math.pi * 2.0 ** (-k)
-                lo = 0.0 if k == n_pieces - 1 else 0.5 * hi
+                    k = P - 1
+                if not low:
+                    k += P
+                lo = los[k]
+                hi = his[k]
                 x = (2.0 * th0 - (hi + lo)) / (hi - lo)
                 x = min(max(x, -1.0), 1.0)
                 # Clenshaw recurrence for both series

@@ -15,7 +15,7 @@ from .activations import Activation
 
 __all__ = ["MLP", "ResNet", "Kernels", "Trajectory"]
 
-_FAST_PIECES = 48          # dyadic pieces of [0, pi] for the fast path (down to pi 2^-47)
+_FAST_PIECES = 40          # dyadic pieces of [0, pi/2] (down to pi 2^-40), mirrored at pi
 _FAST_DEGREE = 24          # Chebyshev points per piece
 _FAST_MIN_DEPTH = 32       # auto mode: below this the layer loop is as cheap
 _REFINE_EPS = 1e-3         # input pairs closer than this get 1 - rho from |x/|x| - y/|y||^2 / 2
@@ -75,72 +75,58 @@ def _acos1m_np(eps):
     return np.where(eps <= 1.0, 2.0 * np.arcsin(np.sqrt(0.5 * eps)), np.arccos(1.0 - eps))
 
 
-def _input_state(x1, x2, K0):
-    """Diagonals q1 (N1,), q2 (N2,), cross covariance (N1, N2), gap 1 - rho (N1, N2), sym flag."""
+def _input_state(x1, x2, K0, stem, gap):
+    """Stem output: diagonals qa (N1,), qb (N2,), cross covariance (N1, N2), its gap
+    1 - rho (N1, N2, only if ``gap``), and the sym flag.  The stem is K <- w K + b."""
+    w, b = stem
     if K0 is not None:
-        q = np.diag(K0).copy()
-        sq, inv = _rec.inv_sqrt_or_zero(q)
-        eps = 1.0 - K0 * inv[:, None] * inv[None, :]
-        eps = np.where((sq[:, None] > 0) & (sq[None, :] > 0), np.clip(eps, 0.0, 2.0), 1.0)
-        np.fill_diagonal(eps, 0.0)
-        return q, q, K0.copy(), eps, True
-    sym = x2 is None
-    d = x1.shape[1]
-    xa, xb = (x1, x1) if sym else (x1, x2)
-    qa = np.einsum("ij,ij->i", xa, xa) / d
-    qb = qa if sym else np.einsum("ij,ij->i", xb, xb) / d
-    G = xa @ xb.T / d
-    sa, ia = _rec.inv_sqrt_or_zero(qa)
-    sb, ib = _rec.inv_sqrt_or_zero(qb)
-    eps = 1.0 - G * ia[:, None] * ib[None, :]
-    nz = (sa[:, None] > 0) & (sb[None, :] > 0)
-    eps = np.where(nz, np.clip(eps, 0.0, 2.0), 1.0)
-    # near-parallel pairs: 1 - rho = |x/|x| - y/|y||^2 / 2 has no cancellation
-    ii, jj = np.nonzero(nz & (eps < _REFINE_EPS))
-    if ii.size:
-        ua = xa[ii] / np.linalg.norm(xa[ii], axis=1, keepdims=True)
-        ub = xb[jj] / np.linalg.norm(xb[jj], axis=1, keepdims=True)
-        eps[ii, jj] = 0.5 * np.einsum("ij,ij->i", ua - ub, ua - ub)
-    if sym:
-        np.fill_diagonal(eps, 0.0)
-    return qa, qb, G, eps, sym
-
-
-def _affine_gap(eps, qa, qb, w, b):
-    """1 - rho after K <- w K + b, without cancellation (module docstring of _recursion)."""
-    sa, sb = np.sqrt(qa), np.sqrt(qb)
-    qa2, qb2 = w * qa + b, w * qb + b
-    s = sa[:, None] * sb[None, :]
-    sQ = np.sqrt(qa2)[:, None] * np.sqrt(qb2)[None, :]
-    A = w * s + b
-    delta = w * b * (sa[:, None] - sb[None, :]) ** 2 / np.where(sQ + A > 0, sQ + A, 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (delta + w * s * eps) / sQ
-    return np.where(sQ > 0, out, 1.0), qa2, qb2
+        sym = True
+        qa = qb = np.diag(K0).copy()
+        G = K0
+    else:
+        sym = x2 is None
+        d = x1.shape[1]
+        xa, xb = (x1, x1) if sym else (x1, x2)
+        qa = np.einsum("ij,ij->i", xa, xa) / d
+        qb = qa if sym else np.einsum("ij,ij->i", xb, xb) / d
+        G = xa @ xb.T / d
+    eps = None
+    if gap:
+        eps = np.zeros(G.shape)
+        _rec._init_gap(sym, G, qa, qb, w, b, eps)
+        if K0 is None:
+            # near-parallel inputs: 1 - rho0 = |x/|x| - y/|y||^2 / 2 has no cancellation
+            close = eps < _REFINE_EPS
+            if sym:
+                close = np.triu(close, 1)
+            ii, jj = np.nonzero(close & (qa[:, None] > 0) & (qb[None, :] > 0))
+            if ii.size:
+                ua = xa[ii] / np.linalg.norm(xa[ii], axis=1, keepdims=True)
+                ub = xb[jj] / np.linalg.norm(xb[jj], axis=1, keepdims=True)
+                e0 = 0.5 * np.einsum("ij,ij->i", ua - ub, ua - ub)
+                sa, sb = np.sqrt(qa[ii]), np.sqrt(qb[jj])
+                sQ = np.sqrt((w * qa[ii] + b) * (w * qb[jj] + b))
+                A = w * sa * sb + b
+                eps[ii, jj] = (w * b * (sa - sb) ** 2 / (sQ + A) + w * sa * sb * e0) / sQ
+    cov = w * G + b
+    return w * qa + b, w * qb + b, cov, eps, sym
 
 
 def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None):
     """Run the recursion: Kernels, or a Trajectory when ``record`` lists layers."""
     kind = stack.activation._engine()
-    qa, qb, cov, eps, sym = _input_state(x1, x2, K0)
-    n1, n2 = eps.shape
-    L = stack.u.shape[0]
-
-    # stem: K <- w K + b, Theta <- K
     w0, b0 = stack.stem
-    if kind[0] == "abrelu":
-        eps, qa, qb = _affine_gap(eps, qa, qb, w0, b0)
-    else:
-        qa, qb = w0 * qa + b0, w0 * qb + b0
-    cov = w0 * cov + b0
+    qa, qb, cov, eps, sym = _input_state(x1, x2, K0, stack.stem, gap=kind[0] == "abrelu")
+    n1, n2 = cov.shape
+    L = stack.u.shape[0]
     ta, tb = qa.copy(), qb.copy()
-    ntk = cov.copy()
+    ntk = cov.copy()                 # Theta = K after the (trained) stem
 
     eligible = kind[0] == "abrelu" and stack.sb2 == 0.0 and b0 == 0.0
     n_pairs = n1 * (n1 - 1) // 2 if sym else n1 * n2
     if fast is None:
         fast = (eligible and record is None and L >= _FAST_MIN_DEPTH
-                and n_pairs >= 4 * _FAST_PIECES * _FAST_DEGREE)
+                and n_pairs >= 8 * _FAST_PIECES * _FAST_DEGREE)
     elif fast:
         if not eligible:
             raise ValueError("fast=True needs a bias-free positively homogeneous network "
@@ -158,7 +144,8 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None):
         else:
             eps, ntk, qa, qb, ta, tb = _run_abrelu(stack, eps, ntk, qa, qb, ta, tb, sym, m,
                                                    fac, rec)
-            cov = np.sqrt(qa)[:, None] * np.sqrt(qb)[None, :] * (1.0 - eps)
+            if rec is None:
+                _rec._gap_to_cov(sym, eps, qa, qb, cov)
     else:
         _, pair, params = kind
         cov, ntk, qa, qb, ta, tb = _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb,
@@ -279,12 +266,7 @@ def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec):
 
 def _assemble(off, diag, sym):
     """Full matrix from the off-diagonal state (upper triangle if sym) and the diagonal."""
-    if not sym:
-        return off
-    out = np.triu(off, 1)
-    out = out + out.T
-    np.fill_diagonal(out, diag)
-    return out
+    return _rec._symmetrize(off, np.broadcast_to(diag, off.shape[:1]).copy()) if sym else off
 
 
 def _check_finite(*arrays):
@@ -333,15 +315,29 @@ _TABLE_CACHE = {}
 _TABLE_CACHE_SIZE = 8
 
 
+def _fast_pieces():
+    """Dyadic pieces of [0, pi], refined towards both ends: (lo, hi) arrays of length 2 P.
+
+    Piece k < P covers [pi 2^-(k+2), pi 2^-(k+1)] (the last one [0, pi 2^-P]); piece P + k is
+    its mirror image about pi/2, so features near theta0 = pi (abs-like maps send pi to 0) are
+    resolved as finely as those near 0.
+    """
+    P = _FAST_PIECES
+    k = np.arange(P, dtype=np.float64)
+    his = 0.5 * np.pi * 2.0 ** (-k)
+    los = np.where(k == P - 1, 0.0, 0.5 * his)
+    return np.concatenate([los, np.pi - his]), np.concatenate([his, np.pi - los])
+
+
 def _fast_tables(stack, m, fac):
     """Piecewise Chebyshev coefficients of g(theta0) = theta_L / theta0 and tau_L(theta0).
 
     In a bias-free ABReLU network every layer maps the angle on its own and multiplies the
     diagonals by beta_l, so theta_L and tau_L = Theta_L / sqrt(q1_L q2_L) are fixed functions of
-    the angle theta0 after the stem.  Both are analytic on [0, pi]; on the dyadic pieces
-    [pi 2^-(k+1), pi 2^-k] their complex singularities stay about a piece-length away (near 0,
+    the angle theta0 after the stem.  Both are analytic on [0, pi]; on the dyadic pieces of
+    ``_fast_pieces`` their complex singularities stay about a piece-length away (near 0,
     theta_L ~ theta0 / (1 + A L theta0)), so 24 Chebyshev points per piece reach rounding level
-    at any depth.  The tables cost one layer loop over 48 * 24 angles.
+    at any depth.  The tables cost one layer loop over 2 * 40 * 24 angles.
     """
     key = (m, fac, stack.sw2, stack.u.tobytes(), stack.v.tobytes())
     hit = _TABLE_CACHE.get(key)
@@ -349,9 +345,9 @@ def _fast_tables(stack, m, fac):
         return hit
     P, n = _FAST_PIECES, _FAST_DEGREE
     xk = np.cos(np.pi * (np.arange(n) + 0.5) / n)            # Chebyshev points, first kind
-    his = np.pi * 2.0 ** (-np.arange(P, dtype=np.float64))
-    los = np.where(np.arange(P) == P - 1, 0.0, 0.5 * his)
-    th0 = 0.5 * (his + los)[:, None] + 0.5 * (his - los)[:, None] * xk[None, :]   # (P, n)
+    los, his = _fast_pieces()
+    th0 = 0.5 * (his + los)[:, None] + 0.5 * (his - los)[:, None] * xk[None, :]   # (2P, n)
+    P = 2 * P
     half = P * n // 2
     eps0 = (2.0 * np.sin(0.5 * th0) ** 2).reshape(2, half)
     ntk0 = np.cos(th0).reshape(2, half)                      # Theta = K after the stem
@@ -382,7 +378,8 @@ def _run_fast(stack, eps, qa, qb, ta, tb, sym, m, fac):
     n1, n2 = eps.shape
     out_eps, cov, tau = np.zeros((n1, n2)), np.zeros((n1, n2)), np.zeros((n1, n2))
     sqa, sqb = np.sqrt(qa), np.sqrt(qb)
-    _rec._fast_eval(sym, eps, sqa, sqb, cg, ct, _FAST_PIECES, out_eps, cov, tau)
+    los, his = _fast_pieces()
+    _rec._fast_eval(sym, eps, sqa, sqb, los, his, cg, ct, out_eps, cov, tau)
     ntk = sqa[:, None] * sqb[None, :] * tau
     return cov, ntk, qa, qb, ta, tb
 
