@@ -152,29 +152,37 @@ def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, m
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
-def _init_gap(sym, G, qa, qb, w, b, eps):
+def _init_gap(sym, G, qa, qb, w, b, ua, ub, refine_below, eps):
     """1 - rho of the stem output K <- w K + b, from the input Gram matrix G (N1, N2).
 
     rho0 = G / sqrt(qa qb); after the affine stem, with s = sqrt(qa qb) and
     sQ = sqrt((w qa + b)(w qb + b)), the gap (delta + w s (1 - rho0)) / sQ has no cancellation
-    (module docstring).  Zero-norm inputs get the NT convention theta = pi/2 (gap 1).
+    (module docstring).  Pairs with 1 - rho0 < refine_below get 1 - rho0 = |ua_i - ub_j|^2 / 2
+    from the unit-normalised inputs ua, ub instead (no cancellation; pass refine_below = 0 when
+    only a kernel is known).  Zero-norm inputs get the NT convention theta = pi/2 (gap 1).
     """
     n1, n2 = G.shape
+    d = ua.shape[1]
     for pi in prange(n1):
         i = np.int64(pi)
         sa = math.sqrt(qa[i])
         sa2 = math.sqrt(w * qa[i] + b)
-        j_start = i + 1 if sym else 0
-        for j in range(j_start, n2):
+        for j in range(i + 1 if sym else 0, n2):
             sb = math.sqrt(qb[j])
             sb2 = math.sqrt(w * qb[j] + b)
             s = sa * sb
             e0 = 1.0 - G[i, j] / s if s > 0.0 else 1.0
             e0 = min(max(e0, 0.0), 2.0)
+            if e0 < refine_below and s > 0.0:
+                acc = 0.0
+                for k in range(d):
+                    diff = ua[i, k] - ub[j, k]
+                    acc += diff * diff
+                e0 = 0.5 * acc
             sQ = sa2 * sb2
             A = w * s + b
-            d = sa - sb
-            delta = w * b * d * d / (sQ + A) if sQ + A > 0.0 else 0.0
+            dd = sa - sb
+            delta = w * b * dd * dd / (sQ + A) if sQ + A > 0.0 else 0.0
             eps[i, j] = (delta + w * s * e0) / sQ if sQ > 0.0 else 1.0
 
 
@@ -190,20 +198,26 @@ def _gap_to_cov(sym, eps, qa, qb, out):
 
 
 @numba.njit(parallel=True, cache=True)
-def _symmetrize(upper, diag):
-    """Full symmetric matrix from the strict upper triangle of ``upper`` and ``diag``."""
-    n = upper.shape[0]
-    out = np.empty((n, n))
-    for pi in prange(n):
-        i = np.int64(pi)
-        for j in range(i + 1, n):
-            out[i, j] = upper[i, j]
-        out[i, i] = diag[i]
-    for pi in prange(n):
-        i = np.int64(pi)
-        for j in range(i):
-            out[i, j] = upper[j, i]
-    return out
+def _symmetrize(a, diag):
+    """In place: mirror the strict upper triangle of ``a`` into the lower one, set the diagonal.
+
+    Tiled (64 x 64) so that the transposed reads stay in cache.
+    """
+    n = a.shape[0]
+    T = 64
+    nt = (n + T - 1) // T
+    for pbi in prange(nt):
+        bi = np.int64(pbi)
+        i0 = bi * T
+        i1 = min(i0 + T, n)
+        for bj in range(bi + 1):
+            j0 = bj * T
+            for i in range(i0, i1):
+                for j in range(j0, min(j0 + T, i)):
+                    a[i, j] = a[j, i]
+        for i in range(i0, i1):
+            a[i, i] = diag[i]
+    return a
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,60 +261,85 @@ def _smooth_chunk(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
 # fast path tables: evaluate piecewise Chebyshev series
 # --------------------------------------------------------------------------------------------
 @numba.njit(parallel=True, cache=True, error_model="numpy")
-def _fast_eval(sym, eps0, sq_r, sq_c, los, his, coef_g, coef_tau, out_eps, out_cov, out_tau):
-    """Evaluate the tabulated depth-L maps theta0 -> theta_L = theta0 g(theta0), tau_L(theta0).
+def _fast_eval(sym, eps0, sq_r, sq_c, los, his, coef_r, coef_tau, out_cov, out_ntk):
+    """Evaluate the tabulated depth-L maps: 1 - rho_L = (1 - rho_0) r(theta0), tau_L(theta0).
 
     Pieces (los[k], his[k]): k < P dyadic towards 0 (piece k ends at pi 2^-(k+1)), k >= P their
-    mirror images towards pi (architectures._fast_pieces).  out_eps = 1 - rho_L,
-    out_cov = sqrt(q1_L q2_L) rho_L, out_tau = Theta_L / sqrt(q1_L q2_L).
+    mirror images towards pi (architectures._fast_pieces).  coef_* are (degree, 2P) Chebyshev
+    coefficients (c_0 halved).  out_cov = sqrt(q1_L q2_L) rho_L and
+    out_ntk = sqrt(q1_L q2_L) tau_L = Theta_L (entries j > i if sym).  Written as three loops over a block so that each
+    vectorises (the piece index comes from the float exponent, the series by Clenshaw with
+    gathers), instead of one latency-bound scalar loop.
     """
     n1, n2 = eps0.shape
-    deg = coef_g.shape[1]
+    deg = coef_r.shape[0]
     P = los.shape[0] // 2
     ntask = (n1 + 1) // 2 if sym else n1
+    B = 256
     for ptask in prange(ntask):
         task = np.int64(ptask)
+        ratio = np.empty(B)
+        ibits = ratio.view(np.int64)
+        th = np.empty(B)
+        xs = np.empty(B)
+        ks = np.empty(B, dtype=np.int64)
+        b1r = np.empty(B)
+        b2r = np.empty(B)
+        b1t = np.empty(B)
+        b2t = np.empty(B)
         for half in range(2 if sym else 1):
             i = task if half == 0 else n1 - 1 - task
             if half == 1 and i == task:
                 continue
             j_start = i + 1 if sym else 0
-            for j in range(j_start, n2):
-                th0 = acos1m(eps0[i, j])
-                low = th0 <= 0.5 * math.pi
-                dist = th0 if low else math.pi - th0
-                if dist > 0.0:
-                    k = int(math.floor(math.log2(0.5 * math.pi / dist)))
+            for j0 in range(j_start, n2, B):
+                j1 = min(j0 + B, n2)
+                e_blk = eps0[i, j0:j1]
+                nb = j1 - j0
+                for jj in range(nb):
+                    t0 = acos1m(e_blk[jj])
+                    th[jj] = t0
+                    dist = min(t0, math.pi - t0)
+                    ratio[jj] = 0.5 * math.pi / max(dist, 1e-300)
+                for jj in range(nb):
+                    k = (ibits[jj] >> 52) - 1023           # floor(log2(ratio)), ratio >= 1
                     k = min(max(k, 0), P - 1)
-                else:
-                    k = P - 1
-                if not low:
-                    k += P
-                lo = los[k]
-                hi = his[k]
-                x = (2.0 * th0 - (hi + lo)) / (hi - lo)
-                x = min(max(x, -1.0), 1.0)
-                # Clenshaw recurrence for both series
-                b1g = 0.0
-                b2g = 0.0
-                b1t = 0.0
-                b2t = 0.0
+                    k = k if th[jj] <= 0.5 * math.pi else k + P
+                    ks[jj] = k
+                    lo = los[k]
+                    hi = his[k]
+                    x = (2.0 * th[jj] - (hi + lo)) / (hi - lo)
+                    xs[jj] = min(max(x, -1.0), 1.0)
+                c_blk = out_cov[i, j0:j1]
+                t_blk = out_ntk[i, j0:j1]
+                sc_blk = sq_c[j0:j1]
+                si = sq_r[i]
+                # Clenshaw, degrees outer and entries inner (the inner loop vectorises)
+                for jj in range(nb):
+                    b1r[jj] = 0.0
+                    b2r[jj] = 0.0
+                    b1t[jj] = 0.0
+                    b2t[jj] = 0.0
                 for n in range(deg - 1, 0, -1):
-                    tg = 2.0 * x * b1g - b2g + coef_g[k, n]
-                    b2g = b1g
-                    b1g = tg
-                    tt = 2.0 * x * b1t - b2t + coef_tau[k, n]
-                    b2t = b1t
-                    b1t = tt
-                gval = x * b1g - b2g + coef_g[k, 0]
-                tau = x * b1t - b2t + coef_tau[k, 0]
-                thL = th0 * gval
-                sh = math.sin(0.5 * thL)
-                eL = 2.0 * sh * sh
-                s = sq_r[i] * sq_c[j]
-                out_eps[i, j] = eL if s > 0.0 else 1.0
-                out_cov[i, j] = s * (1.0 - eL)
-                out_tau[i, j] = tau
+                    cr_n = coef_r[n]
+                    ct_n = coef_tau[n]
+                    for jj in range(nb):
+                        x2 = 2.0 * xs[jj]
+                        tr = x2 * b1r[jj] - b2r[jj] + cr_n[ks[jj]]
+                        b2r[jj] = b1r[jj]
+                        b1r[jj] = tr
+                        tt = x2 * b1t[jj] - b2t[jj] + ct_n[ks[jj]]
+                        b2t[jj] = b1t[jj]
+                        b1t[jj] = tt
+                cr_0 = coef_r[0]
+                ct_0 = coef_tau[0]
+                for jj in range(nb):
+                    k = ks[jj]
+                    rr = xs[jj] * b1r[jj] - b2r[jj] + cr_0[k]
+                    tau = xs[jj] * b1t[jj] - b2t[jj] + ct_0[k]
+                    s = si * sc_blk[jj]
+                    c_blk[jj] = s * (1.0 - e_blk[jj] * rr) if s > 0.0 else 0.0
+                    t_blk[jj] = s * tau
 
 
 def chunk_length(n, depth):

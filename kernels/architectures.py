@@ -75,6 +75,11 @@ def _acos1m_np(eps):
     return np.where(eps <= 1.0, 2.0 * np.arcsin(np.sqrt(0.5 * eps)), np.arccos(1.0 - eps))
 
 
+def _unit_rows(x):
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(n > 0, n, 1.0)
+
+
 def _input_state(x1, x2, K0, stem, gap):
     """Stem output: diagonals qa (N1,), qb (N2,), cross covariance (N1, N2), its gap
     1 - rho (N1, N2, only if ``gap``), and the sym flag.  The stem is K <- w K + b."""
@@ -93,21 +98,12 @@ def _input_state(x1, x2, K0, stem, gap):
     eps = None
     if gap:
         eps = np.zeros(G.shape)
-        _rec._init_gap(sym, G, qa, qb, w, b, eps)
         if K0 is None:
-            # near-parallel inputs: 1 - rho0 = |x/|x| - y/|y||^2 / 2 has no cancellation
-            close = eps < _REFINE_EPS
-            if sym:
-                close = np.triu(close, 1)
-            ii, jj = np.nonzero(close & (qa[:, None] > 0) & (qb[None, :] > 0))
-            if ii.size:
-                ua = xa[ii] / np.linalg.norm(xa[ii], axis=1, keepdims=True)
-                ub = xb[jj] / np.linalg.norm(xb[jj], axis=1, keepdims=True)
-                e0 = 0.5 * np.einsum("ij,ij->i", ua - ub, ua - ub)
-                sa, sb = np.sqrt(qa[ii]), np.sqrt(qb[jj])
-                sQ = np.sqrt((w * qa[ii] + b) * (w * qb[jj] + b))
-                A = w * sa * sb + b
-                eps[ii, jj] = (w * b * (sa - sb) ** 2 / (sQ + A) + w * sa * sb * e0) / sQ
+            ua, ub = _unit_rows(xa), (None if sym else _unit_rows(xb))
+            _rec._init_gap(sym, G, qa, qb, w, b, ua, ua if sym else ub, _REFINE_EPS, eps)
+        else:
+            empty = np.zeros((G.shape[0], 0))
+            _rec._init_gap(sym, G, qa, qb, w, b, empty, empty, 0.0, eps)
     cov = w * G + b
     return w * qa + b, w * qb + b, cov, eps, sym
 
@@ -140,7 +136,8 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None):
         m = 0.5 * (a * a + b * b)
         fac = (a - b) ** 2 / (2 * math.pi)
         if fast:
-            cov, ntk, qa, qb, ta, tb = _run_fast(stack, eps, qa, qb, ta, tb, sym, m, fac)
+            cov, ntk, qa, qb, ta, tb = _run_fast(stack, eps, cov, ntk, qa, qb, ta, tb, sym, m,
+                                                 fac)
         else:
             eps, ntk, qa, qb, ta, tb = _run_abrelu(stack, eps, ntk, qa, qb, ta, tb, sym, m,
                                                    fac, rec)
@@ -219,7 +216,7 @@ _NO_SLOTS = np.zeros((1, 1, 1))
 
 def _run_abrelu(stack, eps, ntk, qa, qb, ta, tb, sym, m, fac, rec, diag_only=False):
     """ABReLU family: advance (eps, ntk) and the diagonals through all layers, in place."""
-    n1, n2 = eps.shape
+    n1, n2 = qa.shape[0], qb.shape[0]
     if rec is not None:
         rec.take_state(eps, ntk)
     for lo, hi in _chunks(stack, n1 + n2):
@@ -330,13 +327,13 @@ def _fast_pieces():
 
 
 def _fast_tables(stack, m, fac):
-    """Piecewise Chebyshev coefficients of g(theta0) = theta_L / theta0 and tau_L(theta0).
+    """Piecewise Chebyshev coefficients of r(theta0) = (1 - rho_L)/(1 - rho_0) and tau_L(theta0).
 
     In a bias-free ABReLU network every layer maps the angle on its own and multiplies the
-    diagonals by beta_l, so theta_L and tau_L = Theta_L / sqrt(q1_L q2_L) are fixed functions of
+    diagonals by beta_l, so rho_L and tau_L = Theta_L / sqrt(q1_L q2_L) are fixed functions of
     the angle theta0 after the stem.  Both are analytic on [0, pi]; on the dyadic pieces of
     ``_fast_pieces`` their complex singularities stay about a piece-length away (near 0,
-    theta_L ~ theta0 / (1 + A L theta0)), so 24 Chebyshev points per piece reach rounding level
+    theta_L ~ theta0 / (1 + A L theta0), and r ~ (theta_L / theta0)^2), so 24 Chebyshev points per piece reach rounding level
     at any depth.  The tables cost one layer loop over 2 * 40 * 24 angles.
     """
     key = (m, fac, stack.sw2, stack.u.tobytes(), stack.v.tobytes())
@@ -352,35 +349,35 @@ def _fast_tables(stack, m, fac):
     eps0 = (2.0 * np.sin(0.5 * th0) ** 2).reshape(2, half)
     ntk0 = np.cos(th0).reshape(2, half)                      # Theta = K after the stem
     one_a, one_b = np.ones(2), np.ones(half)
-    eps_L, ntk_L, q_L, _, _, _ = _run_abrelu(stack, eps0, ntk0, one_a, one_b, one_a.copy(),
+    eps_L, ntk_L, q_L, _, _, _ = _run_abrelu(stack, eps0.copy(), ntk0, one_a, one_b, one_a.copy(),
                                              one_b.copy(), False, m, fac, None)
-    theta_L = _acos1m_np(eps_L.reshape(P, n))
-    g = theta_L / th0
+    r = eps_L.reshape(P, n) / eps0.reshape(P, n)              # (1 - rho_L) / (1 - rho_0)
     tau = ntk_L.reshape(P, n) / q_L[0]
-    # Chebyshev coefficients from values at first-kind points (c_0 halved for Clenshaw)
+    # Chebyshev coefficients from values at first-kind points (c_0 halved for Clenshaw),
+    # stored (degree, piece) so that the evaluation gathers from one small row per degree
     j = np.arange(n)
     Tm = np.cos(np.pi * j[:, None] * (np.arange(n)[None, :] + 0.5) / n)      # (deg, point)
-    cg = (2.0 / n) * g @ Tm.T
-    ct = (2.0 / n) * tau @ Tm.T
-    cg[:, 0] *= 0.5
-    ct[:, 0] *= 0.5
-    out = (np.ascontiguousarray(cg), np.ascontiguousarray(ct))
+    cr = (2.0 / n) * Tm @ r.T
+    ct = (2.0 / n) * Tm @ tau.T
+    cr[0] *= 0.5
+    ct[0] *= 0.5
+    out = (np.ascontiguousarray(cr), np.ascontiguousarray(ct))
     if len(_TABLE_CACHE) >= _TABLE_CACHE_SIZE:
         _TABLE_CACHE.pop(next(iter(_TABLE_CACHE)))
     _TABLE_CACHE[key] = out
     return out
 
 
-def _run_fast(stack, eps, qa, qb, ta, tb, sym, m, fac):
-    cg, ct = _fast_tables(stack, m, fac)
-    _, _, qa, qb, ta, tb = _run_abrelu(stack, eps, None, qa, qb, ta, tb, sym, m, fac, None,
-                                       diag_only=True)
-    n1, n2 = eps.shape
-    out_eps, cov, tau = np.zeros((n1, n2)), np.zeros((n1, n2)), np.zeros((n1, n2))
-    sqa, sqb = np.sqrt(qa), np.sqrt(qb)
+def _run_fast(stack, eps, cov, ntk, qa, qb, ta, tb, sym, m, fac):
+    """Depth-independent path; cov and ntk are overwritten with the results."""
+    cr, ct = _fast_tables(stack, m, fac)
+    # bias-free: every diagonal is its stem value times the unit input's factors
+    one = np.ones(1)
+    _, _, qf, _, tf, _ = _run_abrelu(stack, None, None, one, one, one.copy(), one.copy(), True,
+                                     m, fac, None, diag_only=True)
+    qa, qb, ta, tb = qa * qf[0], qb * qf[0], ta * tf[0], tb * tf[0]
     los, his = _fast_pieces()
-    _rec._fast_eval(sym, eps, sqa, sqb, los, his, cg, ct, out_eps, cov, tau)
-    ntk = sqa[:, None] * sqb[None, :] * tau
+    _rec._fast_eval(sym, eps, np.sqrt(qa), np.sqrt(qb), los, his, cr, ct, cov, ntk)
     return cov, ntk, qa, qb, ta, tb
 
 
