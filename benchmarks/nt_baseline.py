@@ -12,9 +12,11 @@ Usage::
 
 Network (NTK parameterisation, float64, jitted)::
 
-    serial(repeat(serial(Dense(512, W_std=sqrt(weight_var), b_std=sqrt(bias_var)), Relu()),
-                  depth),
-           Dense(1, W_std=sqrt(weight_var), b_std=sqrt(bias_var)))
+    block = serial(Dense(512, W_std=sqrt(weight_var), b_std=sqrt(bias_var)), Relu())
+    serial(block, repeat(block, depth - 1), Dense(1, W_std=..., b_std=...))
+
+i.e. ``serial(repeat(block, depth), Dense(1))`` with the first block outside the ``repeat``:
+``stax.repeat`` needs a shape-preserving layer, and the first Dense maps d -> 512.
 
 Prints one JSON line: first-call (trace + XLA compile + run) and warm times in seconds.
 """
@@ -49,7 +51,8 @@ def main():
 
     W, b = math.sqrt(a.weight_var), math.sqrt(a.bias_var)
     block = stax.serial(stax.Dense(512, W_std=W, b_std=b), stax.Relu())
-    _, _, kernel_fn = stax.serial(stax.repeat(block, a.depth), stax.Dense(1, W_std=W, b_std=b))
+    layers = [block] + ([stax.repeat(block, a.depth - 1)] if a.depth > 1 else [])
+    _, _, kernel_fn = stax.serial(*layers, stax.Dense(1, W_std=W, b_std=b))
     kernel_fn = jax.jit(kernel_fn, static_argnames="get")
 
     x = jnp.asarray(np.load(a.x), dtype=jnp.float64)
