@@ -1,0 +1,64 @@
+"""The command line: python -m limits validate / kernel, python -m kernels."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import kernels as kn
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=900)
+
+
+def test_kernel_subcommand_matches_library(tmp_path):
+    x = np.random.default_rng(3).standard_normal((5, 4))
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "k.npz"
+    r = _run("limits", "kernel", str(tmp_path / "x.npy"), "--depth", "7", "--bias-var", "0.1",
+             "--save", str(out))
+    assert r.returncode == 0, r.stderr
+    got = np.load(out)
+    k = kn.MLP(7, kn.ReLU(), 2.0, 0.1).kernels(x)
+    np.testing.assert_array_equal(got["nngp"], k.nngp)
+    np.testing.assert_array_equal(got["ntk"], k.ntk)
+
+
+def test_help_explains_options():
+    r = _run("limits", "validate", "--help")
+    assert r.returncode == 0
+    for opt in ("--quick", "--full", "--out"):
+        assert opt in r.stdout
+
+
+def test_validate_quick_writes_report_and_figures(tmp_path):
+    r = _run("limits", "validate", "--quick", "--out", str(tmp_path / "rep"), "--no-progress")
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "**FAIL**" not in report
+    assert "| pass |" in report
+    pngs = [f for f in os.listdir(tmp_path / "rep") if f.endswith(".png")]
+    assert len(pngs) >= 2
+    for name in pngs:                       # every figure is linked from the report
+        assert f"({name})" in report
+
+
+def test_validate_exit_status_reports_failure(monkeypatch, tmp_path):
+    from limits import validate
+
+    def failing(ctx):
+        return [validate.Result("always fails", "1", "2", "0", False)]
+
+    monkeypatch.setattr(validate, "CHECKS", [validate._Check(failing, "failing", False)])
+    from limits.__main__ import main
+    assert main(["validate", "--out", str(tmp_path), "--no-progress"]) == 1
+    assert "**FAIL**" in (tmp_path / "report.md").read_text()
+
+
+def test_kernels_demo_runs():
+    r = _run("kernels", "--depths", "1", "10")
+    assert r.returncode == 0, r.stderr
+    assert "ReLU MLP" in r.stdout and "ResNet" in r.stdout
