@@ -32,6 +32,10 @@ obtained without cancellation, which keeps depth 1e6 accurate (theory/kernels.md
 
 so ``eps' = (delta + s (beta eps - kappa h)) / sqrt(q1' q2')`` with every term non-negative.
 
+The hot loops are compiled with ``fastmath={"contract"}``: only fused multiply-add contraction,
+no reassociation or other unsafe rewrites (results stay within rounding of the plain code), which
+halves the cost of the polynomial evaluations.
+
 These loops are written by hand because they are the hot path: numpy would allocate an N x N
 temporary per operation per layer, and ``math.acos`` does not vectorise (see ``_fastmath``).
 """
@@ -44,7 +48,8 @@ from numba import prange
 from ._fastmath import acos1m, h_of
 
 _BLOCK = 512                 # entries per inner block: state + tables stay in L1/L2
-_CHUNK_DOUBLES = 1 << 22     # layers per chunk * N stays below this (32 MB per table)
+_ROWS = 8                    # rows advanced together, so each column table is read once for all
+_CHUNK_DOUBLES = 1 << 18     # layers per chunk * N stays below this (2 MB per table: cache-resident)
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,7 +121,7 @@ def _abrelu_block(eps_row, ntk_row, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
         ntk_row[j] = ut * T + dk + mut * (m - fac * theta) * T
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, mu, u, m, fac,
                   rec_slot, rec_eps, rec_ntk):
     """Advance the off-diagonal state through one chunk of layers, in place.
@@ -129,26 +134,35 @@ def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, m
     """
     n1, n2 = eps.shape
     C = beta.shape[0]
-    ntask = (n1 + 1) // 2 if sym else n1
+    R = _ROWS
+    ntiles = (n1 + R - 1) // R
+    ntask = (ntiles + 1) // 2 if sym else ntiles
     for ptask in prange(ntask):
         task = np.int64(ptask)        # prange indices are unsigned; keep the arithmetic signed
         for half in range(2 if sym else 1):
-            i = task if half == 0 else n1 - 1 - task
-            if half == 1 and i == task:
+            tile = task if half == 0 else ntiles - 1 - task
+            if half == 1 and tile == task:
                 continue
-            j_start = i + 1 if sym else 0
-            for j0 in range(j_start, n2, _BLOCK):
+            r0 = tile * R
+            r1 = min(r0 + R, n1)
+            # sym: columns from r0 + 1; the few entries j <= i inside the tile are computed on
+            # lower-triangle scratch and discarded (only j > i is ever read back)
+            for j0 in range(r0 + 1 if sym else 0, n2, _BLOCK):
                 j1 = min(j0 + _BLOCK, n2)
-                e_blk = eps[i, j0:j1]
-                t_blk = ntk[i, j0:j1]
                 for t in range(C):
-                    _abrelu_block(e_blk, t_blk, sq_r[t, i], sq_r[t + 1, i], inv_r[t + 1, i],
-                                  sq_c[t, j0:j1], sq_c[t + 1, j0:j1], inv_c[t + 1, j0:j1],
-                                  beta[t], gamma[t], kappa[t], mu[t], u[t], m, fac)
+                    # the column tables of this block are loaded once for R rows
+                    sq_t = sq_c[t, j0:j1]
+                    sq_t1 = sq_c[t + 1, j0:j1]
+                    inv_t1 = inv_c[t + 1, j0:j1]
+                    for i in range(r0, r1):
+                        _abrelu_block(eps[i, j0:j1], ntk[i, j0:j1], sq_r[t, i], sq_r[t + 1, i],
+                                      inv_r[t + 1, i], sq_t, sq_t1, inv_t1, beta[t], gamma[t],
+                                      kappa[t], mu[t], u[t], m, fac)
                     slot = rec_slot[t]
                     if slot >= 0:
-                        rec_eps[slot, i, j0:j1] = e_blk
-                        rec_ntk[slot, i, j0:j1] = t_blk
+                        for i in range(r0, r1):
+                            rec_eps[slot, i, j0:j1] = eps[i, j0:j1]
+                            rec_ntk[slot, i, j0:j1] = ntk[i, j0:j1]
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -223,7 +237,7 @@ def _symmetrize(a, diag):
 # --------------------------------------------------------------------------------------------
 # off-diagonal entries, smooth activations: state (K, Theta)
 # --------------------------------------------------------------------------------------------
-@numba.njit(parallel=True, error_model="numpy")
+@numba.njit(parallel=True, error_model="numpy", fastmath={"contract"})
 def _smooth_chunk(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
                   rec_slot, rec_cov, rec_ntk):
     """Same as ``_abrelu_chunk`` for an activation given by its pair map (V, Vdot)."""
@@ -260,7 +274,7 @@ def _smooth_chunk(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
 # --------------------------------------------------------------------------------------------
 # fast path tables: evaluate piecewise Chebyshev series
 # --------------------------------------------------------------------------------------------
-@numba.njit(parallel=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _fast_eval(sym, eps0, sq_r, sq_c, los, his, coef_r, coef_tau, out_cov, out_ntk):
     """Evaluate the tabulated depth-L maps: 1 - rho_L = (1 - rho_0) r(theta0), tau_L(theta0).
 

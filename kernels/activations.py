@@ -318,7 +318,7 @@ class Tanh(Activation):
 # ----------------------------------------------------------------------------------------------
 # compiled helpers
 # ----------------------------------------------------------------------------------------------
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _erf_pair(q1, q2, c, params):
     a, b, c0 = params[0], params[1], params[2]
     b2 = b * b
@@ -341,7 +341,7 @@ def _make_gh_pair(fn, dfn):
 
 
 def _build_gh_pair(fn, dfn):
-    @numba.njit(error_model="numpy")
+    @numba.njit(error_model="numpy", fastmath={"contract"})
     def pair(q1, q2, c, params):
         n = params.shape[0] // 2
         if q1 > 0.0:
