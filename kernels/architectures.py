@@ -345,10 +345,12 @@ def _fast_tables(stack, m, fac):
     los, his = _fast_pieces()
     th0 = 0.5 * (his + los)[:, None] + 0.5 * (his - los)[:, None] * xk[None, :]   # (2P, n)
     P = 2 * P
-    half = P * n // 2
-    eps0 = (2.0 * np.sin(0.5 * th0) ** 2).reshape(2, half)
-    ntk0 = np.cos(th0).reshape(2, half)                      # Theta = K after the stem
-    one_a, one_b = np.ones(2), np.ones(half)
+    # the P * n angles as a (rows, cols) cross problem with two row tiles, one per core
+    rows = 2 * _rec._ROWS
+    cols = P * n // rows
+    eps0 = (2.0 * np.sin(0.5 * th0) ** 2).reshape(rows, cols)
+    ntk0 = np.cos(th0).reshape(rows, cols)                   # Theta = K after the stem
+    one_a, one_b = np.ones(rows), np.ones(cols)
     eps_L, ntk_L, q_L, _, _, _ = _run_abrelu(stack, eps0.copy(), ntk0, one_a, one_b, one_a.copy(),
                                              one_b.copy(), False, m, fac, None)
     r = eps_L.reshape(P, n) / eps0.reshape(P, n)              # (1 - rho_L) / (1 - rho_0)
