@@ -36,7 +36,7 @@ def positive_int(value, name):
 def inputs(x, name, d=None):
     """A finite float64 array of shape (N, d)."""
     if x is None:
-        raise TypeError(f"{name} is required")
+        raise TypeError(f"{name} is required (or give an input kernel K0=)")
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -48,7 +48,7 @@ def inputs(x, name, d=None):
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf")
     if d is not None and arr.shape[1] != d:
-        raise ValueError(f"{name} has {arr.shape[1]} features but x1 has {d}")
+        raise ValueError(f"{name} has {arr.shape[1]} features but the first inputs have {d}")
     return np.ascontiguousarray(arr)
 
 

@@ -6,9 +6,12 @@ stop LLVM from vectorising it.  The rational approximations below are the classi
 with selects instead of branches so a loop over them vectorises.  Their peak relative error is
 about 1e-16 (tested against ``math.acos`` in ``tests/kernels/test_fastmath.py``).
 
-All functions work on the *gap* ``eps = 1 - rho`` rather than on ``rho`` itself: near rho = 1 the
-gap carries all the information (theory/kernels.md §2.4), and ``arccos(1 - eps)`` is computed
-from ``eps`` without ever forming ``1 - eps``.
+All functions work on gaps rather than on ``rho`` itself: near rho = 1 the gap ``1 - rho`` carries
+all the information (theory/kernels.md §2.4), and ``arccos(1 - eps)`` is computed from ``eps``
+without ever forming ``1 - eps``.  The engine stores a *signed gap* ``z``: ``z = 1 - rho`` when that
+is the smaller gap and ``z = -(1 + rho)`` otherwise, so that both ends, rho -> 1 and rho -> -1
+(antipodal inputs), keep their relative accuracy.  The sign is read with ``copysign`` so that an
+exactly antipodal pair is ``z = -0.0`` (and an exactly parallel one ``z = +0.0``).
 """
 import math
 
@@ -97,3 +100,28 @@ def h_of(theta, eps):
         _HC6 + t2 * (_HC7 + t2 * (_HC8 + t2 * (_HC9 + t2 * _HC10)))))))))
     direct = math.sqrt(eps * (2.0 - eps)) - theta * (1.0 - eps)
     return series if theta < _H_SERIES_MAX else direct
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def near_minus_one(z):
+    """True if the signed gap z stores 1 + rho (sign bit set, -0.0 included)."""
+    return math.copysign(1.0, z) < 0.0
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def rho_of(z):
+    """rho from the signed gap z."""
+    return -1.0 - z if near_minus_one(z) else 1.0 - z
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def gaps_of(z):
+    """(1 - rho, 1 + rho) from the signed gap z; the smaller one is exact."""
+    neg = near_minus_one(z)
+    return (2.0 + z if neg else z), (-z if neg else 2.0 - z)
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def signed_gap(e, w):
+    """The signed gap from (1 - rho, 1 + rho) >= 0: the smaller one, negated if it is 1 + rho."""
+    return e if e <= w else -w

@@ -30,7 +30,15 @@ obtained without cancellation, which keeps depth 1e6 accurate (theory/kernels.md
     sqrt(q1' q2') - K' = delta + s (beta eps - kappa h(theta))
     delta              = beta gamma (sqrt q1 - sqrt q2)^2 / (sqrt(q1' q2') + beta s + gamma)
 
-so ``eps' = (delta + s (beta eps - kappa h)) / sqrt(q1' q2')`` with every term non-negative.
+so ``eps' = (delta + s (beta eps - kappa h)) / sqrt(q1' q2')`` with every term non-negative near
+rho = 1.  Near rho = -1 the engine keeps ``w = 1 + rho`` instead (the signed gap of ``_fastmath``)::
+
+    sqrt(q1' q2') + K' = delta + 2 gamma + s (beta w + kappa h(theta))
+    beta eps - kappa h(theta) = xi + zeta w - kappa h(t),   t = pi - theta
+    xi = 2 u + v sw2 (a + b)^2 / 2,   zeta = -u - v sw2 a b
+
+(using ``m - fac pi = a b``), so both gaps are formed without cancellation, including for abs,
+whose map sends rho = -1 to +1.
 
 The hot loops are compiled with ``fastmath={"contract"}``: only fused multiply-add contraction,
 no reassociation or other unsafe rewrites (results stay within rounding of the plain code), which
@@ -45,7 +53,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._fastmath import acos1m, h_of
+from ._fastmath import acos1m, gaps_of, h_of, near_minus_one, rho_of, signed_gap
 
 _BLOCK = 512                 # entries per inner block: state + tables stay in L1/L2
 _ROWS = 8                    # rows advanced together, so each column table is read once for all
@@ -55,7 +63,7 @@ _CHUNK_DOUBLES = 1 << 18     # layers per chunk * N stays below this (2 MB per t
 # --------------------------------------------------------------------------------------------
 # diagonals
 # --------------------------------------------------------------------------------------------
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _abrelu_diag(q0, t0, beta, gamma, u, mu, m, q_out, t_out):
     """Diagonal trajectories for the ABReLU family (V(q,q,q) = m q, Vdot = m).
 
@@ -75,9 +83,12 @@ def _abrelu_diag(q0, t0, beta, gamma, u, mu, m, q_out, t_out):
             t_out[t + 1, i] = u[t] * th + (qn - u[t] * q) + mu[t] * m * th
 
 
-@numba.njit(error_model="numpy")
+@numba.njit(error_model="numpy", fastmath={"contract"})
 def _smooth_diag(pair, params, q0, t0, u, v, sw2, sb2, q_out, t_out):
-    """Diagonal trajectories for any activation given by its pair map (compiled per map)."""
+    """Diagonal trajectories for any activation given by its pair map (compiled per map).
+
+    Same expressions and compiler flags as ``_smooth_chunk``, so that duplicated inputs keep
+    bit-identical diagonal and off-diagonal entries (chaotic maps would amplify any ulp)."""
     n = q0.shape[0]
     C = u.shape[0]
     for i in range(n):
@@ -97,39 +108,51 @@ def _smooth_diag(pair, params, q0, t0, u, v, sw2, sb2, q_out, t_out):
 # off-diagonal entries, ABReLU family: state (eps, Theta)
 # --------------------------------------------------------------------------------------------
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _abrelu_block(eps_row, ntk_row, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
-                  b, g, k, mut, ut, m, fac):
+def _abrelu_block(z_row, ntk_row, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
+                  b, g, k, mut, ut, xi, zeta, m, fac, ab):
     # Arguments are views of one block, indexed from 0: numba then knows j >= 0, drops the
     # negative-index wraparound and the loop vectorises (3.5 ns instead of 22 ns per entry).
     bg = b * g
-    for j in range(eps_row.shape[0]):
+    g2 = 2.0 * g
+    for j in range(z_row.shape[0]):
         sj = sq_c_t[j]
-        e = eps_row[j]
+        z = z_row[j]
         T = ntk_row[j]
         s = si * sj
         A = b * s + g
         d = si - sj
         delta = bg * d * d / (sni * sq_c_t1[j] + A)
-        theta = acos1m(e)
-        h = h_of(theta, e)
-        X = b * e - k * h
+        # angle t to the nearer end (theta = t near rho = 1, theta = pi - t near rho = -1)
+        neg = near_minus_one(z)
+        az = abs(z)
+        t = acos1m(az)
+        ht = h_of(t, az)
+        e = 2.0 + z if neg else z                     # 1 - rho
+        w = -z if neg else 2.0 - z                    # 1 + rho
+        h = ht + math.pi * (1.0 - w) if neg else ht   # h(theta); h(pi - t) = h(t) + pi cos t
+        # sqrt(q1' q2') -/+ K' = delta (+ 2 gamma) + s X / s Y, every term >= 0 (module doc)
+        X = xi + zeta * w - k * ht if neg else b * e - k * ht
+        Y = b * w + k * h
         r = ini * inv_c_t1[j]
-        en = (delta + s * X) * r
-        eps_row[j] = en if r > 0.0 else 1.0           # zero-norm input: theta = pi/2 (NT)
+        en = max((delta + s * X) * r, 0.0)
+        wn = (delta + g2 + s * Y) * r
+        zn = signed_gap(en, wn)
+        z_row[j] = zn if r > 0.0 else 1.0             # zero-norm input: theta = pi/2 (NT)
         # K' - u K = v (sw2 V + sb2), with V = s (m cos(theta) + fac h): no cancellation
         dk = mut * s * (m * (1.0 - e) + fac * h) + g
-        ntk_row[j] = ut * T + dk + mut * (m - fac * theta) * T
+        vdot = ab + fac * t if neg else m - fac * t   # m - fac theta, exact at both ends
+        ntk_row[j] = ut * T + dk + mut * vdot * T
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, mu, u, m, fac,
-                  rec_slot, rec_eps, rec_ntk):
+def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, mu, u, xi, zeta,
+                  m, fac, ab, rec_slot, rec_eps, rec_ntk):
     """Advance the off-diagonal state through one chunk of layers, in place.
 
     sym : only entries j > i of the square state are used (and written).
-    eps, ntk : (N1, N2) state.  sq_r/inv_r : (C + 1, N1) sqrt(q) and 1/sqrt(q) (0 where q = 0)
+    eps, ntk : (N1, N2) state: signed gap (see ``_fastmath``) and NTK.  sq_r/inv_r : (C + 1, N1) sqrt(q) and 1/sqrt(q) (0 where q = 0)
     of the row inputs, layers l0 .. l0 + C; sq_c/inv_c the same for the columns.
-    beta, gamma, kappa, mu, u : (C,) per-layer coefficients (module docstring).
+    beta, gamma, kappa, mu, u, xi, zeta : (C,) per-layer coefficients (module docstring).
     rec_slot : (C,) slot in rec_* where the state after layer t is recorded, or -1.
     """
     n1, n2 = eps.shape
@@ -157,7 +180,7 @@ def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, m
                     for i in range(r0, r1):
                         _abrelu_block(eps[i, j0:j1], ntk[i, j0:j1], sq_r[t, i], sq_r[t + 1, i],
                                       inv_r[t + 1, i], sq_t, sq_t1, inv_t1, beta[t], gamma[t],
-                                      kappa[t], mu[t], u[t], m, fac)
+                                      kappa[t], mu[t], u[t], xi[t], zeta[t], m, fac, ab)
                     slot = rec_slot[t]
                     if slot >= 0:
                         for i in range(r0, r1):
@@ -166,14 +189,15 @@ def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, m
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
-def _init_gap(sym, G, qa, qb, w, b, ua, ub, refine_below, eps):
-    """1 - rho of the stem output K <- w K + b, from the input Gram matrix G (N1, N2).
+def _init_gap(sym, G, qa, qb, w, b, ua, ub, refine_below, z):
+    """Signed gap (``_fastmath``) of the stem output K <- w K + b, from the Gram matrix G.
 
     rho0 = G / sqrt(qa qb); after the affine stem, with s = sqrt(qa qb) and
-    sQ = sqrt((w qa + b)(w qb + b)), the gap (delta + w s (1 - rho0)) / sQ has no cancellation
-    (module docstring).  Pairs with 1 - rho0 < refine_below get 1 - rho0 = |ua_i - ub_j|^2 / 2
-    from the unit-normalised inputs ua, ub instead (no cancellation; pass refine_below = 0 when
-    only a kernel is known).  Zero-norm inputs get the NT convention theta = pi/2 (gap 1).
+    sQ = sqrt((w qa + b)(w qb + b)), the gaps (delta + w s (1 - rho0)) / sQ and
+    (delta + 2 b + w s (1 + rho0)) / sQ have no cancellation (module docstring).  Pairs with
+    1 -/+ rho0 < refine_below get the gap |ua_i -/+ ub_j|^2 / 2 from the unit-normalised inputs
+    instead (no cancellation; pass refine_below = 0 when only a kernel is known).  Zero-norm
+    inputs get the NT convention theta = pi/2 (gap 1).
     """
     n1, n2 = G.shape
     d = ua.shape[1]
@@ -185,30 +209,54 @@ def _init_gap(sym, G, qa, qb, w, b, ua, ub, refine_below, eps):
             sb = math.sqrt(qb[j])
             sb2 = math.sqrt(w * qb[j] + b)
             s = sa * sb
-            e0 = 1.0 - G[i, j] / s if s > 0.0 else 1.0
-            e0 = min(max(e0, 0.0), 2.0)
-            if e0 < refine_below and s > 0.0:
+            s_exact = math.sqrt(qa[i] * qb[j])        # exact for equal diagonals
+            rho0 = G[i, j] / s_exact if s_exact > 0.0 else 0.0
+            rho0 = min(max(rho0, -1.0), 1.0)
+            e0 = 1.0 - rho0
+            w0 = 1.0 + rho0
+            if s_exact > 0.0 and min(e0, w0) < refine_below:
+                sgn = 1.0 if e0 < w0 else -1.0
                 acc = 0.0
                 for k in range(d):
-                    diff = ua[i, k] - ub[j, k]
+                    diff = ua[i, k] - sgn * ub[j, k]
                     acc += diff * diff
-                e0 = 0.5 * acc
+                if e0 < w0:
+                    e0 = 0.5 * acc
+                else:
+                    w0 = 0.5 * acc
             sQ = sa2 * sb2
             A = w * s + b
             dd = sa - sb
             delta = w * b * dd * dd / (sQ + A) if sQ + A > 0.0 else 0.0
-            eps[i, j] = (delta + w * s * e0) / sQ if sQ > 0.0 else 1.0
+            if sQ > 0.0:
+                z[i, j] = signed_gap((delta + w * s * e0) / sQ,
+                                     (delta + 2.0 * b + w * s * w0) / sQ)
+            else:
+                z[i, j] = 1.0
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
-def _gap_to_cov(sym, eps, qa, qb, out):
-    """out[i, j] = sqrt(qa_i qb_j) (1 - eps_ij) (entries j > i only if sym), in place."""
-    n1, n2 = eps.shape
+def _gap_to_cov(sym, z, qa, qb, out):
+    """out[i, j] = sqrt(qa_i qb_j) rho_ij from the signed gap (entries j > i only if sym)."""
+    n1, n2 = z.shape
     for pi in prange(n1):
         i = np.int64(pi)
         sa = math.sqrt(qa[i])
         for j in range(i + 1 if sym else 0, n2):
-            out[i, j] = sa * math.sqrt(qb[j]) * (1.0 - eps[i, j])
+            out[i, j] = sa * math.sqrt(qb[j]) * rho_of(z[i, j])
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _gap_fields(z, e_out, theta_out):
+    """1 - rho and theta from the signed gap, elementwise (trajectories)."""
+    zf = z.reshape(-1)
+    ef = e_out.reshape(-1)
+    tf = theta_out.reshape(-1)
+    for k in prange(zf.shape[0]):
+        e, w = gaps_of(zf[k])
+        t = acos1m(abs(zf[k]))
+        ef[k] = e
+        tf[k] = math.pi - t if near_minus_one(zf[k]) else t
 
 
 @numba.njit(parallel=True, cache=True)
@@ -278,16 +326,18 @@ def _smooth_chunk(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
 def _fast_eval(sym, eps0, sq_r, sq_c, los, his, coef_r, coef_tau, out_cov, out_ntk):
     """Evaluate the tabulated depth-L maps: 1 - rho_L = (1 - rho_0) r(theta0), tau_L(theta0).
 
-    Pieces (los[k], his[k]): k < P dyadic towards 0 (piece k ends at pi 2^-(k+1)), k >= P their
-    mirror images towards pi (architectures._fast_pieces).  coef_* are (degree, 2P) Chebyshev
-    coefficients (c_0 halved).  out_cov = sqrt(q1_L q2_L) rho_L and
+    Pieces (los[k], his[k]), k < P, are dyadic in the angle distance to the nearer end (piece k
+    ends at pi 2^-(k+1); architectures._fast_pieces); coefficient column k serves rho >= 0-side
+    angles theta = distance, column P + k the mirror image theta = pi - distance, whose
+    Chebyshev variable is -x.  coef_* are (degree, 2P) Chebyshev coefficients (c_0 halved);
+    eps0 is the signed gap (``_fastmath``).  out_cov = sqrt(q1_L q2_L) rho_L and
     out_ntk = sqrt(q1_L q2_L) tau_L = Theta_L (entries j > i if sym).  Written as three loops over a block so that each
     vectorises (the piece index comes from the float exponent, the series by Clenshaw with
     gathers), instead of one latency-bound scalar loop.
     """
     n1, n2 = eps0.shape
     deg = coef_r.shape[0]
-    P = los.shape[0] // 2
+    P = los.shape[0]
     ntask = (n1 + 1) // 2 if sym else n1
     B = 256
     for ptask in prange(ntask):
@@ -311,19 +361,20 @@ def _fast_eval(sym, eps0, sq_r, sq_c, los, his, coef_r, coef_tau, out_cov, out_n
                 e_blk = eps0[i, j0:j1]
                 nb = j1 - j0
                 for jj in range(nb):
-                    t0 = acos1m(e_blk[jj])
-                    th[jj] = t0
-                    dist = min(t0, math.pi - t0)
+                    dist = acos1m(abs(e_blk[jj]))          # angle to the nearer end
+                    th[jj] = dist
                     ratio[jj] = 0.5 * math.pi / max(dist, 1e-300)
                 for jj in range(nb):
                     k = (ibits[jj] >> 52) - 1023           # floor(log2(ratio)), ratio >= 1
                     k = min(max(k, 0), P - 1)
-                    k = k if th[jj] <= 0.5 * math.pi else k + P
-                    ks[jj] = k
                     lo = los[k]
                     hi = his[k]
                     x = (2.0 * th[jj] - (hi + lo)) / (hi - lo)
-                    xs[jj] = min(max(x, -1.0), 1.0)
+                    x = min(max(x, -1.0), 1.0)
+                    # near rho = -1 the piece is the mirror image: theta = pi - distance
+                    neg = near_minus_one(e_blk[jj])
+                    ks[jj] = k + P if neg else k
+                    xs[jj] = -x if neg else x
                 c_blk = out_cov[i, j0:j1]
                 t_blk = out_ntk[i, j0:j1]
                 sc_blk = sq_c[j0:j1]
@@ -352,7 +403,8 @@ def _fast_eval(sym, eps0, sq_r, sq_c, los, his, coef_r, coef_tau, out_cov, out_n
                     rr = xs[jj] * b1r[jj] - b2r[jj] + cr_0[k]
                     tau = xs[jj] * b1t[jj] - b2t[jj] + ct_0[k]
                     s = si * sc_blk[jj]
-                    c_blk[jj] = s * (1.0 - e_blk[jj] * rr) if s > 0.0 else 0.0
+                    e0, w0 = gaps_of(e_blk[jj])
+                    c_blk[jj] = s * (1.0 - e0 * rr) if s > 0.0 else 0.0
                     t_blk[jj] = s * tau
 
 

@@ -57,14 +57,14 @@ class Activation:
     deriv : callable, optional
         Its derivative.  If omitted, a fourth-order central difference with step 1e-3 is used
         (error about 1e-12 for smooth ``fn``).
-    deg : int, default 150
+    deg : int, default 300
         Gauss–Hermite degree per dimension.  Nodes whose weight is below 1e-18 of the largest
-        are dropped (their contribution is below rounding), so degree 150 costs about
-        66 x 66 function evaluations per (q1, q2, c).  Gauss–Hermite converges like
-        ``exp(-2 d sqrt(2 deg))`` for functions analytic in a strip of half-width ``d``: for
-        tanh at variances q <= 2 (``d = pi / (2 sqrt(2 q))``) degree 50 gives ~1e-7, 100 gives
-        ~2e-11 and 150 gives ~2e-14 (checked against ``scipy.integrate.dblquad``); larger
-        variances need a larger degree.
+        are dropped (their contribution is below rounding), so degree 300 costs about
+        100 x 100 function evaluations per (q1, q2, c).  Gauss–Hermite converges slowly for
+        functions with complex singularities near the real axis, which for ``tanh(sqrt(q) z)``
+        approach as the variance q grows.  Measured for tanh at (q, q, 1) against degree 600:
+        q = 2: 3e-15 (V), 3e-14 (Vdot); q = 3: 1e-14 (V), 5e-12 (Vdot); degree 150 gives
+        2e-11 / 4e-10 at q = 2 and 3e-8 (Vdot) at q = 3.  Raise ``deg`` for large variances.
     name : str, optional
         Name shown in ``repr``.
 
@@ -78,7 +78,7 @@ class Activation:
 
     homogeneous = False      # True for bias-free positively homogeneous maps (ABReLU family)
 
-    def __init__(self, fn, deriv=None, *, deg=150, name=None):
+    def __init__(self, fn, deriv=None, *, deg=300, name=None):
         self.fn = _compile_scalar(fn, "fn")
         self.deriv = _compile_scalar(deriv, "deriv") if deriv is not None else None
         self.deg = _checks.positive_int(deg, "deg")
@@ -302,7 +302,7 @@ class Tanh(Activation):
     """``phi(x) = tanh(x)``, maps by Gauss–Hermite quadrature of degree ``deg`` (no closed form;
     see ``Activation`` for the accuracy of the rule)."""
 
-    def __init__(self, deg=150):
+    def __init__(self, deg=300):
         super().__init__(_tanh, _dtanh, deg=deg, name="tanh")
 
     def __repr__(self):
@@ -414,8 +414,8 @@ def _compile_scalar(fn, name):
     """numba-compile a scalar float function, or raise a TypeError naming the argument."""
     if not callable(fn):
         raise TypeError(f"{name} must be callable, got {type(fn).__name__}: {fn!r}")
-    disp = fn if isinstance(fn, numba.core.registry.CPUDispatcher) else numba.njit(fn)
     try:
+        disp = fn if isinstance(fn, numba.core.registry.CPUDispatcher) else numba.njit(fn)
         disp.compile((numba.float64,))
         val = disp(0.5)
     except Exception as exc:  # numba raises many error types

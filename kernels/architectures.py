@@ -39,8 +39,11 @@ class Trajectory:
     nngp, ntk : (R, N, N) covariance and NTK of the hidden representation after layer l.
     correlation : (R, N, N) ``rho = K12 / sqrt(K11 K22)``.
     one_minus_correlation : (R, N, N) ``1 - rho`` computed without cancellation (the recursion
-        state for ReLU-type activations), accurate in relative terms as rho -> 1.
-    angle : (R, N, N) ``theta = arccos(rho)``, accurate near 0.
+        state for ReLU-type activations), accurate in relative terms as rho -> 1.  For smooth
+        activations it is formed from the covariances, and rounding is clipped so that
+        ``correlation`` lies in [-1, 1].
+    angle : (R, N, N) ``theta = arccos(rho)``, accurate near 0 (and, for ReLU-type
+        activations, near pi).
     """
 
     layers: np.ndarray
@@ -92,9 +95,10 @@ def _input_state(x1, x2, K0, stem, gap):
         sym = x2 is None
         d = x1.shape[1]
         xa, xb = (x1, x1) if sym else (x1, x2)
-        qa = np.einsum("ij,ij->i", xa, xa) / d
-        qb = qa if sym else np.einsum("ij,ij->i", xb, xb) / d
         G = xa @ xb.T / d
+        # diagonals from the same product as G, so duplicated inputs stay exactly equal
+        qa = np.diag(G).copy() if sym else np.einsum("ij,ij->i", xa, xa) / d
+        qb = qa if sym else np.einsum("ij,ij->i", xb, xb) / d
     eps = None
     if gap:
         eps = np.zeros(G.shape)
@@ -133,14 +137,11 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None):
     rec = _Recorder(record, n1, n2) if record is not None else None
     if kind[0] == "abrelu":
         _, a, b = kind
-        m = 0.5 * (a * a + b * b)
-        fac = (a - b) ** 2 / (2 * math.pi)
         if fast:
-            cov, ntk, qa, qb, ta, tb = _run_fast(stack, eps, cov, ntk, qa, qb, ta, tb, sym, m,
-                                                 fac)
+            cov, ntk, qa, qb, ta, tb = _run_fast(stack, eps, cov, ntk, qa, qb, ta, tb, sym, a, b)
         else:
-            eps, ntk, qa, qb, ta, tb = _run_abrelu(stack, eps, ntk, qa, qb, ta, tb, sym, m,
-                                                   fac, rec)
+            eps, ntk, qa, qb, ta, tb = _run_abrelu(stack, eps, ntk, qa, qb, ta, tb, sym, a, b,
+                                                   rec)
             if rec is None:
                 _rec._gap_to_cov(sym, eps, qa, qb, cov)
     else:
@@ -152,14 +153,20 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None):
     return _finish(stack, cov, ntk, qa, qb, ta, tb, sym)
 
 
-def _layer_coeffs(stack, m, fac, lo, hi):
+def _layer_coeffs(stack, a, b, lo, hi):
+    """Per-layer coefficients of the ABReLU update (``_recursion`` module docstring)."""
+    m = 0.5 * (a * a + b * b)
+    fac = (a - b) ** 2 / (2 * math.pi)
     u = stack.u[lo:hi]
     v = stack.v[lo:hi]
     beta = u + v * stack.sw2 * m
     gamma = v * stack.sb2
     kappa = v * stack.sw2 * fac
     mu = v * stack.sw2
-    return [np.ascontiguousarray(z, dtype=np.float64) for z in (beta, gamma, kappa, mu, u)]
+    xi = 2.0 * u + v * stack.sw2 * 0.5 * (a + b) ** 2
+    zeta = -u - v * stack.sw2 * a * b
+    return [np.ascontiguousarray(z, dtype=np.float64)
+            for z in (beta, gamma, kappa, mu, u, xi, zeta)]
 
 
 class _Recorder:
@@ -214,13 +221,15 @@ def _diag_tables(diag_fn, qa, qb, ta, tb, sym, C):
 _NO_SLOTS = np.zeros((1, 1, 1))
 
 
-def _run_abrelu(stack, eps, ntk, qa, qb, ta, tb, sym, m, fac, rec, diag_only=False):
-    """ABReLU family: advance (eps, ntk) and the diagonals through all layers, in place."""
+def _run_abrelu(stack, z, ntk, qa, qb, ta, tb, sym, a, b, rec, diag_only=False):
+    """ABReLU family: advance the signed gap z, the NTK and the diagonals, in place."""
+    m = 0.5 * (a * a + b * b)
+    fac = (a - b) ** 2 / (2 * math.pi)
     n1, n2 = qa.shape[0], qb.shape[0]
     if rec is not None:
-        rec.take_state(eps, ntk)
+        rec.take_state(z, ntk)
     for lo, hi in _chunks(stack, n1 + n2):
-        beta, gamma, kappa, mu, u = _layer_coeffs(stack, m, fac, lo, hi)
+        beta, gamma, kappa, mu, u, xi, zeta = _layer_coeffs(stack, a, b, lo, hi)
         tables = _diag_tables(
             lambda q, t, qo, to: _rec._abrelu_diag(q, t, beta, gamma, u, mu, m, qo, to),
             qa, qb, ta, tb, sym, hi - lo)
@@ -232,10 +241,10 @@ def _run_abrelu(stack, eps, ntk, qa, qb, ta, tb, sym, m, fac, rec, diag_only=Fal
             if rec is not None:
                 slots, r_eps, r_ntk = rec.slots(lo, hi), rec.off_a, rec.off_t
                 rec.take_diag(lo, hi, tables)
-            _rec._abrelu_chunk(sym, eps, ntk, sqa, inva, sqb, invb, beta, gamma, kappa, mu, u,
-                               m, fac, slots, r_eps, r_ntk)
+            _rec._abrelu_chunk(sym, z, ntk, sqa, inva, sqb, invb, beta, gamma, kappa, mu, u,
+                               xi, zeta, m, fac, a * b, slots, r_eps, r_ntk)
         qa, qb, ta, tb = qa_t[-1].copy(), qb_t[-1].copy(), ta_t[-1].copy(), tb_t[-1].copy()
-    return eps, ntk, qa, qb, ta, tb
+    return z, ntk, qa, qb, ta, tb
 
 
 def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec):
@@ -269,8 +278,8 @@ def _assemble(off, diag, sym):
 def _check_finite(*arrays):
     for a in arrays:
         if not np.all(np.isfinite(a)):
-            raise FloatingPointError("the kernel overflowed (non-finite entries): reduce the "
-                                     "depth or the variances")
+            raise FloatingPointError("the kernel has non-finite entries (overflow, or 0/0 after "
+                                     "underflow): reduce the depth or adjust the variances")
 
 
 def _finish(stack, cov, ntk, qa, qb, ta, tb, sym):
@@ -287,22 +296,29 @@ def _finish(stack, cov, ntk, qa, qb, ta, tb, sym):
 def _finish_trajectory(rec, sym, gap):
     R = len(rec.layers)
     n1, n2 = rec.off_a.shape[1:]
-    K, T, E = (np.empty((R, n1, n2)) for _ in range(3))
+    K, T, E, TH = (np.empty((R, n1, n2)) for _ in range(4))
     for k in range(R):
         s = np.sqrt(rec.qa[k])[:, None] * np.sqrt(rec.qb[k])[None, :]
         if gap:
-            e = rec.off_a[k]
+            e, th = np.empty((n1, n2)), np.empty((n1, n2))
+            _rec._gap_fields(rec.off_a[k], e, th)
             c = s * (1.0 - e)
         else:
             c = rec.off_a[k]
             with np.errstate(invalid="ignore", divide="ignore"):
-                e = np.where(s > 0, 1.0 - c / np.where(s > 0, s, 1.0), 1.0)
+                rho = np.where(s > 0, c / np.where(s > 0, s, 1.0), 0.0)
+            # rounding can put |K12| a hair above sqrt(K11 K22): the correlation is clipped
+            # to [-1, 1] (documented in Trajectory)
+            e = 1.0 - np.clip(rho, -1.0, 1.0)
+            th = _acos1m_np(e)
+        zero = rec.qa[k] == 0
         K[k] = _assemble(c, rec.qa[k], sym)
         T[k] = _assemble(rec.off_t[k], rec.ta[k], sym)
-        E[k] = _assemble(e, np.where(rec.qa[k] > 0, 0.0, 1.0), sym)
+        E[k] = _assemble(e, np.where(zero, 1.0, 0.0), sym)
+        TH[k] = _assemble(th, np.where(zero, 0.5 * np.pi, 0.0), sym)
     _check_finite(K, T)
     return Trajectory(layers=rec.layers, nngp=K, ntk=T, correlation=1.0 - E,
-                      one_minus_correlation=E, angle=_acos1m_np(E))
+                      one_minus_correlation=E, angle=TH)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -313,20 +329,20 @@ _TABLE_CACHE_SIZE = 8
 
 
 def _fast_pieces():
-    """Dyadic pieces of [0, pi], refined towards both ends: (lo, hi) arrays of length 2 P.
+    """Dyadic pieces of the angle distance to the nearer end, [0, pi/2]: (lo, hi) of length P.
 
-    Piece k < P covers [pi 2^-(k+2), pi 2^-(k+1)] (the last one [0, pi 2^-P]); piece P + k is
-    its mirror image about pi/2, so features near theta0 = pi (abs-like maps send pi to 0) are
-    resolved as finely as those near 0.
+    Piece k covers [pi 2^-(k+2), pi 2^-(k+1)] (the last one [0, pi 2^-P]).  Each serves both
+    ends: theta = distance (rho near 1) and, mirrored, theta = pi - distance (rho near -1;
+    abs-like maps send pi to 0), so features near either end are resolved as finely.
     """
     P = _FAST_PIECES
     k = np.arange(P, dtype=np.float64)
     his = 0.5 * np.pi * 2.0 ** (-k)
     los = np.where(k == P - 1, 0.0, 0.5 * his)
-    return np.concatenate([los, np.pi - his]), np.concatenate([his, np.pi - los])
+    return los, his
 
 
-def _fast_tables(stack, m, fac):
+def _fast_tables(stack, a, b):
     """Piecewise Chebyshev coefficients of r(theta0) = (1 - rho_L)/(1 - rho_0) and tau_L(theta0).
 
     In a bias-free ABReLU network every layer maps the angle on its own and multiplies the
@@ -336,30 +352,39 @@ def _fast_tables(stack, m, fac):
     theta_L ~ theta0 / (1 + A L theta0), and r ~ (theta_L / theta0)^2), so 24 Chebyshev points per piece reach rounding level
     at any depth.  The tables cost one layer loop over 2 * 40 * 24 angles.
     """
-    key = (m, fac, stack.sw2, stack.u.tobytes(), stack.v.tobytes())
+    key = (a, b, stack.sw2, stack.u.tobytes(), stack.v.tobytes())
     hit = _TABLE_CACHE.get(key)
     if hit is not None:
         return hit
     P, n = _FAST_PIECES, _FAST_DEGREE
     xk = np.cos(np.pi * (np.arange(n) + 0.5) / n)            # Chebyshev points, first kind
     los, his = _fast_pieces()
-    th0 = 0.5 * (his + los)[:, None] + 0.5 * (his - los)[:, None] * xk[None, :]   # (2P, n)
-    P = 2 * P
-    # the P * n angles as a (rows, cols) cross problem with two row tiles, one per core
+    dist = 0.5 * (his + los)[:, None] + 0.5 * (his - los)[:, None] * xk[None, :]    # (P, n)
+    # columns 0..P-1: theta = dist (rho > 0 side); P..2P-1: theta = pi - dist at Chebyshev
+    # variable x, i.e. distance mid - half * x (the mirror image)
+    dist_m = 0.5 * (his + los)[:, None] - 0.5 * (his - los)[:, None] * xk[None, :]
+    gap = 2.0 * np.sin(0.5 * np.concatenate([dist, dist_m])) ** 2        # (2P, n), exact
+    z0 = np.concatenate([gap[:P], -gap[P:]])                             # signed gaps
+    e0 = np.concatenate([gap[:P], 2.0 - gap[P:]])                        # 1 - rho_0
+    rho0 = np.concatenate([1.0 - gap[:P], gap[P:] - 1.0])
+    P2 = 2 * P
+    # the 2 P n angles as a (rows, cols) cross problem with two row tiles, one per core
     rows = 2 * _rec._ROWS
-    cols = P * n // rows
-    eps0 = (2.0 * np.sin(0.5 * th0) ** 2).reshape(rows, cols)
-    ntk0 = np.cos(th0).reshape(rows, cols)                   # Theta = K after the stem
+    cols = P2 * n // rows
     one_a, one_b = np.ones(rows), np.ones(cols)
-    eps_L, ntk_L, q_L, _, _, _ = _run_abrelu(stack, eps0.copy(), ntk0, one_a, one_b, one_a.copy(),
-                                             one_b.copy(), False, m, fac, None)
-    r = eps_L.reshape(P, n) / eps0.reshape(P, n)              # (1 - rho_L) / (1 - rho_0)
-    tau = ntk_L.reshape(P, n) / q_L[0]
+    z_L, ntk_L, q_L, _, _, _ = _run_abrelu(stack, z0.reshape(rows, cols).copy(),
+                                           rho0.reshape(rows, cols).copy(),   # Theta = K
+                                           one_a, one_b, one_a.copy(), one_b.copy(), False, a,
+                                           b, None)
+    e_L = np.empty_like(z_L)
+    _rec._gap_fields(z_L, e_L, np.empty_like(z_L))
+    r = e_L.reshape(P2, n) / e0                                # (1 - rho_L) / (1 - rho_0)
+    tau = ntk_L.reshape(P2, n) / q_L[0]
     # Chebyshev coefficients from values at first-kind points (c_0 halved for Clenshaw),
     # stored (degree, piece) so that the evaluation gathers from one small row per degree
     j = np.arange(n)
     Tm = np.cos(np.pi * j[:, None] * (np.arange(n)[None, :] + 0.5) / n)      # (deg, point)
-    cr = (2.0 / n) * Tm @ r.T
+    cr = (2.0 / n) * Tm @ r.T                                 # (degree, 2 P)
     ct = (2.0 / n) * Tm @ tau.T
     cr[0] *= 0.5
     ct[0] *= 0.5
@@ -370,13 +395,13 @@ def _fast_tables(stack, m, fac):
     return out
 
 
-def _run_fast(stack, eps, cov, ntk, qa, qb, ta, tb, sym, m, fac):
+def _run_fast(stack, eps, cov, ntk, qa, qb, ta, tb, sym, a, b):
     """Depth-independent path; cov and ntk are overwritten with the results."""
-    cr, ct = _fast_tables(stack, m, fac)
+    cr, ct = _fast_tables(stack, a, b)
     # bias-free: every diagonal is its stem value times the unit input's factors
     one = np.ones(1)
     _, _, qf, _, tf, _ = _run_abrelu(stack, None, None, one, one, one.copy(), one.copy(), True,
-                                     m, fac, None, diag_only=True)
+                                     a, b, None, diag_only=True)
     qa, qb, ta, tb = qa * qf[0], qb * qf[0], ta * tf[0], tb * tf[0]
     los, his = _fast_pieces()
     _rec._fast_eval(sym, eps, np.sqrt(qa), np.sqrt(qb), los, his, cr, ct, cov, ntk)
@@ -396,12 +421,13 @@ def _check_activation(activation):
 class _KernelMethods:
     """nngp / ntk / kernels / trajectory on top of ``self._stack()``."""
 
-    def _prepare(self, x1, x2, K0):
+    def _prepare(self, x1, x2, K0, name1="x1"):
         if K0 is not None:
             if x1 is not None or x2 is not None:
-                raise ValueError("give either inputs x1 (and x2) or an input kernel K0, not both")
+                raise ValueError(f"give either inputs {name1} (and x2) or an input kernel K0, "
+                                 "not both")
             return None, None, _checks.psd_kernel(K0, "K0")
-        x1 = _checks.inputs(x1, "x1")
+        x1 = _checks.inputs(x1, name1)
         if x2 is not None:
             x2 = _checks.inputs(x2, "x2", d=x1.shape[1])
         return x1, x2, None
@@ -455,7 +481,7 @@ class _KernelMethods:
         -------
         Trajectory
         """
-        x1, _, K0 = self._prepare(x, None, K0)
+        x1, _, K0 = self._prepare(x, None, K0, name1="x")
         if layers is None:
             layers = np.arange(self.depth + 1)
         layers = np.unique(np.asarray(layers))

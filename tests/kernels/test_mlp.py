@@ -1,0 +1,633 @@
+"""Fully connected networks: kn.MLP (theory/kernels.md §2, theory/sde.md §3.3).
+
+Expected values: the §2.3 tables and closed forms, the sde.md §3.3 table, an mpmath iteration of
+the He-ReLU correlation map, and a plain-numpy re-implementation of the §2.2 recursion written
+below (its own maps: quadrant decomposition for ABReLU, Williams' formula for erf, its own
+Gauss-Hermite rule for tanh).
+"""
+import math
+
+import mpmath as mp
+import numpy as np
+import pytest
+from scipy.special import roots_hermite
+
+import kernels as kn
+
+PI = math.pi
+E2 = np.array([[1.0, 0.0], [0.0, 1.0]])       # d = 2: K_1 = sw2 * I / 2, input correlation 0
+
+
+# ----------------------------------------------------------------------------------------------
+# independent reference implementation of kernels.md §2.2
+# ----------------------------------------------------------------------------------------------
+def _abrelu_maps(a, b):
+    def maps(q1, q2, c):
+        s = np.sqrt(q1 * q2)
+        th = np.arctan2(np.sqrt(np.maximum(q1 * q2 - c * c, 0.0)), c)   # q1*q2 as a product
+        # phi = b relu(x) - a relu(-x); quadrant probabilities (kernels.md §1.2 derivation)
+        e_rr = s * (np.sin(th) + (PI - th) * np.cos(th)) / (2 * PI)
+        e_rm = s * (np.sin(th) - th * np.cos(th)) / (2 * PI)
+        V = (a * a + b * b) * e_rr - 2 * a * b * e_rm
+        Vd = ((a * a + b * b) * (PI - th) + 2 * a * b * th) / (2 * PI)
+        return V, Vd
+    return maps
+
+
+def _erf_maps(a=1.0, b=1.0, c0=0.0):
+    def maps(q1, q2, c):
+        b2 = b * b
+        P = (1 + 2 * b2 * q1) * (1 + 2 * b2 * q2)
+        V = a * a * (2 / PI) * np.arcsin(2 * b2 * c / np.sqrt(P)) + c0 * c0
+        Vd = a * a * b2 * (4 / PI) / np.sqrt(P - 4 * b2 * b2 * c * c)
+        return V, Vd
+    return maps
+
+
+def _gh_maps(fn, dfn, deg=200):
+    """Tensor Gauss-Hermite (kernels.md §1.4), all nodes, written independently in numpy."""
+    xs, ws = roots_hermite(deg)
+
+    def maps(q1, q2, c):
+        q1, q2, c = np.broadcast_arrays(q1, q2, c)
+        a = np.sqrt(2 * q1)[..., None]
+        bc = (c * np.sqrt(2 / q1))[..., None, None]
+        e = np.sqrt(2 * np.maximum(q2 - c * c / q1, 0.0))[..., None, None]
+        y = bc * xs[:, None] + e * xs[None, :]          # (..., i, j)
+        W = ws[:, None] * ws[None, :]
+        u = a * xs                                         # (..., i)
+        V = np.einsum("...i,...ij,ij->...", fn(u), fn(y), W) / PI
+        Vd = np.einsum("...i,...ij,ij->...", dfn(u), dfn(y), W) / PI
+        return V, Vd
+    return maps
+
+
+def _mlp_reference(x, depth, maps, sw2, sb2):
+    """K_1 = sw2 x.x'/d + sb2, Theta_1 = K_1; K <- sw2 V(K) + sb2, Theta <- K' + sw2 Vdot(K) Theta."""
+    K = sw2 * (x @ x.T) / x.shape[1] + sb2
+    T = K.copy()
+    for _ in range(depth):
+        q = np.diag(K).copy()
+        V, Vd = maps(q[:, None], q[None, :], K)
+        K_new = sw2 * V + sb2
+        T = K_new + sw2 * Vd * T
+        K = K_new
+    return K, T
+
+
+def _close(got, ref, rtol, scale_tol=0.0):
+    """|got - ref| <= rtol |ref| + scale_tol sqrt(ref_ii ref_jj), entrywise."""
+    d = np.sqrt(np.abs(np.diag(ref)))
+    bound = rtol * np.abs(ref) + scale_tol * np.outer(d, d)
+    bad = np.abs(got - ref) > bound
+    assert not bad.any(), (f"max abs err {np.max(np.abs(got - ref)):.3e}, "
+                           f"max rel err {np.max(np.abs(got - ref) / np.abs(ref)):.3e}")
+
+
+@pytest.fixture(scope="module")
+def xr():
+    return np.random.default_rng(7).standard_normal((6, 4))
+
+
+@pytest.fixture(scope="module")
+def xs_small(xr):
+    """xr rescaled so that max |x|^2 / d = 0.6: keeps every variance of the quadrature tests <= 1
+    (Gauss-Hermite accuracy depends on the variance, see test_activations)."""
+    return xr * math.sqrt(0.6 / np.max((xr * xr).sum(1) / xr.shape[1]))
+
+
+# ----------------------------------------------------------------------------------------------
+# §2.3 He-ReLU correlation map
+# ----------------------------------------------------------------------------------------------
+def _f_he(rho):        # sw2 = 2, unit diagonal: one ReLU layer
+    return 2 * float(kn.ReLU().V(1.0, 1.0, rho))
+
+
+def _fprime_he(rho):
+    return 2 * float(kn.ReLU().Vdot(1.0, 1.0, rho))
+
+
+def test_he_relu_map_values():
+    assert _f_he(0.0) == pytest.approx(1 / PI, rel=1e-15)
+    assert _f_he(0.0) == pytest.approx(0.3183098861837907, rel=1e-15)
+    assert _f_he(1.0) == pytest.approx(1.0, rel=1e-15)
+    assert _f_he(-1.0) == pytest.approx(0.0, abs=1e-15)
+    assert _fprime_he(1.0) == pytest.approx(1.0, rel=1e-15)
+    assert _fprime_he(0.0) == pytest.approx(0.5, rel=1e-15)
+    assert _fprime_he(-1.0) == pytest.approx(0.0, abs=1e-15)
+
+
+@pytest.mark.parametrize("x2,rho,theta", [((0.0, 1.0), 1 / PI, 1 / PI),       # f(0), Th = f(0)
+                                          ((1.0, 0.0), 1.0, 2.0),             # f(1), f(1)+f'(1)
+                                          ((-1.0, 0.0), 0.0, 0.0)])           # f(-1), f(-1)-f'(-1)
+def test_he_relu_map_through_network(x2, rho, theta):
+    x = np.array([[1.0, 0.0], x2])
+    k = kn.MLP(1, kn.ReLU(), weight_var=2.0).kernels(x)
+    assert k.nngp[0, 1] == pytest.approx(rho, rel=1e-15, abs=1e-15)
+    assert k.ntk[0, 1] == pytest.approx(theta, rel=1e-15, abs=1e-15)
+
+
+# kernels.md §2.3 table: n -> (rho_n = f^n(0), NTK off-diag, NTK diag)
+TABLE_23 = {
+    1: (0.31830988618379067, 0.318309886183791, 2),
+    2: (0.49373109020037155, 0.685708636282943, 3),
+    3: (0.60482572011294455, 1.060388106802584, 4),
+    4: (0.68095353335573635, 1.430390497210369, 5),
+    5: (0.73594635062763665, 1.792195966844595, 6),
+}
+RHO_6_10 = [0.77722869919143624, 0.80914805147949771, 0.83441630259254746,
+            0.85480923754890578, 0.87153551602151762]
+
+
+@pytest.mark.parametrize("n", sorted(TABLE_23))
+def test_he_relu_table_nngp(n):
+    K = kn.MLP(n, kn.ReLU(), weight_var=2.0).nngp(E2)
+    rho, _, _ = TABLE_23[n]
+    assert K[0, 1] == pytest.approx(rho, rel=1e-12)
+    assert K[1, 0] == pytest.approx(rho, rel=1e-12)
+    np.testing.assert_allclose(np.diag(K), 1.0, rtol=1e-15)
+
+
+@pytest.mark.parametrize("n", sorted(TABLE_23))
+def test_he_relu_table_ntk(n):
+    T = kn.MLP(n, kn.ReLU(), weight_var=2.0).ntk(E2)
+    _, off, diag = TABLE_23[n]
+    assert T[0, 1] == pytest.approx(off, rel=1e-12)
+    np.testing.assert_allclose(np.diag(T), diag, rtol=1e-15)
+
+
+def test_he_relu_table_rho_6_to_10_via_trajectory():
+    tr = kn.MLP(10, kn.ReLU(), weight_var=2.0).trajectory(E2)
+    np.testing.assert_array_equal(tr.layers, np.arange(11))
+    expected = [0.0] + [TABLE_23[n][0] for n in range(1, 6)] + RHO_6_10
+    # correlation is stored as 1 - (1 - rho): absolute rounding ~1e-16 at rho = 0
+    np.testing.assert_allclose(tr.correlation[:, 0, 1], expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(tr.ntk[1:6, 0, 1], [TABLE_23[n][1] for n in range(1, 6)],
+                               rtol=1e-12)
+    np.testing.assert_allclose(tr.ntk[:, 0, 0], np.arange(1, 12), rtol=1e-15)
+
+
+@pytest.mark.parametrize("n,rho", list(zip(range(6, 11), RHO_6_10)))
+def test_he_relu_rho_6_to_10_network_output(n, rho):
+    assert kn.MLP(n, kn.ReLU(), weight_var=2.0).nngp(E2)[0, 1] == pytest.approx(rho, rel=1e-12)
+
+
+@pytest.mark.parametrize("act,slope,rhos", [
+    (lambda: kn.LeakyReLU(0.2), 0.2, [0.195883006882333, 0.335264506841993, 0.439104834657294]),
+    (lambda: kn.ABReLU(-1.0, 1.0), -1.0, [0.636619772367581, 0.770636932175026,
+                                          0.837353404913941]),
+], ids=["leaky0.2", "abs"])
+def test_leaky_and_abs_correlations(act, slope, rhos):
+    sw2 = 2 / (1 + slope ** 2)
+    for n, rho in enumerate(rhos, start=1):
+        K = kn.MLP(n, act(), weight_var=sw2).nngp(E2)
+        assert K[0, 1] / math.sqrt(K[0, 0] * K[1, 1]) == pytest.approx(rho, rel=1e-12)
+        # normalised He-type init keeps the diagonal: K_ii = sw2 |x|^2 / d
+        np.testing.assert_allclose(np.diag(K), sw2 / 2, rtol=1e-14)
+
+
+def test_abs_first_correlation_is_two_over_pi():
+    K = kn.MLP(1, kn.ABReLU(-1.0, 1.0), weight_var=1.0).nngp(E2)
+    assert K[0, 1] / K[0, 0] == pytest.approx(2 / PI, rel=1e-14)
+
+
+# ----------------------------------------------------------------------------------------------
+# diagonal identities
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("depth", [1, 2, 7, 30, 100])
+def test_he_relu_diagonal_identities(depth):
+    x = np.random.default_rng(depth).standard_normal((5, 3)) * np.array([[0.1], [1], [3], [1], [7]])
+    k = kn.MLP(depth, kn.ReLU(), weight_var=2.0, bias_var=0.0).kernels(x)
+    sq = 2 * (x * x).sum(1) / x.shape[1]
+    np.testing.assert_allclose(np.diag(k.nngp), sq, rtol=1e-14)
+    np.testing.assert_allclose(np.diag(k.ntk), (depth + 1) * sq, rtol=1e-13)
+
+
+@pytest.mark.parametrize("sw2,sb2", [(1.5, 0.0), (2.0, 0.3), (3.0, 0.05)])
+def test_relu_diagonal_general_variances(sw2, sb2):
+    # q_{h+1} = sw2 q_h / 2 + sb2 and Theta_{h+1} = q_{h+1} + (sw2/2) Theta_h on the diagonal
+    depth = 6
+    x = np.random.default_rng(3).standard_normal((4, 3))
+    q = sw2 * (x * x).sum(1) / 3 + sb2
+    T = q.copy()
+    for _ in range(depth):
+        q = sw2 * q / 2 + sb2
+        T = q + sw2 / 2 * T
+    k = kn.MLP(depth, kn.ReLU(), weight_var=sw2, bias_var=sb2).kernels(x)
+    np.testing.assert_allclose(np.diag(k.nngp), q, rtol=1e-14)
+    np.testing.assert_allclose(np.diag(k.ntk), T, rtol=1e-14)
+
+
+# ----------------------------------------------------------------------------------------------
+# independent re-implementation of §2.2
+# ----------------------------------------------------------------------------------------------
+CASES_22 = [
+    ("relu", lambda: kn.ReLU(), _abrelu_maps(0.0, 1.0)),
+    ("leaky0.2", lambda: kn.LeakyReLU(0.2), _abrelu_maps(0.2, 1.0)),
+    ("abs", lambda: kn.ABReLU(-1.0, 1.0), _abrelu_maps(-1.0, 1.0)),
+    ("abrelu(-0.3,1.7)", lambda: kn.ABReLU(-0.3, 1.7), _abrelu_maps(-0.3, 1.7)),
+    ("erf", lambda: kn.Erf(), _erf_maps()),
+    ("erf(1.2,0.8,0.1)", lambda: kn.Erf(1.2, 0.8, 0.1), _erf_maps(1.2, 0.8, 0.1)),
+]
+
+
+@pytest.mark.parametrize("name,make,maps", CASES_22, ids=[c[0] for c in CASES_22])
+@pytest.mark.parametrize("depth", [1, 2, 5, 20])
+@pytest.mark.parametrize("sw2,sb2", [(2.0, 0.0), (1.7, 0.1), (2.5, 0.4)])
+def test_mlp_matches_numpy_reference(xr, name, make, maps, depth, sw2, sb2):
+    K_ref, T_ref = _mlp_reference(xr, depth, maps, sw2, sb2)
+    k = kn.MLP(depth, make(), weight_var=sw2, bias_var=sb2).kernels(xr)
+    # entrywise relative 1e-12; the scale term only matters for erf entries that cross zero
+    _close(k.nngp, K_ref, 1e-12, 1e-15)
+    _close(k.ntk, T_ref, 1e-12, 1e-15)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("sw2,sb2", [(1.0, 0.0), (1.5, 0.1)])
+def test_tanh_mlp_matches_own_quadrature(xs_small, depth, sw2, sb2):
+    # Own tensor Gauss-Hermite rule, degree 400 with all nodes (converged to rounding at q <= 1).
+    # The library's default degree-150 rule has, at variances q <= 1, relative errors <= ~2e-14
+    # (V) and <= ~2e-12 (Vdot) -- asserted against mpmath in test_activations -- so 1e-11 covers
+    # a few layers with margin.  Inputs are scaled so every K_ii <= 1.
+    maps = _gh_maps(np.tanh, lambda t: 1 / np.cosh(t) ** 2, deg=400)
+    K_ref, T_ref = _mlp_reference(xs_small, depth, maps, sw2, sb2)
+    assert np.max(np.diag(K_ref)) <= 1.0
+    k = kn.MLP(depth, kn.Tanh(), weight_var=sw2, bias_var=sb2).kernels(xs_small)
+    _close(k.nngp, K_ref, 1e-11, 1e-13)
+    _close(k.ntk, T_ref, 1e-11, 1e-13)
+
+
+def test_shaped_relu_mlp_is_resolved_abrelu(xr):
+    depth, cp, cm = 16, 0.6, -1.2
+    sp, sm = 1 + cp / 4, 1 + cm / 4            # 1 + c / sqrt(depth)
+    res = kn.ShapedReLU(cp, cm).resolved(depth)
+    assert (res.a, res.b) == pytest.approx((sm, sp), rel=1e-15)
+    sw2 = 2 / (sp ** 2 + sm ** 2)
+    K_ref, T_ref = _mlp_reference(xr, depth, _abrelu_maps(sm, sp), sw2, 0.0)
+    k = kn.MLP(depth, kn.ShapedReLU(cp, cm), weight_var=sw2).kernels(xr, fast=False)
+    _close(k.nngp, K_ref, 1e-12)
+    _close(k.ntk, T_ref, 1e-12)
+
+
+def test_user_activation_mlp_matches_erf_closed_form(xs_small):
+    # kn.Activation(erf) by quadrature vs Williams' closed form (independent maps).  Variances
+    # stay <= 1, where the degree-150 rule for erf is at rounding level (test_activations).
+    act = kn.Activation(lambda t: math.erf(t), lambda t: 2 / math.sqrt(PI) * math.exp(-t * t))
+    K_ref, T_ref = _mlp_reference(xs_small, 3, _erf_maps(), 1.5, 0.1)
+    assert np.max(np.diag(K_ref)) <= 1.0
+    k = kn.MLP(3, act, weight_var=1.5, bias_var=0.1).kernels(xs_small)
+    _close(k.nngp, K_ref, 1e-12, 1e-14)
+    _close(k.ntk, T_ref, 1e-12, 1e-14)
+
+
+def test_input_kernel_equals_inputs(xr):
+    net = kn.MLP(4, kn.LeakyReLU(0.1), weight_var=1.8, bias_var=0.2)
+    a = net.kernels(xr)
+    b = net.kernels(K0=xr @ xr.T / xr.shape[1])
+    _close(b.nngp, a.nngp, 1e-13)
+    _close(b.ntk, a.ntk, 1e-13)
+
+
+# ----------------------------------------------------------------------------------------------
+# trajectory indexing
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [kn.ReLU, lambda: kn.Erf(1.0, 1.0, 0.0)], ids=["relu", "erf"])
+def test_trajectory_indexing(xr, make):
+    depth, sw2, sb2 = 5, 1.8, 0.1
+    net = kn.MLP(depth, make(), weight_var=sw2, bias_var=sb2)
+    tr = net.trajectory(xr)
+    assert tr.nngp.shape == tr.ntk.shape == tr.correlation.shape == (depth + 1, 6, 6)
+    K1 = sw2 * xr @ xr.T / xr.shape[1] + sb2
+    _close(tr.nngp[0], K1, 1e-14)            # layer 0 = first Dense output, Theta_1 = K_1
+    _close(tr.ntk[0], K1, 1e-14)
+    k = net.kernels(xr)
+    _close(tr.nngp[-1], k.nngp, 1e-13)
+    _close(tr.ntk[-1], k.ntk, 1e-13)
+    maps = _abrelu_maps(0.0, 1.0) if make is kn.ReLU else _erf_maps()
+    for l in range(depth + 1):
+        K_ref, T_ref = _mlp_reference(xr, l, maps, sw2, sb2)
+        _close(tr.nngp[l], K_ref, 1e-12, 1e-15)
+        _close(tr.ntk[l], T_ref, 1e-12, 1e-15)
+
+
+def test_trajectory_correlation_fields(xr):
+    tr = kn.MLP(6, kn.ReLU(), weight_var=2.0, bias_var=0.05).trajectory(xr, layers=[0, 3, 6])
+    np.testing.assert_array_equal(tr.layers, [0, 3, 6])
+    for k in range(3):
+        K = tr.nngp[k]
+        d = np.sqrt(np.diag(K))
+        rho = K / np.outer(d, d)
+        np.testing.assert_allclose(tr.correlation[k], rho, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(tr.one_minus_correlation[k], 1 - rho, rtol=1e-10, atol=1e-15)
+        np.testing.assert_allclose(tr.angle[k], np.arccos(np.clip(rho, -1, 1)), rtol=1e-7,
+                                   atol=1e-7)
+        np.testing.assert_array_equal(np.diag(tr.correlation[k]), 1.0)
+        np.testing.assert_array_equal(np.diag(tr.one_minus_correlation[k]), 0.0)
+
+
+def test_trajectory_subset_equals_full(xr):
+    net = kn.MLP(8, kn.LeakyReLU(0.3), weight_var=1.9, bias_var=0.02)
+    full = net.trajectory(xr)
+    sub = net.trajectory(xr, layers=[2, 7])
+    np.testing.assert_array_equal(sub.nngp, full.nngp[[2, 7]])
+    np.testing.assert_array_equal(sub.ntk, full.ntk[[2, 7]])
+
+
+# ----------------------------------------------------------------------------------------------
+# deep accuracy: sde.md §3.3 table of l^2 (1 - rho_l)
+# ----------------------------------------------------------------------------------------------
+SDE_33 = {   # rho_0 -> (rho_1, {l: l^2 (1 - rho_l)})
+    0.0: ("0.318309886184", {10: "12.8464484", 100: "35.76853316", 1000: "43.12973255",
+                             10000: "44.25192736", 100000: "44.39398667"}),
+    0.5: ("0.608997781044", {10: "10.23532702", 100: "34.47289139", 1000: "42.95603981",
+                             10000: "44.23385072", 100000: "44.39217003"}),
+    0.9: ("0.909538398845", {10: "4.407617852", 100: "28.94856557", 1000: "42.1038007",
+                             10000: "44.143706", 100000: "44.38309586"}),
+}
+
+
+def _half_ulp_rel(s):
+    """Relative rounding half-width of a printed decimal."""
+    digits = len(s.split(".")[1])
+    return 0.5 * 10.0 ** (-digits) / float(s)
+
+
+def _mp_gap_path(rho0, lmax, record):
+    """l^2 (1 - rho_l) by iterating cos th' = cos th + (sin th - th cos th)/pi in mpmath, with
+    the state eps = 1 - rho (never formed as 1 - rho at the end), 30 digits."""
+    mp.mp.dps = 30
+    eps = 1 - mp.mpf(rho0)
+    out = {}
+    for l in range(1, lmax + 1):
+        th = 2 * mp.asin(mp.sqrt(eps / 2))
+        eps = eps - (mp.sin(th) - th * mp.cos(th)) / mp.pi
+        if l in record:
+            out[l] = float(l * l * eps)
+    return out
+
+
+@pytest.fixture(scope="module")
+def mp_paths():
+    return {r: _mp_gap_path(r, 10000, {1, 10, 100, 1000, 10000}) for r in SDE_33}
+
+
+def _net_gap(rho0, L):
+    K0 = [[1.0, rho0], [rho0, 1.0]]
+    tr = kn.MLP(L, kn.ReLU(), weight_var=2.0, bias_var=0.0).trajectory(K0=K0, layers=[L])
+    return L * L * tr.one_minus_correlation[0, 0, 1], tr
+
+
+@pytest.mark.parametrize("rho0", sorted(SDE_33))
+def test_mpmath_oracle_reproduces_sde_table(mp_paths, rho0):
+    # validates the in-test oracle against the printed table, at the table's printed precision
+    rho1, tab = SDE_33[rho0]
+    assert 1 - mp_paths[rho0][1] == pytest.approx(float(rho1), rel=_half_ulp_rel(rho1) * 1.01)
+    for l, s in tab.items():
+        if l in mp_paths[rho0]:
+            assert mp_paths[rho0][l] == pytest.approx(float(s), rel=_half_ulp_rel(s) * 1.01)
+
+
+@pytest.mark.parametrize("rho0", sorted(SDE_33))
+@pytest.mark.parametrize("L", [10, 100, 1000, 10000])
+def test_deep_relu_gap_vs_mpmath(mp_paths, rho0, L):
+    got, _ = _net_gap(rho0, L)
+    assert got == pytest.approx(mp_paths[rho0][L], rel=1e-9)
+
+
+@pytest.mark.parametrize("rho0", sorted(SDE_33))
+@pytest.mark.parametrize("L", [10, 100, 1000, 10000, 100000])
+def test_deep_relu_gap_vs_sde_table(rho0, L):
+    s = SDE_33[rho0][1][L]
+    got, _ = _net_gap(rho0, L)
+    # 1e-9 relative, unless the table prints fewer digits than that
+    assert got == pytest.approx(float(s), rel=max(1e-9, _half_ulp_rel(s) * 1.01))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rho0", sorted(SDE_33))
+def test_deep_relu_gap_vs_mpmath_1e5(rho0):
+    ref = _mp_gap_path(rho0, 100000, {100000})[100000]
+    got, _ = _net_gap(rho0, 100000)
+    assert got == pytest.approx(ref, rel=1e-9)
+
+
+def test_deep_relu_first_layer_column():
+    for rho0, (rho1, _) in SDE_33.items():
+        tr = kn.MLP(1, kn.ReLU(), weight_var=2.0).trajectory(K0=[[1.0, rho0], [rho0, 1.0]])
+        # stored as 1 - (1 - rho): absolute rounding ~1e-16 at rho = 0
+        assert tr.correlation[0, 0, 1] == pytest.approx(rho0, rel=1e-15, abs=1e-15)
+        assert tr.correlation[1, 0, 1] == pytest.approx(float(rho1), rel=_half_ulp_rel(rho1))
+
+
+def test_deep_relu_angle_and_diagonal():
+    L = 100000
+    _, tr = _net_gap(0.0, L)
+    eps = tr.one_minus_correlation[0, 0, 1]
+    # angle accurate near 0: theta = 2 asin(sqrt(eps/2)); theory: l theta_l -> 3 pi (§2.4)
+    assert tr.angle[0, 0, 1] == pytest.approx(2 * math.asin(math.sqrt(eps / 2)), rel=1e-14)
+    assert L * tr.angle[0, 0, 1] == pytest.approx(3 * PI, rel=1e-3)
+    assert tr.correlation[0, 0, 1] == pytest.approx(1 - eps, rel=1e-15)
+    # He init, no bias: diagonal stays at K_1 = 2 * K0 = 2; NTK diagonal = (L + 1) * 2
+    np.testing.assert_allclose(np.diag(tr.nngp[0]), 2.0, rtol=1e-13)
+    np.testing.assert_allclose(np.diag(tr.ntk[0]), 2.0 * (L + 1), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# fast (tabulated) path vs layer loop
+# ----------------------------------------------------------------------------------------------
+def _fast_inputs():
+    rng = np.random.default_rng(2024)
+    x = rng.standard_normal((10, 5))
+    extra = [x[0] + 1e-7 * rng.standard_normal(5),     # nearly parallel
+             x[1] * 3.0,                               # exactly parallel, other norm
+             1e-3 * x[4],                              # small norm
+             np.zeros(5)]                              # zero norm (theta = pi/2 convention)
+    # exactly antipodal pairs are left to test_exact_antipodal_inputs (known bug)
+    return np.vstack([x, extra])
+
+
+def _near_antipodal_pair():
+    rng = np.random.default_rng(2024)
+    a = rng.standard_normal(5)
+    return np.vstack([a, -a + 1e-6 * rng.standard_normal(5)])     # 1 + rho0 ~ 1e-13
+
+
+FAST_ACTS = [
+    ("relu", lambda L: (kn.ReLU(), 2.0)),
+    ("leaky0.2", lambda L: (kn.LeakyReLU(0.2), 2 / 1.04)),
+    ("abs", lambda L: (kn.ABReLU(-1.0, 1.0), 1.0)),
+    ("shaped", lambda L: (kn.ShapedReLU(0.5, -1.5),
+                          2 / ((1 + 0.5 / math.sqrt(L)) ** 2 + (1 - 1.5 / math.sqrt(L)) ** 2))),
+    ("leaky0.2-unnormalised", lambda L: (kn.LeakyReLU(0.2), 2.0)),
+]
+
+
+@pytest.mark.parametrize("name,make", FAST_ACTS, ids=[a[0] for a in FAST_ACTS])
+@pytest.mark.parametrize("depth", [40, 1000])
+def test_fast_path_matches_loop(name, make, depth):
+    x = _fast_inputs()
+    act, sw2 = make(depth)
+    net = kn.MLP(depth, act, weight_var=sw2)
+    slow = net.kernels(x, fast=False)
+    fast = net.kernels(x, fast=True)
+    _assert_scaled_close(fast, slow, 1e-12)
+
+
+def _assert_scaled_close(a, b, tol):
+    """|a - b| <= tol sqrt(b_ii b_jj) for NNGP and NTK (exact equality where the scale is 0)."""
+    for name, u, v in (("nngp", a.nngp, b.nngp), ("ntk", a.ntk, b.ntk)):
+        d = np.sqrt(np.diag(v))
+        bad = np.abs(u - v) > tol * np.outer(d, d)
+        assert not bad.any(), (f"{name}: max |diff| {np.max(np.abs(u - v)):.3e} at "
+                               f"{np.unravel_index(np.argmax(np.abs(u - v)), u.shape)}")
+
+
+def _mp_abrelu_mlp(x, depth, a, b, sw2):
+    """Off-diagonal (rho_L, Theta_L / sqrt(Theta_11 Theta_22)) of an ABReLU MLP on two inputs,
+    kernels.md §1.2 / §2.2 in mpmath (50 digits) from the exact float64 inputs."""
+    mp.mp.dps = 50
+    xa, xb = ([mp.mpf(float(t)) for t in row] for row in x)
+    d = len(xa)
+    dot = lambda u, v: mp.fsum(p * q for p, q in zip(u, v)) / d
+    q1, q2, c = sw2 * dot(xa, xa), sw2 * dot(xb, xb), sw2 * dot(xa, xb)
+    t1, t2, t = q1, q2, c
+    fac, m = mp.mpf(a - b) ** 2 / (2 * mp.pi), (mp.mpf(a) ** 2 + mp.mpf(b) ** 2) / 2
+    for _ in range(depth):
+        th = mp.acos(max(min(c / mp.sqrt(q1 * q2), 1), -1))
+        Vd = m - fac * th
+        cn = sw2 * (fac * mp.sqrt(max(q1 * q2 - c * c, 0)) + Vd * c)
+        t = cn + sw2 * Vd * t
+        c = cn
+        t1, t2 = sw2 * m * q1 + sw2 * m * t1, sw2 * m * q2 + sw2 * m * t2
+        q1, q2 = sw2 * m * q1, sw2 * m * q2
+    return float(c / mp.sqrt(q1 * q2)), float(t / mp.sqrt(t1 * t2))
+
+
+NEAR_ANTIPODAL_ACTS = [
+    pytest.param("relu", 0.0, 1.0, 2.0, id="relu"),
+    pytest.param("leaky0.2", 0.2, 1.0, 2 / 1.04, id="leaky0.2"),
+    pytest.param("abs", -1.0, 1.0, 1.0, id="abs"),
+]
+
+
+@pytest.mark.parametrize("name,a,b,sw2", NEAR_ANTIPODAL_ACTS)
+@pytest.mark.parametrize("depth", [40, 1000])
+def test_fast_path_matches_loop_near_antipodal(name, a, b, sw2, depth):
+    x = _near_antipodal_pair()
+    net = kn.MLP(depth, kn.ABReLU(a, b), weight_var=sw2)
+    _assert_scaled_close(net.kernels(x, fast=True), net.kernels(x, fast=False), 1e-12)
+
+
+@pytest.mark.parametrize("name,a,b,sw2", NEAR_ANTIPODAL_ACTS)
+@pytest.mark.parametrize("fast", [False, True], ids=["loop", "fast"])
+def test_near_antipodal_pair_vs_mpmath(name, a, b, sw2, fast):
+    x = _near_antipodal_pair()
+    depth = 40
+    rho_ref, tau_ref = _mp_abrelu_mlp(x, depth, a, b, sw2)
+    k = kn.MLP(depth, kn.ABReLU(a, b), weight_var=sw2).kernels(x, fast=fast)
+    rho = k.nngp[0, 1] / math.sqrt(k.nngp[0, 0] * k.nngp[1, 1])
+    tau = k.ntk[0, 1] / math.sqrt(k.ntk[0, 0] * k.ntk[1, 1])
+    assert abs(rho - rho_ref) <= 1e-12
+    assert abs(tau - tau_ref) <= 1e-12
+
+
+@pytest.mark.parametrize("depth", [40, 1000])
+def test_fast_path_cross_kernel_matches_loop(depth):
+    x = _fast_inputs()
+    x1, x2 = x[:7], x[5:]
+    net = kn.MLP(depth, kn.ReLU(), weight_var=2.0)
+    slow = net.kernels(x1, x2, fast=False)
+    fast = net.kernels(x1, x2, fast=True)
+    q1 = np.diag(net.nngp(x1, fast=False))
+    q2 = np.diag(net.nngp(x2, fast=False))
+    t1 = np.diag(net.ntk(x1, fast=False))
+    t2 = np.diag(net.ntk(x2, fast=False))
+    assert np.all(np.abs(fast.nngp - slow.nngp) <= 1e-12 * np.sqrt(np.outer(q1, q2)))
+    assert np.all(np.abs(fast.ntk - slow.ntk) <= 1e-12 * np.sqrt(np.outer(t1, t2)))
+
+
+def test_fast_path_he_relu_table():
+    for n in (1, 5):
+        k = kn.MLP(n, kn.ReLU(), weight_var=2.0).kernels(E2, fast=True)
+        assert k.nngp[0, 1] == pytest.approx(TABLE_23[n][0], rel=1e-12)
+        assert k.ntk[0, 1] == pytest.approx(TABLE_23[n][1], rel=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# cross kernels
+# ----------------------------------------------------------------------------------------------
+CROSS_NETS = [
+    ("relu-bias", lambda: kn.MLP(6, kn.ReLU(), weight_var=2.0, bias_var=0.1), None),
+    ("relu-fast", lambda: kn.MLP(50, kn.ReLU(), weight_var=2.0), True),
+    ("leaky-loop", lambda: kn.MLP(50, kn.LeakyReLU(0.1), weight_var=1.9), False),
+    ("erf", lambda: kn.MLP(4, kn.Erf(), weight_var=1.5, bias_var=0.2), None),
+    ("tanh", lambda: kn.MLP(3, kn.Tanh(), weight_var=1.2, bias_var=0.1), None),
+]
+# quadrature (tanh) is only accurate to rounding at variances <= 1: scale those inputs
+CROSS_SCALE = {"tanh": 0.4}
+
+
+@pytest.mark.parametrize("name,make,fast", CROSS_NETS, ids=[c[0] for c in CROSS_NETS])
+def test_cross_kernel_is_block_of_stacked(name, make, fast):
+    rng = np.random.default_rng(5)
+    x1, x2 = rng.standard_normal((4, 3)), rng.standard_normal((5, 3))
+    x1, x2 = x1 * CROSS_SCALE.get(name, 1.0), x2 * CROSS_SCALE.get(name, 1.0)
+    net = make()
+    full = net.kernels(np.vstack([x1, x2]), fast=fast)
+    cross = net.kernels(x1, x2, fast=fast)
+    assert cross.nngp.shape == cross.ntk.shape == (4, 5)
+    _close_block(cross.nngp, full.nngp)
+    _close_block(cross.ntk, full.ntk)
+    rev = net.kernels(x2, x1, fast=fast)
+    np.testing.assert_allclose(rev.nngp, cross.nngp.T, rtol=1e-12, atol=0)
+
+
+def _close_block(block, full):
+    n1 = block.shape[0]
+    ref = full[:n1, n1:]
+    d = np.sqrt(np.diag(full))
+    scale = np.outer(d[:n1], d[n1:])
+    assert np.max(np.abs(block - ref) - 1e-12 * np.abs(ref) - 1e-15 * scale) <= 0, \
+        f"max rel err {np.max(np.abs(block - ref) / np.abs(ref)):.3e}"
+
+
+# ----------------------------------------------------------------------------------------------
+# degenerate pairs: exactly antipodal inputs, duplicates given through K0
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("a,b", [(0.0, 1.0), (0.2, 1.0), (-1.0, 1.0)], ids=["relu", "leaky0.2",
+                                                                          "abs"])
+@pytest.mark.parametrize("fast", [False, True], ids=["loop", "fast"])
+def test_exact_antipodal_inputs(a, b, fast):
+    # theta0 = pi exactly: Vdot = m - fac pi = a b and V = a b c (kernels.md §1.2), so after one
+    # layer K_2 = w [[m q, -a b q], [-a b q, m q]] with q = K_1 diagonal, and
+    # Theta_2 = K_2 + w Vdot(K_1) Theta_1
+    m = (a * a + b * b) / 2
+    for w in (0.375, 0.5, 1.0, 2.0, 3.0):
+        for x in ([[1.0], [-1.0]], [[3.0, 1.0], [-3.0, -1.0]]):
+            x = np.array(x)
+            q = w * (x[0] @ x[0]) / x.shape[1]
+            K = w * np.array([[m * q, -a * b * q], [-a * b * q, m * q]])
+            T = K + w * np.array([[m * q, -a * b * q], [-a * b * q, m * q]])
+            k = kn.MLP(1, kn.ABReLU(a, b), weight_var=w).kernels(x, fast=fast)
+            for got, ref in ((k.nngp, K), (k.ntk, T)):
+                d = np.sqrt(np.diag(ref))
+                assert np.all(np.abs(got - ref) <= 1e-12 * np.outer(d, d)), (w, x.tolist(), got)
+
+
+@pytest.mark.parametrize("depth", [1, 100])
+def test_input_kernel_duplicates_relu(depth):
+    x = np.array([[0, 0, 0, 0, 0.625], [0, 0, 0, 0, 0.625], [1.0, 0, 0, 0, 0]])
+    k = kn.MLP(depth, kn.ReLU(), weight_var=2.0).kernels(K0=x @ x.T / 5)
+    # duplicate inputs: identical rows; He-ReLU diagonal Theta = (depth + 1) K
+    for M in (k.nngp, k.ntk):
+        assert M[0, 1] == pytest.approx(M[0, 0], rel=1e-12)
+    assert k.ntk[0, 0] == pytest.approx((depth + 1) * 2 * 0.625 ** 2 / 5, rel=1e-13)
+
+
+@pytest.mark.parametrize("depth", [1, 100])
+def test_input_duplicates_relu_via_x(depth):
+    x = np.array([[0, 0, 0, 0, 0.625], [0, 0, 0, 0, 0.625], [1.0, 0, 0, 0, 0]])
+    k = kn.MLP(depth, kn.ReLU(), weight_var=2.0).kernels(x)
+    for M in (k.nngp, k.ntk):
+        assert M[0, 1] == pytest.approx(M[0, 0], rel=1e-14)
+    assert k.ntk[0, 0] == pytest.approx((depth + 1) * 2 * 0.625 ** 2 / 5, rel=1e-13)
