@@ -1,22 +1,18 @@
-"""MLP kernels against neural-tangents 0.6.5 reference outputs (shared/reference/nt_relu_mlp.json).
+"""MLP kernels against neural-tangents 0.6.5 reference outputs (nt_relu_mlp.json, shipped with
+the package as limits/_data/nt_relu_mlp.json, a copy of shared/reference/nt_relu_mlp.json).
 
 Every entry of the 6 x 6 NNGP and NTK matrices, diagonal included, to 1e-12 relative.
 Variances are W_std**2 and b_std**2, as the JSON's stax expressions use them.
 """
 import json
-import os
+from importlib import resources
 
 import numpy as np
 import pytest
 
 import kernels as kn
 
-REF_PATH = os.environ.get("NT_RELU_MLP_JSON", "/work/shared/reference/nt_relu_mlp.json")
-
-if not os.path.exists(REF_PATH):  # pragma: no cover - the oracle lives outside the repository
-    pytest.skip(f"reference file {REF_PATH} not available", allow_module_level=True)
-
-with open(REF_PATH) as fh:
+with resources.files("limits").joinpath("_data/nt_relu_mlp.json").open() as fh:
     REF = json.load(fh)
 
 X = np.array(REF["inputs"]["x"], dtype=np.float64)
