@@ -76,6 +76,22 @@ def acos1m(eps):
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
+def acos1m_unit(a):
+    """``arccos(1 - a)`` for ``a`` in [0, 1] (the magnitude of a signed gap): ``acos1m`` without
+    the branch for rho < 0, which the signed gap never needs."""
+    rho = 1.0 - a
+    rn = (((_R0 * a + _R1) * a + _R2) * a + _R3) * a + _R4
+    rd = (((a + _S1) * a + _S2) * a + _S3) * a + _S4
+    x = rho * rho
+    pn = ((((_P0 * x + _P1) * x + _P2) * x + _P3) * x + _P4) * x + _P5
+    pd = ((((x + _Q1) * x + _Q2) * x + _Q3) * x + _Q4) * x + _Q5
+    near = a < 0.375
+    ratio = (a * rn if near else x * pn) / (rd if near else pd)
+    s = math.sqrt(2.0 * a)
+    return (s + s * ratio) if near else (_PIO2 - (rho + rho * ratio))
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
 def asin_fast(x):
     """``arcsin(x)`` for x in [-1, 1], vectorisable (Cephes rational approximations)."""
     a = abs(x)

@@ -53,7 +53,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._fastmath import acos1m, gaps_of, h_of, near_minus_one, rho_of, signed_gap
+from ._fastmath import acos1m_unit, gaps_of, h_of, near_minus_one, rho_of, signed_gap
 
 _BLOCK = 512                 # entries per inner block: state + tables stay in L1/L2
 _ROWS = 8                    # rows advanced together, so each column table is read once for all
@@ -125,7 +125,7 @@ def _abrelu_block(z_row, ntk_row, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
         # angle t to the nearer end (theta = t near rho = 1, theta = pi - t near rho = -1)
         neg = near_minus_one(z)
         az = abs(z)
-        t = acos1m(az)
+        t = acos1m_unit(az)
         ht = h_of(t, az)
         e = 2.0 + z if neg else z                     # 1 - rho
         w = -z if neg else 2.0 - z                    # 1 + rho
@@ -254,7 +254,7 @@ def _gap_fields(z, e_out, theta_out):
     tf = theta_out.reshape(-1)
     for k in prange(zf.shape[0]):
         e, w = gaps_of(zf[k])
-        t = acos1m(abs(zf[k]))
+        t = acos1m_unit(abs(zf[k]))
         ef[k] = e
         tf[k] = math.pi - t if near_minus_one(zf[k]) else t
 
@@ -361,7 +361,7 @@ def _fast_eval(sym, eps0, sq_r, sq_c, los, his, coef_r, coef_tau, out_cov, out_n
                 e_blk = eps0[i, j0:j1]
                 nb = j1 - j0
                 for jj in range(nb):
-                    dist = acos1m(abs(e_blk[jj]))          # angle to the nearer end
+                    dist = acos1m_unit(abs(e_blk[jj]))     # angle to the nearer end
                     th[jj] = dist
                     ratio[jj] = 0.5 * math.pi / max(dist, 1e-300)
                 for jj in range(nb):
