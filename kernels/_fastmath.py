@@ -54,28 +54,6 @@ _H_SERIES_MAX = 1.0
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def acos1m(eps):
-    """``arccos(1 - eps)`` for ``eps`` in [0, 2], accurate in relative terms as eps -> 0."""
-    w = 2.0 - eps                     # = 1 + rho
-    z = min(eps, w)                   # distance to the nearer end, in [0, 1]
-    rho = 1.0 - eps
-    # near an end (|rho| > 0.625): acos(1 - z) = sqrt(2z) (1 + z R(z)/S(z))
-    rn = (((_R0 * z + _R1) * z + _R2) * z + _R3) * z + _R4
-    rd = (((z + _S1) * z + _S2) * z + _S3) * z + _S4
-    # middle (|rho| <= 0.625): acos(rho) = pi/2 - (rho + rho x P(x)/Q(x)), x = rho^2
-    x = rho * rho
-    pn = ((((_P0 * x + _P1) * x + _P2) * x + _P3) * x + _P4) * x + _P5
-    pd = ((((x + _Q1) * x + _Q2) * x + _Q3) * x + _Q4) * x + _Q5
-    near = z < 0.375
-    ratio = (z * rn if near else x * pn) / (rd if near else pd)   # one division
-    s = math.sqrt(2.0 * z)
-    t_near = s + s * ratio
-    t_near = t_near if eps <= 1.0 else _PI - t_near
-    t_mid = _PIO2 - (rho + rho * ratio)
-    return t_near if near else t_mid
-
-
-@numba.njit(inline="always", cache=True, error_model="numpy")
 def acos1m_unit(a):
     """``arccos(1 - a)`` for ``a`` in [0, 1] (the magnitude of a signed gap): ``acos1m`` without
     the branch for rho < 0, which the signed gap never needs."""
@@ -89,6 +67,12 @@ def acos1m_unit(a):
     ratio = (a * rn if near else x * pn) / (rd if near else pd)
     s = math.sqrt(2.0 * a)
     return (s + s * ratio) if near else (_PIO2 - (rho + rho * ratio))
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def acos1m(eps):
+    """``arccos(1 - eps)`` for ``eps`` in [0, 2], accurate in relative terms as eps -> 0."""
+    return acos1m_unit(eps) if eps <= 1.0 else _PI - acos1m_unit(2.0 - eps)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")

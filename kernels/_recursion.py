@@ -71,9 +71,8 @@ def _abrelu_diag(q0, t0, beta, gamma, u, mu, m, q_out, t_out):
     """
     n = q0.shape[0]
     C = beta.shape[0]
-    for i in range(n):
-        q_out[0, i] = q0[i]
-        t_out[0, i] = t0[i]
+    q_out[0] = q0
+    t_out[0] = t0
     for t in range(C):
         for i in range(n):
             q = q_out[t, i]
@@ -91,9 +90,8 @@ def _smooth_diag(pair, params, q0, t0, u, v, sw2, sb2, q_out, t_out):
     bit-identical diagonal and off-diagonal entries (chaotic maps would amplify any ulp)."""
     n = q0.shape[0]
     C = u.shape[0]
-    for i in range(n):
-        q_out[0, i] = q0[i]
-        t_out[0, i] = t0[i]
+    q_out[0] = q0
+    t_out[0] = t0
     for t in range(C):
         for i in range(n):
             q = q_out[t, i]

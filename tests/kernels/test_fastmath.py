@@ -18,35 +18,32 @@ def _theta(v):
 
 
 @numba.njit
+def _map(f, e):
+    out = np.empty_like(e)
+    for i in range(e.shape[0]):
+        out[i] = f(e[i])
+    return out
+
+
+@numba.njit
+def _h_at(e):
+    return h_of(acos1m(e), e)
+
+
 def _acos1m_vec(e):
-    out = np.empty_like(e)
-    for i in range(e.shape[0]):
-        out[i] = acos1m(e[i])
-    return out
+    return _map(acos1m, e)
 
 
-@numba.njit
 def _acos1m_unit_vec(e):
-    out = np.empty_like(e)
-    for i in range(e.shape[0]):
-        out[i] = acos1m_unit(e[i])
-    return out
+    return _map(acos1m_unit, e)
 
 
-@numba.njit
 def _asin_vec(x):
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = asin_fast(x[i])
-    return out
+    return _map(asin_fast, x)
 
 
-@numba.njit
 def _h_vec(e):
-    out = np.empty_like(e)
-    for i in range(e.shape[0]):
-        out[i] = h_of(acos1m(e[i]), e[i])
-    return out
+    return _map(_h_at, e)
 
 
 def _gaps():
