@@ -186,51 +186,70 @@ def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, m
                             rec_ntk[slot, i, j0:j1] = ntk[i, j0:j1]
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy")
-def _init_gap(sym, G, qa, qb, w, b, ua, ub, refine_below, z):
-    """Signed gap (``_fastmath``) of the stem output K <- w K + b, from the Gram matrix G.
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _stem_gap(rho0_e, rho0_w, s, sa, sb, sQinv, sQ, w, b):
+    """Signed gap after K <- w K + b from the input gaps (1 - rho0, 1 + rho0)."""
+    A = w * s + b
+    dd = sa - sb
+    den = sQ + A
+    delta = w * b * dd * dd / den if den > 0.0 else 0.0
+    zval = signed_gap((delta + w * s * rho0_e) * sQinv, (delta + 2.0 * b + w * s * rho0_w) * sQinv)
+    return zval if sQinv > 0.0 else 1.0
 
-    rho0 = G / sqrt(qa qb); after the affine stem, with s = sqrt(qa qb) and
-    sQ = sqrt((w qa + b)(w qb + b)), the gaps (delta + w s (1 - rho0)) / sQ and
-    (delta + 2 b + w s (1 + rho0)) / sQ have no cancellation (module docstring).  Pairs with
-    1 -/+ rho0 < refine_below get the gap |ua_i -/+ ub_j|^2 / 2 from the unit-normalised inputs
-    instead (no cancellation; pass refine_below = 0 when only a kernel is known).  Zero-norm
-    inputs get the NT convention theta = pi/2 (gap 1).
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _init_gap(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk):
+    """Signed gap (``_fastmath``) and NTK (= K) of the stem output K <- w K + b.
+
+    The input kernel is gscale * G.  rho0 = G / sqrt(qa qb) (exact for equal diagonals); after
+    the affine stem, with s = sqrt(qa qb) and sQ = sqrt((w qa + b)(w qb + b)), the gaps
+    (delta + w s (1 - rho0)) / sQ and (delta + 2 b + w s (1 + rho0)) / sQ have no cancellation
+    (module docstring).  Pairs whose gap is below refine_below are recomputed from the unit
+    inputs ua, ub, with 1 -/+ rho0 = |ua_i -/+ ub_j|^2 / 2 (no cancellation; pass
+    refine_below = 0 when only a kernel is known).  Zero-norm inputs get the NT convention
+    theta = pi/2 (gap 1).  The main loop has no branches and vectorises; refinement is rare.
     """
     n1, n2 = G.shape
     d = ua.shape[1]
+    sqb = np.sqrt(qb)
+    sqb2 = np.sqrt(w * qb + b)
+    invb2 = np.where(sqb2 > 0.0, 1.0 / np.where(sqb2 > 0.0, sqb2, 1.0), 0.0)
     for pi in prange(n1):
         i = np.int64(pi)
-        sa = math.sqrt(qa[i])
-        sa2 = math.sqrt(w * qa[i] + b)
-        for j in range(i + 1 if sym else 0, n2):
-            sb = math.sqrt(qb[j])
-            sb2 = math.sqrt(w * qb[j] + b)
-            s = sa * sb
-            s_exact = math.sqrt(qa[i] * qb[j])        # exact for equal diagonals
-            rho0 = G[i, j] / s_exact if s_exact > 0.0 else 0.0
+        qi = qa[i]
+        sa = math.sqrt(qi)
+        sa2 = math.sqrt(w * qi + b)
+        inva2 = 1.0 / sa2 if sa2 > 0.0 else 0.0
+        j0 = i + 1 if sym else 0
+        G_row = G[i, j0:]
+        z_row = z[i, j0:]
+        t_row = ntk[i, j0:]
+        qb_v = qb[j0:]
+        sqb_v = sqb[j0:]
+        sqb2_v = sqb2[j0:]
+        invb2_v = invb2[j0:]
+        for j in range(G_row.shape[0]):
+            g = gscale * G_row[j]
+            t_row[j] = w * g + b
+            se = math.sqrt(qi * qb_v[j])
+            rho0 = g / se if se > 0.0 else 0.0
             rho0 = min(max(rho0, -1.0), 1.0)
-            e0 = 1.0 - rho0
-            w0 = 1.0 + rho0
-            if s_exact > 0.0 and min(e0, w0) < refine_below:
-                sgn = 1.0 if e0 < w0 else -1.0
-                acc = 0.0
-                for k in range(d):
-                    diff = ua[i, k] - sgn * ub[j, k]
-                    acc += diff * diff
-                if e0 < w0:
-                    e0 = 0.5 * acc
-                else:
-                    w0 = 0.5 * acc
-            sQ = sa2 * sb2
-            A = w * s + b
-            dd = sa - sb
-            delta = w * b * dd * dd / (sQ + A) if sQ + A > 0.0 else 0.0
-            if sQ > 0.0:
-                z[i, j] = signed_gap((delta + w * s * e0) / sQ,
-                                     (delta + 2.0 * b + w * s * w0) / sQ)
-            else:
-                z[i, j] = 1.0
+            z_row[j] = _stem_gap(1.0 - rho0, 1.0 + rho0, sa * sqb_v[j], sa, sqb_v[j],
+                                 inva2 * invb2_v[j], sa2 * sqb2_v[j], w, b)
+        if refine_below > 0.0:
+            for j in range(G_row.shape[0]):
+                if abs(z_row[j]) < refine_below and qi * qb_v[j] > 0.0:
+                    se = math.sqrt(qi * qb_v[j])
+                    rho0 = min(max(gscale * G_row[j] / se, -1.0), 1.0)
+                    sgn = 1.0 if rho0 >= 0.0 else -1.0
+                    acc = 0.0
+                    for k in range(d):
+                        diff = ua[i, k] - sgn * ub[j0 + j, k]
+                        acc += diff * diff
+                    e0 = 0.5 * acc if rho0 >= 0.0 else 1.0 - rho0
+                    w0 = 1.0 + rho0 if rho0 >= 0.0 else 0.5 * acc
+                    z_row[j] = _stem_gap(e0, w0, sa * sqb_v[j], sa, sqb_v[j],
+                                         inva2 * invb2_v[j], sa2 * sqb2_v[j], w, b)
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")

@@ -84,43 +84,48 @@ def _unit_rows(x):
 
 
 def _input_state(x1, x2, K0, stem, gap):
-    """Stem output: diagonals qa (N1,), qb (N2,), cross covariance (N1, N2), its gap
-    1 - rho (N1, N2, only if ``gap``), and the sym flag.  The stem is K <- w K + b."""
+    """Stem output K <- w K + b: diagonals qa (N1,), qb (N2,), the off-diagonal state and the
+    sym flag.  With ``gap`` (ReLU family) the state is (signed gap z, NTK, a free (N1, N2)
+    buffer); otherwise (covariance, NTK, None).  Only entries j > i are set when sym."""
     w, b = stem
     if K0 is not None:
         sym = True
+        G, gscale = K0, 1.0            # K0 is our own copy (_checks.psd_kernel)
         qa = qb = np.diag(K0).copy()
-        G = K0
     else:
         sym = x2 is None
-        d = x1.shape[1]
         xa, xb = (x1, x1) if sym else (x1, x2)
-        G = xa @ xb.T / d
-        # diagonals from the same product as G, so duplicated inputs stay exactly equal
-        qa = np.diag(G).copy() if sym else np.einsum("ij,ij->i", xa, xa) / d
-        qb = qa if sym else np.einsum("ij,ij->i", xb, xb) / d
-    eps = None
+        gscale = 1.0 / x1.shape[1]
+        G = xa @ xb.T
+        # diagonals from the same product and scaling as G: duplicates stay exactly equal
+        qa = np.diag(G) * gscale if sym else np.einsum("ij,ij->i", xa, xa) * gscale
+        qb = qa if sym else np.einsum("ij,ij->i", xb, xb) * gscale
     if gap:
-        eps = np.zeros(G.shape)
+        z, ntk = np.empty(G.shape), np.empty(G.shape)
         if K0 is None:
-            ua, ub = _unit_rows(xa), (None if sym else _unit_rows(xb))
-            _rec._init_gap(sym, G, qa, qb, w, b, ua, ua if sym else ub, _REFINE_EPS, eps)
+            ua = _unit_rows(xa)
+            _rec._init_gap(sym, G, gscale, qa, qb, w, b, ua, ua if sym else _unit_rows(xb),
+                           _REFINE_EPS, z, ntk)
         else:
             empty = np.zeros((G.shape[0], 0))
-            _rec._init_gap(sym, G, qa, qb, w, b, empty, empty, 0.0, eps)
-    cov = w * G + b
-    return w * qa + b, w * qb + b, cov, eps, sym
+            _rec._init_gap(sym, G, gscale, qa, qb, w, b, empty, empty, 0.0, z, ntk)
+        state = (z, ntk, G)
+    else:
+        cov = w * (gscale * G) + b        # the same operations as the diagonal w qa + b
+        state = (cov, cov.copy(), None)
+    return w * qa + b, w * qb + b, state, sym
 
 
 def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None):
     """Run the recursion: Kernels, or a Trajectory when ``record`` lists layers."""
     kind = stack.activation._engine()
     w0, b0 = stack.stem
-    qa, qb, cov, eps, sym = _input_state(x1, x2, K0, stack.stem, gap=kind[0] == "abrelu")
-    n1, n2 = cov.shape
+    qa, qb, (state, ntk, spare), sym = _input_state(x1, x2, K0, stack.stem,
+                                                     gap=kind[0] == "abrelu")
+    n1, n2 = state.shape
     L = stack.u.shape[0]
-    ta, tb = qa.copy(), qb.copy()
-    ntk = cov.copy()                 # Theta = K after the (trained) stem
+    ta, tb = qa.copy(), qb.copy()    # Theta = K after the (trained) stem
+    eps, cov = (state, spare) if kind[0] == "abrelu" else (None, state)
 
     eligible = kind[0] == "abrelu" and stack.sb2 == 0.0 and b0 == 0.0
     n_pairs = n1 * (n1 - 1) // 2 if sym else n1 * n2
