@@ -11,7 +11,7 @@ Williams 1997), and by tensor Gauss–Hermite quadrature otherwise (the neural-t
 (arrays broadcast) and serve users and tests; the recursion engine uses the compiled pair maps.
 """
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numba
 import numpy as np

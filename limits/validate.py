@@ -9,7 +9,6 @@ check fails.  ``--quick`` (the README's main command) finishes in well under 5 m
 New capabilities register their checks with ``@check(...)``.
 """
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
