@@ -67,3 +67,9 @@ def resnet_vs_ode(depths=(4, 16, 64, 256), K0=((1.0, 0.0), (0.0, 1.0)), weight_v
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+# figures of the other capabilities live in their own modules and are re-exported here
+from ._plots_phase import *  # noqa: E402,F401,F403
+from ._plots_resnet_scaling import *  # noqa: E402,F401,F403
+from ._plots_sde import *  # noqa: E402,F401,F403

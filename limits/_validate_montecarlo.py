@@ -1,0 +1,2 @@
+"""Validation checks of the montecarlo capability (registered with ``limits.validate.check``)."""
+from .validate import Result, check  # noqa: F401
