@@ -4,11 +4,14 @@
 >>> net = kn.MLP(depth=20, activation=kn.ReLU(), weight_var=2.0, bias_var=0.01)
 >>> x = np.random.default_rng(0).standard_normal((4, 3))
 >>> K, Th = net.nngp(x), net.ntk(x)
+>>> mc = kn.monte_carlo(net, x, width=256, samples=100, seed=0)   # finite-width networks
 """
 from .activations import (ABReLU, Activation, Erf, Identity, LeakyReLU, ReLU, ShapedReLU,
                           Tanh)
 from .architectures import MLP, Kernels, ResNet, Trajectory
+from .montecarlo import MonteCarloResult, Paths, monte_carlo, simulate_paths
 
 __all__ = ["Activation", "ABReLU", "ReLU", "LeakyReLU", "ShapedReLU", "Identity", "Erf", "Tanh",
-           "MLP", "ResNet", "Kernels", "Trajectory"]
+           "MLP", "ResNet", "Kernels", "Trajectory", "monte_carlo", "simulate_paths",
+           "MonteCarloResult", "Paths"]
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 
 from . import _checks, _recursion as _rec
-from .activations import Activation
+from .activations import Activation, ShapedReLU
 
 __all__ = ["MLP", "ResNet", "Kernels", "Trajectory"]
 
@@ -498,6 +498,15 @@ class _KernelMethods:
         return _run(stack.without_readout(), x1, None, K0, record=layers, fast=False)
 
 
+def _check_resolvable(activation, depth):
+    """Fail early on activations the architecture cannot use.  ``ShapedReLU(rate="width")`` is
+    allowed: its networks can be simulated (``kernels.montecarlo``), though its infinite-width
+    kernels raise when asked for (the slopes depend on the width)."""
+    if isinstance(activation, ShapedReLU) and activation.rate == "width":
+        return
+    activation._resolve(depth)
+
+
 @dataclass(frozen=True)
 class MLP(_KernelMethods):
     """Fully connected network: ``depth`` hidden layers, then a linear readout.
@@ -541,7 +550,7 @@ class MLP(_KernelMethods):
         object.__setattr__(self, "weight_var", _checks.nonneg_float(self.weight_var,
                                                                     "weight_var"))
         object.__setattr__(self, "bias_var", _checks.nonneg_float(self.bias_var, "bias_var"))
-        self.activation._resolve(self.depth)      # fail early (e.g. ShapedReLU rate='width')
+        _check_resolvable(self.activation, self.depth)
 
     def _stack(self):
         L = self.depth
@@ -608,7 +617,7 @@ class ResNet(_KernelMethods):
             if not np.all(np.isfinite(arr)):
                 raise ValueError("branch_scale contains NaN or inf")
             object.__setattr__(self, "branch_scale", tuple(float(a) for a in arr))
-        self.activation._resolve(self.depth)
+        _check_resolvable(self.activation, self.depth)
 
     @property
     def alphas(self):

@@ -295,22 +295,33 @@ def _normals(keys, stream, shape):
 class _Draws:
     """The normal draws of one sample network, generated when asked for: ``draws[stream]``.
 
-    Each draw is written into a buffer reused for every draw of the same shape (it stays in
-    cache; the next draw of that shape overwrites it).  A draw asked for twice (the backward
-    pass) is generated again: the counter-based generator gives the same numbers, and
-    regenerating is cheaper than keeping every weight matrix.
+    With ``keep=True`` (the NTK: the backward pass reads every weight matrix again) each draw is
+    kept while the kept draws fit in ``_W_BUDGET`` bytes; beyond that, and with ``keep=False``,
+    a draw is written into a buffer reused for every draw of the same shape and generated again
+    if asked for twice (the counter-based generator gives the same numbers).
     """
 
-    def __init__(self, keys, layout):
+    def __init__(self, keys, layout, keep=False):
         self.keys = keys
         self.layout = dict(layout)
         self.buffers = {}
+        self.kept = {}
+        self.budget = _W_BUDGET if keep else 0
 
     def __getitem__(self, stream):
+        out = self.kept.get(stream)
+        if out is not None:
+            return out
         shape = self.layout[stream]
-        out = self.buffers.get(shape)
-        if out is None:
-            out = self.buffers[shape] = np.empty(int(np.prod(shape)))
+        size = int(np.prod(shape))
+        if 8 * size <= self.budget:
+            out = np.empty(size)
+            self.budget -= 8 * size
+            self.kept[stream] = out.reshape(shape)
+        else:
+            out = self.buffers.get(shape)
+            if out is None:
+                out = self.buffers[shape] = np.empty(size)
         _run_split(_fill_part, (out.size + 1) // 2, self.keys[0], self.keys[1],
                    np.int64(stream), out)
         return out.reshape(shape)
@@ -814,7 +825,7 @@ class _WeightsSampler:
         L = sp.depth
         slots = self.slots
         want = self.want_ntk
-        draws = _Draws(keys, self.layout)
+        draws = _Draws(keys, self.layout, keep=want)
         h = np.empty((n, N))
         P = np.empty((n, N))
         D = np.empty((n, N)) if want else P

@@ -197,8 +197,10 @@ def test_shaped_relu_bad_rate():
 
 @pytest.mark.parametrize("cls", [kn.MLP, kn.ResNet])
 def test_shaped_relu_width_rate_in_network(cls):
-    with pytest.raises(ValueError, match="rate='width'"):
-        cls(4, kn.ShapedReLU(1.0, -1.0, rate="width"))
+    net = cls(4, kn.ShapedReLU(1.0, -1.0, rate="width"))     # simulable at finite width ...
+    for method in (net.nngp, net.ntk, net.trajectory):       # ... but has no kernel
+        with pytest.raises(ValueError, match="rate='width'"):
+            method(np.eye(2))
 
 
 def test_shaped_relu_maps_need_resolution():
