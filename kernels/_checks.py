@@ -14,6 +14,14 @@ def finite_float(value, name):
     return value
 
 
+def positive_float(value, name):
+    """A finite float > 0."""
+    v = finite_float(value, name)
+    if v <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return v
+
+
 def nonneg_float(value, name):
     value = finite_float(value, name)
     if value < 0:

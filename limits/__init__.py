@@ -1,10 +1,16 @@
 """limits: the depth-and-width limits of random networks, and the checks that validate them.
 
-This package grows issue by issue (SDE/ODE derivations and solvers, phase diagrams, ResNet
-depth scaling, sweeps).  Today it holds the validation report (``python -m limits validate``)
-and the plotting helpers it uses.
+Limit objects (``CorrelationSDE``, ``CovarianceSDE``, ``UnshapedCorrelationSDE``, ``ResNetODE``),
+one solver (``solve``) and the comparison with finite networks (``compare``); SymPy derivations in
+``limits.derive``; the validation report (``python -m limits validate``) and figures
+(``limits.plots``).
 """
 from . import plots, validate
+from .sde import (CorrelationSDE, CovarianceSDE, GeometricBM, LinearSDE, OrnsteinUhlenbeck,
+                  ResNetODE, UnshapedCorrelationSDE)
+from .solve import Comparison, Solution, compare, solve
 
-__all__ = ["plots", "validate"]
+__all__ = ["plots", "validate", "CorrelationSDE", "CovarianceSDE", "UnshapedCorrelationSDE",
+           "ResNetODE", "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "solve", "Solution",
+           "compare", "Comparison"]
 __version__ = "0.1.0"

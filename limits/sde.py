@@ -1,0 +1,446 @@
+"""Depth-and-width limits as objects: SDEs of the covariance / correlation of random networks and
+the ODE of infinite-width ResNets (theory/sde.md §2-§3, theory/kernels.md §3.3).
+
+Every SDE here is an Itô SDE ``dY = a(t, Y) dt + B(t, Y) dW`` *in solver coordinates* chosen so
+that the state cannot leave its domain (theory/sde.md §5): the correlation is carried as
+``x = artanh(rho)``, positive quantities as logarithms.  ``limits.solve`` integrates them;
+``to_coords`` / ``from_coords`` map the user's variables to these coordinates and back.
+
+The symbolic drift and diffusion come from ``limits.derive`` (``.derivation()``).  The compiled
+model functions used by the solver are written in the numerically stable forms of sde.md §5
+(``h(theta)`` by its series near theta = 0, Fisher-z, logarithms), because the expressions
+SymPy prints cancel catastrophically near rho = +-1 (0/0 once tanh(x) rounds to 1); the test
+suite checks that both agree to rounding at random points (tests/limits/test_sde.py), so the
+numbers simulated are the derivation's numbers.
+
+References
+----------
+M. B. Li, M. Nica, D. M. Roy, "The Neural Covariance SDE: Shaped Infinite Depth-and-Width
+Networks at Initialization", NeurIPS 2022 (arXiv 2206.02768): §2 of theory/sde.md.
+M. B. Li, M. Nica, "Differential Equation Scaling Limits of Shaped and Unshaped Neural
+Networks", TMLR 2024 (arXiv 2310.12079): §3 of theory/sde.md.
+"""
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from kernels import _checks
+from kernels._fastmath import (_HC1, _HC2, _HC3, _HC4, _HC5, _HC6, _HC7, _HC8, _HC9, _HC10,
+                               h_of)
+
+from ._vecmath import vatan, vexp
+
+__all__ = ["CorrelationSDE", "CovarianceSDE", "UnshapedCorrelationSDE", "ResNetODE",
+           "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "K_UNSHAPED", "Q_STAR"]
+
+K_UNSHAPED = 2.0 * math.sqrt(2.0) / (3.0 * math.pi)     # sde.md §1, §3.3
+Q_STAR = 9.0 * math.pi ** 2 / 2.0                        # = 4 / k^2
+
+# model codes of the compiled solver (limits.solve)
+_CORR, _COV2, _LOGQ, _GBM, _LINW, _OU = 0, 1, 2, 3, 4, 5
+
+
+# ----------------------------------------------------------------------------------------------
+# compiled model functions: drift a (dim,) and volatility B (dim, noise) in solver coordinates
+# ----------------------------------------------------------------------------------------------
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _corr_drift(x, C):
+    """Fisher-z drift ``nu(tanh x) / (1 - tanh^2 x) + tanh(x) / 2`` (sde.md §2.4) with one exp
+    and one atan: e = e^-x, tanh x = (1 - e^2)/(1 + e^2), theta = 2 atan(e),
+    sin theta = 2e/(1 + e^2), 1 - tanh^2 x = sin^2 theta, and
+    nu / sin^2 theta = C/(2 pi) h(theta) / sin^2 theta with h by its series for theta < 1
+    (no cancellation near rho = 1; rho = -1 repels like e^{2|x|})."""
+    e = math.exp(-x)
+    e2 = e * e
+    inv = 1.0 / (1.0 + e2)
+    r = (1.0 - e2) * inv
+    if C == 0.0:
+        return 0.5 * r
+    theta = 2.0 * math.atan(e)
+    sn = 2.0 * e * inv
+    if theta < 1.0:                 # h by its series (as kernels._fastmath.h_of)
+        h = h_of(theta, 0.0)
+    else:
+        h = sn - theta * r          # h = sin - theta cos, no cancellation for theta >= 1
+    return C / (2.0 * math.pi) * h / (sn * sn) + 0.5 * r
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _corr_drift_v(x, C):
+    """``_corr_drift`` with branch-free exp / atan (``limits._vecmath``) and selects, so that a
+    loop over paths vectorises."""
+    e = vexp(-x)
+    e2 = e * e
+    inv = 1.0 / (1.0 + e2)
+    r = (1.0 - e2) * inv
+    theta = 2.0 * vatan(e)
+    sn = 2.0 * e * inv
+    t2 = theta * theta
+    series = theta * t2 * (_HC1 + t2 * (_HC2 + t2 * (_HC3 + t2 * (_HC4 + t2 * (_HC5 + t2 * (
+        _HC6 + t2 * (_HC7 + t2 * (_HC8 + t2 * (_HC9 + t2 * _HC10)))))))))
+    h = series if theta < 1.0 else sn - theta * r
+    return C / (2.0 * math.pi) * h / (sn * sn) + 0.5 * r
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _drift1(code, t, y, p):
+    """Drift of a scalar model."""
+    if code == _CORR:
+        return _corr_drift(y, p[0])
+    if code == _LOGQ:                       # y = ln q:  ((2 - k e^{y/2}) / t - 2)
+        return (2.0 - p[0] * math.exp(0.5 * y)) / t - 2.0
+    if code == _GBM:                        # dX = mu X dt + sigma X dW
+        return p[0] * y
+    if code == _OU:                         # dX = -theta X dt + sigma dW
+        return -p[0] * y
+    # _LINW: dw = ((k/2 - w)/t + 2 w) dt - sqrt(2) w dB
+    return (0.5 * p[0] - y) / t + 2.0 * y
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _vol1(code, t, y, p):
+    """Volatility b and its derivative db/dy (for Milstein) of a scalar model."""
+    if code == _CORR:
+        return 1.0, 0.0
+    if code == _LOGQ:
+        return 2.0 * math.sqrt(2.0), 0.0
+    if code == _GBM:
+        return p[1] * y, p[1]
+    if code == _OU:
+        return p[1], 0.0
+    return -math.sqrt(2.0) * y, -math.sqrt(2.0)
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _model3(y, p, a, B):
+    """Two-input covariance SDE in (u1, u2, x) = (ln V11, ln V22, artanh rho), sde.md §2.3:
+    a = (-1, -1, nu/(1 - rho^2) + rho/2), B = the Cholesky factor of
+    [[2, 2 rho^2, rho], [2 rho^2, 2, rho], [rho, rho, 1]]."""
+    x = y[2]
+    r = math.tanh(x)
+    a[0] = -1.0
+    a[1] = -1.0
+    a[2] = _corr_drift(x, p[0])
+    # closed-form lower Cholesky factor:  L10 = sqrt2 r^2, L11 = sqrt2 sqrt(1 - r^4),
+    # L20 = r / sqrt2, L21 = r sqrt(1 - r^2) / (sqrt2 sqrt(1 + r^2)), L22 = 1 / sqrt(1 + r^2)
+    r2 = r * r
+    s2 = math.sqrt(2.0)
+    ch = math.cosh(x)
+    one_m_r2 = 1.0 / (ch * ch)                  # 1 - r^2 without cancellation
+    one_p_r2 = 1.0 + r2
+    B[0, 0] = s2
+    B[0, 1] = 0.0
+    B[0, 2] = 0.0
+    B[1, 0] = s2 * r2
+    B[1, 1] = s2 * math.sqrt(one_m_r2 * one_p_r2)
+    B[1, 2] = 0.0
+    B[2, 0] = r / s2
+    B[2, 1] = r * math.sqrt(one_m_r2 / one_p_r2) / s2
+    B[2, 2] = 1.0 / math.sqrt(one_p_r2)
+
+
+# ----------------------------------------------------------------------------------------------
+# SDE objects
+# ----------------------------------------------------------------------------------------------
+def _finite(v, name):
+    return _checks.finite_float(v, name)
+
+
+class _SDE:
+    """Common interface: ``dim``, ``noise_dim``, ``params``, ``to_coords``, ``from_coords``."""
+
+    ode = False
+    singular_at_zero = False
+    dim = 1
+    noise_dim = 1
+    additive = False
+
+    def to_coords(self, y0):
+        y = np.asarray(y0, dtype=np.float64)
+        if y.ndim != 0 or not np.isfinite(y):
+            raise ValueError(f"y0 must be a finite scalar, got {y0!r}")
+        return np.array([float(y)])
+
+    def from_coords(self, z):
+        return z[..., 0]
+
+    def drift(self, t, y):
+        """Drift in solver coordinates (NumPy, vectorised over leading axes of y)."""
+        raise NotImplementedError
+
+    def volatility(self, t, y):
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class CorrelationSDE(_SDE):
+    """Correlation SDE of the shaped-ReLU network (Li, Nica & Roy 2022; theory/sde.md §2.4)::
+
+        d rho = [nu(rho) - rho (1 - rho^2)/2] dt + (1 - rho^2) dW,
+        nu(rho) = (c_plus - c_minus)^2 / (2 pi) * h(arccos rho),  h(theta) = sin theta - theta cos theta
+
+    in the time ``t = l/n`` of a network of width ``n`` with slopes ``1 + c_pm / sqrt(n)`` (so
+    ``T = depth / width``; the table of sde.md §6 B).  Solved in Fisher-z coordinates
+    ``x = artanh(rho)``, which have additive noise and never reach +-1 (sde.md §2.4)::
+
+        dx = [nu(tanh x) / (1 - tanh^2 x) + tanh(x) / 2] dt + dW
+
+    Parameters
+    ----------
+    c_plus, c_minus : float
+        Shaping constants; only ``C = (c_plus - c_minus)^2`` enters.
+    """
+
+    c_plus: float = 0.0
+    c_minus: float = 0.0
+    code = _CORR
+    additive = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "c_plus", _finite(self.c_plus, "c_plus"))
+        object.__setattr__(self, "c_minus", _finite(self.c_minus, "c_minus"))
+
+    @property
+    def C(self):
+        return (self.c_plus - self.c_minus) ** 2
+
+    @property
+    def params(self):
+        return np.array([self.C])
+
+    def to_coords(self, y0):
+        rho = np.asarray(y0, dtype=np.float64)
+        if rho.ndim != 0:
+            raise ValueError(f"y0 must be a scalar correlation rho0, got shape {rho.shape}")
+        if not np.isfinite(rho) or abs(rho) >= 1:
+            raise ValueError(f"y0 = rho0 must lie in (-1, 1), got {float(rho)!r} "
+                             "(+-1 are never reached from inside: sde.md §2.4)")
+        return np.array([math.atanh(float(rho))])
+
+    def from_coords(self, z):
+        return np.tanh(z[..., 0])
+
+    def drift(self, t, y):
+        x = np.asarray(y, float)
+        return np.vectorize(lambda v: _corr_drift(v, self.C))(x)
+
+    def volatility(self, t, y):
+        return np.ones_like(np.asarray(y, float))
+
+    def derivation(self):
+        """The SymPy derivation (``limits.derive.correlation_sde``)."""
+        from . import derive
+        return derive.correlation_sde(self.c_plus, self.c_minus)
+
+
+@dataclass(frozen=True)
+class CovarianceSDE(_SDE):
+    """Covariance SDE of two inputs through a shaped-ReLU network (theory/sde.md §2.3)::
+
+        dV = b(V) dt + Sigma(V)^{1/2} dB,   b^{12} = nu(rho) sqrt(V11 V22),  b^{aa} = 0,
+        Sigma^{ab,cd} = V^{ac} V^{bd} + V^{ad} V^{bc}
+
+    in time ``t = l/n``.  Solved in ``(ln V11, ln V22, artanh rho)``, which stay in the PSD cone
+    (sde.md §2.3, "PSD-preserving alternative")::
+
+        du_a = -dt + dM_a,  dx = [nu/(1 - rho^2) + rho/2] dt + dM_3,
+        d<M> / dt = [[2, 2 rho^2, rho], [2 rho^2, 2, rho], [rho, rho, 1]]
+
+    ``y0`` is the 2 x 2 input covariance ``V0`` (positive definite); values come back as
+    (..., 2, 2) matrices.  For the shaped MLP at rate ``depth^-1/2`` (sde.md §3.1) use
+    ``tau = t / T0`` and ``c_pm -> c_pm / sqrt(T0)``.
+    """
+
+    c_plus: float = 0.0
+    c_minus: float = 0.0
+    code = _COV2
+    dim = 3
+    noise_dim = 3
+
+    def __post_init__(self):
+        object.__setattr__(self, "c_plus", _finite(self.c_plus, "c_plus"))
+        object.__setattr__(self, "c_minus", _finite(self.c_minus, "c_minus"))
+
+    @property
+    def C(self):
+        return (self.c_plus - self.c_minus) ** 2
+
+    @property
+    def params(self):
+        return np.array([self.C])
+
+    def to_coords(self, y0):
+        V = np.asarray(y0, dtype=np.float64)
+        if V.shape != (2, 2) or not np.all(np.isfinite(V)):
+            raise ValueError(f"y0 must be a finite 2 x 2 covariance V0, got {V!r}")
+        if V[0, 1] != V[1, 0]:
+            raise ValueError(f"y0 = V0 must be symmetric, got {V.tolist()}")
+        if V[0, 0] <= 0 or V[1, 1] <= 0 or V[0, 1] ** 2 >= V[0, 0] * V[1, 1]:
+            raise ValueError(f"y0 = V0 must be positive definite (|rho0| < 1), got {V.tolist()}")
+        rho = V[0, 1] / math.sqrt(V[0, 0] * V[1, 1])
+        return np.array([math.log(V[0, 0]), math.log(V[1, 1]), math.atanh(rho)])
+
+    def from_coords(self, z):
+        v11, v22 = np.exp(z[..., 0]), np.exp(z[..., 1])
+        v12 = np.tanh(z[..., 2]) * np.sqrt(v11 * v22)
+        out = np.empty(z.shape[:-1] + (2, 2))
+        out[..., 0, 0], out[..., 1, 1] = v11, v22
+        out[..., 0, 1] = out[..., 1, 0] = v12
+        return out
+
+    def derivation(self):
+        from . import derive
+        return derive.covariance_sde(2, "relu", c_plus=self.c_plus, c_minus=self.c_minus)
+
+
+@dataclass(frozen=True)
+class UnshapedCorrelationSDE(_SDE):
+    """The q_t SDE of the unshaped ReLU MLP (Li & Nica 2024; theory/sde.md §3.3).
+
+    ``q_l = l^2 (1 - rho_l)``, ``t = l / n``::
+
+        dq = [(2 q - k q^{3/2}) / t + 2 q] dt + 2 sqrt(2) q dB,   k = 2 sqrt(2) / (3 pi),
+
+    singular at t = 0 where q must start at ``q* = 9 pi^2 / 2``.  Solved as ``y = ln q`` with
+    additive noise (``dy = [(2 - k e^{y/2}) / t - 2] dt + 2 sqrt(2) dB``) on a geometric grid
+    from ``t0`` (``limits.solve`` picks it: steps ``h t``); ``sample_exact`` draws q_t from the
+    exact representation ``q_t = q* / Y_t^2`` instead, with no singular stepping.
+    """
+
+    code = _LOGQ
+    additive = True
+    singular_at_zero = True
+
+    @property
+    def params(self):
+        return np.array([K_UNSHAPED])
+
+    def to_coords(self, y0):
+        q = np.asarray(Q_STAR if y0 is None else y0, dtype=np.float64)
+        if q.ndim != 0 or not np.isfinite(q) or q <= 0:
+            raise ValueError(f"y0 = q0 must be a positive scalar (q* = {Q_STAR}), got {y0!r}")
+        return np.array([math.log(float(q))])
+
+    def from_coords(self, z):
+        return np.exp(z[..., 0])
+
+    def derivation(self):
+        from . import derive
+        return derive.unshaped_q_sde()
+
+    def sample_exact(self, times, paths, seed=0, substeps=2000):
+        """Exact samples of q_t at ``times`` (sde.md §3.3): ``q_t = q* / Y_t^2`` with
+        ``Y_t = e^{t - sqrt2 B_t} / t * int_0^t e^{-s + sqrt2 B_s} ds`` along one Brownian path
+        per sample (trapezoid rule with ``substeps`` per unit of the largest time; the only
+        error is quadrature, O(substeps^-1) in mean).  Returns (len(times), paths)."""
+        from .solve import _check_times, _keys
+        times = _check_times(times, allow_zero=False)
+        paths = _checks.positive_int(paths, "paths")
+        substeps = _checks.positive_int(substeps, "substeps")
+        T = float(times[-1])
+        m = max(int(math.ceil(substeps * T)), 16)
+        grid = np.linspace(0.0, T, m + 1)
+        idx = np.searchsorted(grid, times)
+        grid[idx] = times          # save times on the grid
+        out = np.empty((len(times), paths))
+        from .solve import _exact_q
+        _exact_q(_keys(seed, paths), grid, idx.astype(np.int64), Q_STAR, out)
+        return out
+
+
+@dataclass(frozen=True)
+class GeometricBM(_SDE):
+    """``dX = mu X dt + sigma X dW`` (exact solution ``X_0 exp((mu - sigma^2/2) t + sigma W_t)``):
+    the test SDE for strong and weak orders of ``limits.solve``."""
+
+    mu: float = 0.0
+    sigma: float = 1.0
+    code = _GBM
+
+    @property
+    def params(self):
+        return np.array([self.mu, self.sigma])
+
+
+@dataclass(frozen=True)
+class OrnsteinUhlenbeck(_SDE):
+    """``dX = -theta X dt + sigma dW`` (``E X_t = X_0 e^{-theta t}``): the additive-noise test SDE
+    for the weak order of ``method="heun"``."""
+
+    theta: float = 1.0
+    sigma: float = 1.0
+    code = _OU
+    additive = True
+
+    @property
+    def params(self):
+        return np.array([self.theta, self.sigma])
+
+
+@dataclass(frozen=True)
+class LinearSDE(_SDE):
+    """The linear SDE of ``w = q^{-1/2}`` (theory/sde.md §3.3)::
+
+        dw = [(k/2 - w)/t + 2 w] dt - sqrt(2) w dB,   w(0) = 1/sqrt(q*) = k/2,
+
+    with ``E[w_t] = (k/2) (e^{2t} - 1) / (2t)``: a singular, multiplicative-noise test SDE."""
+
+    code = _LINW
+    singular_at_zero = True
+
+    @property
+    def params(self):
+        return np.array([K_UNSHAPED])
+
+    def to_coords(self, y0):
+        return super().to_coords(0.5 * K_UNSHAPED if y0 is None else y0)
+
+
+# ----------------------------------------------------------------------------------------------
+# ODE: infinite-width ResNet with branch scale depth^-1/2 (theory/kernels.md §3.3)
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ResNetODE:
+    """Depth limit of the infinite-width ResNet ``h_l = h_{l-1} + L^{-1/2}(sqrt(sw2/n) W phi +
+    sqrt(sb2) b)`` (theory/kernels.md §3.3), ``t = l / L`` in [0, 1]::
+
+        dK/dt     = sb2 + sw2 V_phi(K)                       (every pair of inputs)
+        dTheta/dt = sb2 + sw2 V_phi(K) + sw2 Vdot_phi(K) Theta
+
+    ``solve(ResNetODE(...), K0, times)`` integrates it with SciPy's DOP853.  For ReLU with
+    ``weight_var = c_r`` and no bias this is the ODE of theory/sde.md §3.2,
+    ``d rho / dt = (c_r / 2 pi) h(arccos rho)``, the shaped MLP's ODE with (c+ - c-)^2 = c_r.
+
+    Parameters
+    ----------
+    activation : kernels activation (any: closed forms or quadrature)
+    weight_var, bias_var : float >= 0
+    """
+
+    activation: object = None
+    weight_var: float = 1.0
+    bias_var: float = 0.0
+    ode = True
+
+    def __post_init__(self):
+        import kernels as kn
+        if self.activation is None:
+            object.__setattr__(self, "activation", kn.ReLU())
+        if not isinstance(self.activation, kn.Activation):
+            raise TypeError(f"activation must be a kernels activation, got {self.activation!r}")
+        object.__setattr__(self, "weight_var", _checks.nonneg_float(self.weight_var,
+                                                                    "weight_var"))
+        object.__setattr__(self, "bias_var", _checks.nonneg_float(self.bias_var, "bias_var"))
+
+    def rhs(self, K, Theta=None):
+        """Right-hand sides (dK/dt, dTheta/dt) for symmetric (N, N) K (and Theta)."""
+        d = np.diag(K)
+        q1, q2 = np.broadcast_arrays(d[:, None], d[None, :])
+        V = self.activation.V(q1, q2, K)
+        dK = self.bias_var + self.weight_var * V
+        if Theta is None:
+            return dK, None
+        Vd = self.activation.Vdot(q1, q2, K)
+        return dK, dK + self.weight_var * Vd * Theta

@@ -1,0 +1,473 @@
+"""``solve``: one entry point for the SDEs and ODEs of ``limits.sde`` (in the style of diffrax's
+``diffeqsolve``), and ``compare`` of limit samples with finite-network samples.
+
+SDEs are integrated path by path in compiled code (numba, parallel over paths, both cores);
+values are saved only at the requested times; the state lives in the SDE's domain-preserving
+coordinates (``sde.to_coords``), never clipped.  Random numbers come from the counter-based
+generator of ``kernels.montecarlo``: the normal of step ``i`` of path ``j`` depends only on
+(seed, j, i), so results do not depend on the thread count or on how paths are blocked.
+
+Schemes (``method``):
+
+* ``"euler"``: Euler-Maruyama, strong order 1/2 (1 for additive noise), weak order 1; any SDE.
+* ``"milstein"``: strong order 1 for scalar SDEs (``+ b b' (dW^2 - h) / 2``).
+* ``"heun"``: stochastic Heun for additive noise, ``y* = y + a h + b dW``,
+  ``y' = y + (a(y) + a(y*)) h / 2 + b dW``: strong order 1 and weak order 2 (Kloeden & Platen
+  1992, §15.1).
+
+ODEs (``ResNetODE``) go to ``scipy.integrate.solve_ivp`` with DOP853.
+"""
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numba
+import numpy as np
+from numba import prange
+
+from kernels import _checks
+from kernels.montecarlo import _normal_pair, _sample_keys
+
+from .sde import _CORR, _COV2, _corr_drift_v, _drift1, _model3, _vol1
+
+__all__ = ["solve", "Solution", "compare", "Comparison"]
+
+_METHODS = ("euler", "milstein", "heun")
+_EULER, _MILSTEIN, _HEUN = 0, 1, 2
+_PATH_BLOCK = 8192
+
+
+# ----------------------------------------------------------------------------------------------
+# compiled integrators
+# ----------------------------------------------------------------------------------------------
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _gauss(k1, k2, i):
+    """Standard normal number i of the stream (k1, k2) (pairs of the Box-Muller generator)."""
+    a, b = _normal_pair(k1, k2, np.uint64(2 * (i >> 1)))
+    return b if (i & 1) else a
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _solve_scalar(code, p, y0, grid, save, keys, method, out):
+    """Scalar SDE on the step grid ``grid``; out[k, j] = y at grid[save[k]] of path j."""
+    paths = keys.shape[0]
+    nsteps = grid.shape[0] - 1
+    for j in prange(paths):
+        k1, k2 = keys[j, 0], keys[j, 1]
+        y = y0
+        k = 0
+        while k < save.shape[0] and save[k] == 0:
+            out[k, j] = y
+            k += 1
+        z_odd = 0.0
+        for i in range(nsteps):
+            t = grid[i]
+            h = grid[i + 1] - t
+            if (i & 1) == 0:            # normals i and i + 1 come as one Box-Muller pair
+                z, z_odd = _normal_pair(k1, k2, np.uint64(i))
+            else:
+                z = z_odd
+            dw = math.sqrt(h) * z
+            a = _drift1(code, t, y, p)
+            b, db = _vol1(code, t, y, p)
+            if method == _HEUN:
+                ys = y + a * h + b * dw
+                y = y + 0.5 * (a + _drift1(code, t + h, ys, p)) * h + b * dw
+            elif method == _MILSTEIN:
+                y = y + a * h + b * dw + 0.5 * b * db * (dw * dw - h)
+            else:
+                y = y + a * h + b * dw
+            while k < save.shape[0] and save[k] == i + 1:
+                out[k, j] = y
+                k += 1
+
+
+_LANES = 16
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
+def _solve_corr(C, y0, grid, save, keys, method, out):
+    """``CorrelationSDE`` (Fisher-z, additive noise): the scalar scheme of ``_solve_scalar`` with
+    _LANES paths per task advanced together, so that the loops over paths vectorise (this is
+    hand-written because it is the hot loop of the limit studies; same numbers per path)."""
+    paths = keys.shape[0]
+    nsteps = grid.shape[0] - 1
+    for b in prange((paths + _LANES - 1) // _LANES):
+        lo = b * _LANES
+        m = min(paths, lo + _LANES) - lo
+        y = np.full(_LANES, y0)
+        za = np.zeros(_LANES)
+        zb = np.zeros(_LANES)
+        k1 = np.zeros(_LANES, dtype=np.uint64)
+        k2 = np.zeros(_LANES, dtype=np.uint64)
+        for l in range(m):
+            k1[l] = keys[lo + l, 0]
+            k2[l] = keys[lo + l, 1]
+        k = 0
+        while k < save.shape[0] and save[k] == 0:
+            out[k, lo:lo + m] = y[:m]
+            k += 1
+        for i in range(nsteps):
+            t = grid[i]
+            h = grid[i + 1] - t
+            sh = math.sqrt(h)
+            if (i & 1) == 0:
+                for l in range(_LANES):
+                    za[l], zb[l] = _normal_pair(k1[l], k2[l], np.uint64(i))
+                z = za
+            else:
+                z = zb
+            if method == _HEUN:
+                for l in range(_LANES):
+                    a = _corr_drift_v(y[l], C)
+                    ys = y[l] + a * h + sh * z[l]
+                    y[l] = y[l] + 0.5 * (a + _corr_drift_v(ys, C)) * h + sh * z[l]
+            else:
+                for l in range(_LANES):
+                    y[l] = y[l] + _corr_drift_v(y[l], C) * h + sh * z[l]
+            while k < save.shape[0] and save[k] == i + 1:
+                out[k, lo:lo + m] = y[:m]
+                k += 1
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _solve_cov2(p, y0, grid, save, keys, out):
+    """Euler-Maruyama of the 3-d covariance model; out (len(save), paths, 3)."""
+    paths = keys.shape[0]
+    nsteps = grid.shape[0] - 1
+    for j in prange(paths):
+        k1, k2 = keys[j, 0], keys[j, 1]
+        y = y0.copy()
+        a = np.empty(3)
+        B = np.empty((3, 3))
+        k = 0
+        while k < save.shape[0] and save[k] == 0:
+            out[k, j, :] = y
+            k += 1
+        for i in range(nsteps):
+            h = grid[i + 1] - grid[i]
+            sh = math.sqrt(h)
+            z0 = _gauss(k1, k2, 3 * i)
+            z1 = _gauss(k1, k2, 3 * i + 1)
+            z2 = _gauss(k1, k2, 3 * i + 2)
+            _model3(y, p, a, B)
+            for r in range(3):
+                y[r] += a[r] * h + sh * (B[r, 0] * z0 + B[r, 1] * z1 + B[r, 2] * z2)
+            while k < save.shape[0] and save[k] == i + 1:
+                out[k, j, :] = y
+                k += 1
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _exact_q(keys, grid, save, qstar, out):
+    """Exact q_t = q* / Y_t^2 (sde.md §3.3) along a Brownian path on ``grid`` (trapezoid rule for
+    int_0^t e^{-s + sqrt2 B_s} ds)."""
+    paths = keys.shape[0]
+    s2 = math.sqrt(2.0)
+    for j in prange(paths):
+        k1, k2 = keys[j, 0], keys[j, 1]
+        B = 0.0
+        f_prev = 1.0            # e^{-0 + sqrt2 B_0}
+        integral = 0.0
+        k = 0
+        for i in range(grid.shape[0] - 1):
+            h = grid[i + 1] - grid[i]
+            B += math.sqrt(h) * _gauss(k1, k2, i)
+            t = grid[i + 1]
+            f = math.exp(-t + s2 * B)
+            integral += 0.5 * h * (f_prev + f)
+            f_prev = f
+            while k < save.shape[0] and save[k] == i + 1:
+                Y = math.exp(t - s2 * B) * integral / t
+                out[k, j] = qstar / (Y * Y)
+                k += 1
+
+
+# ----------------------------------------------------------------------------------------------
+# grids, seeds, checks
+# ----------------------------------------------------------------------------------------------
+def _check_times(times, allow_zero=True):
+    try:
+        t = np.atleast_1d(np.asarray(times, dtype=np.float64))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"times must be an array of real numbers: {exc}") from exc
+    if t.ndim != 1 or t.size == 0:
+        raise ValueError(f"times must be a non-empty 1-d sequence, got shape {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"times must be finite, got {t.tolist()}")
+    if t[0] < 0 or (not allow_zero and t[0] <= 0):
+        raise ValueError(f"times must be {'>= 0' if allow_zero else '> 0'}, got {t.tolist()}")
+    if np.any(np.diff(t) <= 0):
+        raise ValueError(f"times must be strictly increasing, got {t.tolist()}")
+    return t
+
+
+def _keys(seed, paths):
+    if isinstance(seed, np.random.SeedSequence):
+        ss = seed
+    else:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or a SeedSequence, "
+                             f"got {seed!r}")
+        ss = np.random.SeedSequence(int(seed))
+    return _sample_keys(ss, 0, paths)
+
+
+def _uniform_grid(times, dt):
+    """Steps of at most dt from 0 through every save time; returns (grid, save indices)."""
+    pts = [0.0]
+    save = []
+    for t in times:
+        if t == 0.0:
+            save.append(0)
+            continue
+        n = max(1, int(math.ceil((t - pts[-1]) / dt - 1e-9)))
+        pts.extend(np.linspace(pts[-1], t, n + 1)[1:].tolist())
+        save.append(len(pts) - 1)
+    return np.array(pts), np.array(save, dtype=np.int64)
+
+
+def _geometric_grid(times, t0, h):
+    """Geometric steps t_{i+1} = t_i (1 + h) from t0 through every save time."""
+    pts = [t0]
+    save = []
+    for t in times:
+        n = max(1, int(math.ceil(math.log(t / pts[-1]) / math.log1p(h) - 1e-9)))
+        pts.extend(np.geomspace(pts[-1], t, n + 1)[1:].tolist())
+        save.append(len(pts) - 1)
+    return np.array(pts), np.array(save, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """Output of ``solve``.
+
+    Attributes
+    ----------
+    times : (S,) array
+        Save times.
+    values : array
+        ``(S, paths)`` for scalar SDEs, ``(S, paths, ...)`` for matrix states (e.g.
+        ``(S, paths, 2, 2)`` for ``CovarianceSDE``); ``(S, N, N)`` for ``ResNetODE``.
+    method : str
+    steps : int
+        Number of time steps taken (SDEs) or right-hand-side evaluations (ODEs).
+    ntk : array or None
+        ``ResNetODE`` only: Theta at the save times, (S, N, N).
+    """
+
+    times: np.ndarray
+    values: np.ndarray
+    method: str
+    steps: int
+    ntk: Optional[np.ndarray] = field(default=None, repr=False)
+
+
+def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, progress=None,
+          ntk0=None, rtol=1e-12, atol=1e-14):
+    """Integrate a limit SDE (or the ResNet ODE) and return its values at ``times``.
+
+    Parameters
+    ----------
+    sde : limits.sde object
+        ``CorrelationSDE``, ``CovarianceSDE``, ``UnshapedCorrelationSDE``, ``GeometricBM``,
+        ``LinearSDE`` or ``ResNetODE``.
+    y0 : initial value in the user's variables
+        rho0 (correlation), V0 (2 x 2 covariance), q0 (None = q*), K0 ((N, N) kernel, ODE).
+    times : increasing sequence of save times >= 0 (> t0 for SDEs singular at 0).
+    paths : int >= 1
+        Independent paths (SDEs).
+    seed : int or SeedSequence
+        Path j uses the keys of sample j of ``kernels.montecarlo``'s scheme.
+    method : {"euler", "milstein", "heun"}
+        See the module docstring; "milstein" needs a scalar SDE, "heun" additive noise.
+    dt : float, optional
+        Step size (default ``times[-1] / 1000``).  For SDEs singular at t = 0 it is the
+        *relative* step ``h`` of the geometric grid ``t_{i+1} = (1 + h) t_i`` (default 2e-3;
+        sde.md §5.4 asks h <= 4e-3).
+    t0 : float, optional
+        Start of the geometric grid of SDEs singular at t = 0 (default 1e-7, where the state is
+        ``y0``).
+    progress : bool or None
+        tqdm bar over blocks of paths (None: when stderr is a terminal and paths are many).
+    ntk0 : (N, N) array, optional
+        ``ResNetODE``: Theta at t = 0 (default K0, a trained stem as in kernels.md §3.4).
+    rtol, atol : float
+        ``ResNetODE``: tolerances of DOP853.
+
+    Returns
+    -------
+    Solution
+        ``.times``, ``.values`` shaped ``(len(times), paths[, state dims])``.
+
+    Examples
+    --------
+    >>> import limits
+    >>> sol = limits.solve(limits.CorrelationSDE(0.0, -2.0), 0.3, [0.25, 1.0], paths=1000)
+    >>> sol.values.shape
+    (2, 1000)
+    """
+    from .sde import ResNetODE, _SDE
+    if isinstance(sde, ResNetODE):
+        return _solve_ode(sde, y0, times, ntk0, rtol, atol)
+    if not isinstance(sde, _SDE):
+        raise TypeError(f"sde must be a limits SDE or ResNetODE, got {type(sde).__name__}")
+    times = _check_times(times, allow_zero=not sde.singular_at_zero)
+    paths = _checks.positive_int(paths, "paths")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if method == "milstein" and sde.dim != 1:
+        raise ValueError("method='milstein' needs a scalar SDE (no Levy areas are simulated); "
+                         "use 'euler'")
+    if method == "heun" and not sde.additive:
+        raise ValueError(f"method='heun' is for additive noise; {type(sde).__name__} has "
+                         "multiplicative noise: use 'euler' or 'milstein'")
+    z0 = sde.to_coords(y0)
+    if sde.singular_at_zero:
+        h = 2e-3 if dt is None else _checks.positive_float(dt, "dt")
+        t0 = 1e-7 if t0 is None else _checks.positive_float(t0, "t0")
+        if times[0] <= t0:
+            raise ValueError(f"times must be > t0 = {t0} for {type(sde).__name__}, "
+                             f"got {times.tolist()}")
+        grid, save = _geometric_grid(times, t0, h)
+    else:
+        if dt is None:
+            dt = times[-1] / 1000 if times[-1] > 0 else 1.0
+        dt = _checks.positive_float(dt, "dt")
+        grid, save = _uniform_grid(times, dt)
+    keys = _keys(seed, paths)
+    out = np.empty((len(times), paths, sde.dim)) if sde.dim > 1 else np.empty((len(times), paths))
+    code = {"euler": _EULER, "milstein": _MILSTEIN, "heun": _HEUN}[method]
+    p = sde.params
+    blocks = range(0, paths, _PATH_BLOCK)
+    bar = None
+    if progress or (progress is None and paths * len(grid) > 5e8):
+        import sys
+
+        from tqdm.auto import tqdm
+        if progress or sys.stderr.isatty():
+            bar = tqdm(total=paths, desc=f"solve {type(sde).__name__}", unit="path", leave=False)
+    try:
+        for lo in blocks:
+            hi = min(paths, lo + _PATH_BLOCK)
+            if sde.code == _CORR and method != "milstein":
+                blk = np.empty((len(times), hi - lo))
+                _solve_corr(float(p[0]), float(z0[0]), grid, save, keys[lo:hi], code, blk)
+            elif sde.dim == 1:
+                blk = np.empty((len(times), hi - lo))
+                _solve_scalar(sde.code, p, float(z0[0]), grid, save, keys[lo:hi], code, blk)
+            elif sde.code == _COV2:
+                blk = np.empty((len(times), hi - lo, 3))
+                _solve_cov2(p, z0, grid, save, keys[lo:hi], blk)
+            else:   # pragma: no cover - every SDE class has a kernel
+                raise NotImplementedError(type(sde).__name__)
+            out[:, lo:hi] = blk
+            if bar is not None:
+                bar.update(hi - lo)
+    finally:
+        if bar is not None:
+            bar.close()
+    values = sde.from_coords(out if sde.dim > 1 else out[..., None])
+    if not np.all(np.isfinite(values)):
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        raise FloatingPointError(f"{bad} non-finite values: the SDE left its domain or exploded "
+                                 f"(try a smaller dt, or see the SDE's docstring)")
+    return Solution(times=times, values=values, method=method, steps=len(grid) - 1)
+
+
+def _solve_ode(ode, K0, times, ntk0, rtol, atol):
+    from scipy.integrate import solve_ivp
+    times = _check_times(times)
+    K0 = np.asarray(K0, dtype=np.float64)
+    if K0.ndim != 2 or K0.shape[0] != K0.shape[1] or not np.all(np.isfinite(K0)):
+        raise ValueError(f"y0 must be a finite square kernel K0, got shape {K0.shape}")
+    if not np.allclose(K0, K0.T, rtol=0, atol=1e-14 * np.abs(K0).max()):
+        raise ValueError("y0 = K0 must be symmetric")
+    if np.any(np.diag(K0) <= 0):
+        raise ValueError(f"y0 = K0 must have a positive diagonal, got {np.diag(K0).tolist()}")
+    T0 = np.asarray(K0 if ntk0 is None else ntk0, dtype=np.float64)
+    if T0.shape != K0.shape:
+        raise ValueError(f"ntk0 must have the shape of K0 {K0.shape}, got {T0.shape}")
+    N = K0.shape[0]
+    iu = np.triu_indices(N)
+
+    def full(v):
+        M = np.empty((N, N))
+        M[iu] = v
+        M.T[iu] = v
+        return M
+
+    def rhs(t, y):
+        m = len(iu[0])
+        dK, dT = ode.rhs(full(y[:m]), full(y[m:]))
+        return np.concatenate([dK[iu], dT[iu]])
+
+    y0 = np.concatenate([K0[iu], T0[iu]])
+    sol = solve_ivp(rhs, (0.0, float(times[-1])), y0, method="DOP853", t_eval=times,
+                    rtol=rtol, atol=atol)
+    if not sol.success:
+        raise RuntimeError(f"DOP853 failed: {sol.message}")
+    m = len(iu[0])
+    K = np.array([full(sol.y[:m, k]) for k in range(len(times))])
+    Th = np.array([full(sol.y[m:, k]) for k in range(len(times))])
+    return Solution(times=times, values=K, method="DOP853", steps=int(sol.nfev), ntk=Th)
+
+
+# ----------------------------------------------------------------------------------------------
+# limit vs network
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Comparison:
+    """Per-time statistics of limit samples against network samples (``compare``)."""
+
+    mean_limit: np.ndarray
+    mean_network: np.ndarray
+    stderr_limit: np.ndarray
+    stderr_network: np.ndarray
+    sd_limit: np.ndarray
+    sd_network: np.ndarray
+    ks_statistic: np.ndarray
+    ks_pvalue: np.ndarray
+
+    @property
+    def z(self):
+        """Difference of the means in combined standard errors."""
+        return (self.mean_network - self.mean_limit) / np.hypot(self.stderr_limit,
+                                                                 self.stderr_network)
+
+
+def compare(limit_samples, network_samples):
+    """Compare samples of a limit with samples of finite networks at each saved time.
+
+    Parameters
+    ----------
+    limit_samples, network_samples : (S, paths) arrays (or (paths,) for one time)
+        E.g. ``solve(...).values`` and ``simulate_paths(...).rho`` transposed to (S, paths).
+
+    Returns
+    -------
+    Comparison
+        Means, standard deviations and standard errors of both, and the two-sample
+        Kolmogorov-Smirnov statistic and p-value (``scipy.stats.ks_2samp``) per time.
+    """
+    from scipy import stats
+    a = np.asarray(limit_samples, dtype=np.float64)
+    b = np.asarray(network_samples, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[None]
+    if b.ndim == 1:
+        b = b[None]
+    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0]:
+        raise ValueError(f"limit_samples and network_samples must be (times, samples) with the "
+                         f"same number of times, got {a.shape} and {b.shape}")
+    if a.shape[1] < 2 or b.shape[1] < 2:
+        raise ValueError("need at least 2 samples of each")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("samples must be finite")
+    ks = [stats.ks_2samp(a[k], b[k]) for k in range(a.shape[0])]
+    sa, sb = a.std(1, ddof=1), b.std(1, ddof=1)
+    return Comparison(mean_limit=a.mean(1), mean_network=b.mean(1),
+                      stderr_limit=sa / math.sqrt(a.shape[1]),
+                      stderr_network=sb / math.sqrt(b.shape[1]), sd_limit=sa, sd_network=sb,
+                      ks_statistic=np.array([k.statistic for k in ks]),
+                      ks_pvalue=np.array([k.pvalue for k in ks]))
