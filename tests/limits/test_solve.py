@@ -1,0 +1,378 @@
+"""limits.sde and limits.solve: model functions, convergence orders, oracles of theory/sde.md §6
+and kernels.md §3.4, and finite networks against their limits.
+
+Expected values: closed forms and tables of theory/, mpmath, SciPy's solve_ivp on formulas typed
+here, and exact solutions of linear SDEs.  Statistical tolerances are multiples of standard errors.
+"""
+import math
+import sys
+
+import mpmath as mp
+import numba
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+import kernels as kn
+import limits
+from kernels.montecarlo import _normal_pair, _sample_keys
+from limits import sde as S
+from limits._vecmath import vatan, vexp
+
+Z = 3.0
+
+
+@numba.njit
+def _eval(f, x, out):
+    for i in range(x.size):
+        out[i] = f(x[i])
+
+
+def test_vector_exp_and_atan_are_accurate():
+    x = np.linspace(-700, 700, 100_001)
+    out = np.empty_like(x)
+    _eval(vexp, x, out)
+    assert np.max(np.abs(out / np.exp(x) - 1)) < 4e-16
+    x = np.concatenate([np.linspace(1e-6, 5, 100_001), np.geomspace(1e-12, 1e12, 5001)])
+    out = np.empty_like(x)
+    _eval(vatan, x, out)
+    assert np.max(np.abs(out / np.arctan(x) - 1)) < 4e-16
+
+
+# ----------------------------------------------------------------------------------------------
+# model functions against formulas typed from theory/sde.md
+# ----------------------------------------------------------------------------------------------
+def _fisher_drift_mp(x, C):
+    """nu(tanh x)/(1 - tanh^2 x) + tanh(x)/2, sde.md §2.4, in 40-digit arithmetic."""
+    with mp.workdps(40):
+        x = mp.mpf(x)
+        r = mp.tanh(x)
+        th = 2 * mp.atan(mp.exp(-x))          # = arccos(r), accurate near r = 1
+        h = mp.sin(th) - th * mp.cos(th)
+        return float(C / (2 * mp.pi) * h / (1 - r ** 2) + r / 2)
+
+
+@pytest.mark.parametrize("C", [0.0, 1.0, 4.0])
+def test_correlation_drift_matches_theory(C):
+    xs = np.concatenate([np.linspace(-8, 8, 161), [-20.0, 15.0, 30.0]])
+    got = np.array([S._corr_drift(x, C) for x in xs])
+    got_v = np.array([S._corr_drift_v(x, C) for x in xs])
+    expect = np.array([_fisher_drift_mp(x, C) for x in xs])
+    np.testing.assert_allclose(got, expect, rtol=2e-14)
+    np.testing.assert_allclose(got_v, expect, rtol=2e-14)
+
+
+def test_covariance_model_noise_is_the_cholesky_of_the_theory_covariance():
+    a, B = np.empty(3), np.empty((3, 3))
+    for x in (-3.0, -0.4, 0.0, 0.7, 2.5, 12.0):
+        S._model3(np.array([0.1, -0.2, x]), np.array([4.0]), a, B)
+        r = math.tanh(x)
+        expect = np.array([[2, 2 * r * r, r], [2 * r * r, 2, r], [r, r, 1]])   # sde.md §2.3
+        np.testing.assert_allclose(B @ B.T, expect, atol=1e-14)
+        assert np.allclose(np.triu(B, 1), 0)
+        np.testing.assert_allclose(a[:2], [-1, -1])
+        np.testing.assert_allclose(a[2], _fisher_drift_mp(x, 4.0), rtol=1e-13)
+
+
+# ----------------------------------------------------------------------------------------------
+# strong and weak orders
+# ----------------------------------------------------------------------------------------------
+@numba.njit
+def _brownian_end(keys, n, h, out):
+    for j in range(keys.shape[0]):
+        s = 0.0
+        for i in range(n):
+            a, b = _normal_pair(keys[j, 0], keys[j, 1], np.uint64(2 * (i >> 1)))
+            s += b if (i & 1) else a
+        out[j] = math.sqrt(h) * s
+
+
+@pytest.mark.parametrize("method, order", [("euler", 0.5), ("milstein", 1.0)])
+def test_strong_order_on_geometric_brownian_motion(method, order):
+    mu, sigma, T, P = 0.5, 0.8, 1.0, 2000
+    sde = limits.GeometricBM(mu, sigma)
+    keys = _sample_keys(np.random.SeedSequence(4), 0, P)
+    ns = np.array([8, 16, 32, 64, 128, 256])
+    err = []
+    for n in ns:
+        sol = limits.solve(sde, 1.0, [T], paths=P, seed=4, method=method, dt=T / n)
+        W = np.empty(P)
+        _brownian_end(keys, n, T / n, W)
+        exact = np.exp((mu - sigma ** 2 / 2) * T + sigma * W)
+        err.append(np.mean(np.abs(sol.values[0] - exact)))
+    slope = np.polyfit(np.log(1.0 / ns), np.log(err), 1)[0]
+    assert abs(slope - order) < 0.15, (slope, err)
+
+
+def test_weak_orders_euler_and_heun():
+    """E X_T of Ornstein-Uhlenbeck: error O(h) for Euler, O(h^2) for Heun (additive noise)."""
+    theta, sigma, T, P, x0 = 2.0, 0.5, 1.0, 100_000, 20.0   # bias ~ x0, noise ~ sigma
+    sde = limits.OrnsteinUhlenbeck(theta, sigma)
+    exact = x0 * math.exp(-theta * T)
+    for method, order in (("euler", 1.0), ("heun", 2.0)):
+        hs = np.array([0.25, 0.125, 0.0625]) if method == "euler" else np.array([0.25, 0.125])
+        errs, ses = [], []
+        for h in hs:
+            v = limits.solve(sde, x0, [T], paths=P, seed=1, method=method, dt=h).values[0]
+            errs.append(v.mean() - exact)
+            ses.append(v.std() / math.sqrt(P))
+        errs = np.array(errs)
+        assert np.all(np.abs(errs) > 5 * np.array(ses))          # bias resolved above noise
+        slope = np.polyfit(np.log(hs), np.log(np.abs(errs)), 1)[0]
+        assert abs(slope - order) < 0.35, (method, slope, errs)
+
+
+def test_linear_w_sde_mean_is_exact():
+    """w = q^-1/2: E w_t = (k/2)(e^{2t} - 1)/(2t) (sde.md §3.3), singular at 0, multiplicative
+    noise; Milstein and Euler on the geometric grid."""
+    k = S.K_UNSHAPED
+    for method in ("euler", "milstein"):
+        sol = limits.solve(limits.LinearSDE(), None, [0.25, 0.5], paths=20_000, seed=2,
+                           method=method, dt=2e-3)
+        for t, v in zip(sol.times, sol.values):
+            expect = 0.5 * k * (math.exp(2 * t) - 1) / (2 * t)
+            assert abs(v.mean() - expect) < Z * v.std() / math.sqrt(v.size) + 1e-3 * expect
+
+
+# ----------------------------------------------------------------------------------------------
+# oracles of theory/sde.md §6
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("C, T, mean, se, sd, median", [
+    (0, 0.25, 0.2727, 0.0013, 0.4074, 0.3307),
+    (4, 1.0, 0.5373, 0.0014, 0.4544, 0.7060),
+])
+def test_correlation_sde_table(C, T, mean, se, sd, median):
+    P = 40_000
+    sol = limits.solve(limits.CorrelationSDE(0.0, -math.sqrt(C)), 0.3, [T], paths=P, seed=3,
+                       dt=5e-4)
+    v = sol.values[0]
+    tol = Z * math.hypot(se, v.std() / math.sqrt(P))
+    assert abs(v.mean() - mean) < tol
+    assert abs(v.std() - sd) < Z * sd * math.sqrt(2 / P) * 2     # sd's se, with a 2x margin
+    assert np.all(np.abs(v) < 1)
+
+
+def test_correlation_short_time_expansion():
+    """E rho_t = rho0 + t (nu(rho0) - rho0 (1 - rho0^2)/2) + O(t^2), Var = t (1 - rho0^2)^2."""
+    rho0, C, t, P = 0.3, 4.0, 2e-3, 200_000
+    th = math.acos(rho0)
+    nu = C / (2 * math.pi) * (math.sin(th) - th * math.cos(th))
+    v = limits.solve(limits.CorrelationSDE(0.0, -2.0), rho0, [t], paths=P, seed=8,
+                     dt=1e-4).values[0]
+    assert abs(v.mean() - (rho0 + t * (nu - rho0 * (1 - rho0 ** 2) / 2))) < \
+        Z * v.std() / math.sqrt(P) + 5 * t ** 2
+    assert abs(v.var() / (t * (1 - rho0 ** 2) ** 2) - 1) < Z * math.sqrt(2 / P) + 10 * t
+
+
+def test_covariance_sde_norms_and_correlation():
+    """Diagonal: exact geometric BM (E ln V = ln V0 - t, Var = 2t; sde.md §2.5); the correlation
+    component has the law of the correlation SDE (sde.md §2.4)."""
+    V0 = np.array([[2.0, 0.3 * math.sqrt(2.0)], [0.3 * math.sqrt(2.0), 1.0]])
+    P, T = 20_000, 1.0
+    sol = limits.solve(limits.CovarianceSDE(0.0, -2.0), V0, [T], paths=P, seed=5, dt=1e-3)
+    V = sol.values[0]
+    assert V.shape == (P, 2, 2)
+    lv = np.log(V[:, 0, 0])
+    assert abs(lv.mean() - (math.log(2.0) - T)) < Z * math.sqrt(2 * T / P)
+    assert abs(lv.var() / (2 * T) - 1) < Z * math.sqrt(2 / P)
+    assert np.all(np.linalg.eigvalsh(V) > 0)                     # PSD by construction
+    rho = V[:, 0, 1] / np.sqrt(V[:, 0, 0] * V[:, 1, 1])
+    r2 = limits.solve(limits.CorrelationSDE(0.0, -2.0), 0.3, [T], paths=P, seed=6,
+                      dt=1e-3).values[0]
+    assert stats.ks_2samp(rho, r2).pvalue > 1e-3
+
+
+UNSHAPED = [  # t, E L, sd L (L = ln(q / q*)), E[Y], E[Y^2] (sde.md §6 C)
+    (0.1, -0.135, 0.525, 1.107014, 1.315921),
+    (0.25, -0.337, 0.843, 1.297443, 2.047367),
+    (0.5, -0.686, 1.228, 1.718282, 4.643564),
+]
+
+
+def test_unshaped_exact_sampler_moments():
+    P = 40_000
+    times = [u[0] for u in UNSHAPED]
+    q = limits.UnshapedCorrelationSDE().sample_exact(times, P, seed=1, substeps=4000)
+    for (t, EL, sdL, EY, EY2), qt in zip(UNSHAPED, q):
+        Y = np.sqrt(S.Q_STAR / qt)
+        assert abs(Y.mean() - EY) < Z * Y.std() / math.sqrt(P)
+        assert abs((Y ** 2).mean() - EY2) < Z * (Y ** 2).std() / math.sqrt(P)
+        # closed forms of sde.md §3.3 (the table's E[Y] column is this formula)
+        assert EY == pytest.approx((math.exp(2 * t) - 1) / (2 * t), rel=1e-6)
+        L = np.log(qt / S.Q_STAR)
+        assert abs(L.mean() - EL) < Z * math.hypot(0.004, L.std() / math.sqrt(P))
+        assert abs(L.std() - sdL) < 0.02
+
+
+def test_unshaped_sde_agrees_with_exact_sampler():
+    P = 20_000
+    times = [0.1, 0.5]
+    sde = limits.UnshapedCorrelationSDE()
+    a = limits.solve(sde, None, times, paths=P, seed=2, dt=2e-3, t0=1e-7).values
+    b = sde.sample_exact(times, P, seed=3)
+    for k in range(2):
+        assert stats.ks_2samp(np.log(a[k]), np.log(b[k])).pvalue > 1e-3
+
+
+# ----------------------------------------------------------------------------------------------
+# ResNet ODE (kernels.md §3.3-§3.4, sde.md §3.2)
+# ----------------------------------------------------------------------------------------------
+def test_resnet_ode_relu_table():
+    sol = limits.solve(limits.ResNetODE(kn.ReLU(), weight_var=1.0), np.eye(2), [1.0])
+    K, Th = sol.values[0], sol.ntk[0]
+    np.testing.assert_allclose([K[0, 0], K[0, 1]], [1.648721270700, 0.233042921716], rtol=1e-9)
+    np.testing.assert_allclose([Th[0, 0], Th[0, 1]], [2.473081906050, 0.262819755286],
+                               rtol=1e-9)
+    sol = limits.solve(limits.ResNetODE(kn.ReLU(), weight_var=2.0, bias_var=0.3), np.eye(2),
+                       [1.0])
+    np.testing.assert_allclose(sol.values[0][[0, 0], [0, 1]], [3.233766376997, 1.174999509959],
+                               rtol=1e-9)
+    np.testing.assert_allclose(sol.ntk[0][[0, 0], [0, 1]], [6.252048205456, 1.512615480510],
+                               rtol=1e-9)
+
+
+def test_resnet_ode_identity_closed_form():
+    sw2, sb2, t = 1.5, 0.2, 0.7
+    K0 = np.array([[1.0, 0.5], [0.5, 2.0]])
+    sol = limits.solve(limits.ResNetODE(kn.Identity(), sw2, sb2), K0, [t])
+    s = sb2 / sw2
+    K = (K0 + s) * math.exp(sw2 * t) - s
+    Th = math.exp(sw2 * t) * (K0 + sw2 * t * (K0 + s))
+    np.testing.assert_allclose(sol.values[0], K, rtol=1e-11)
+    np.testing.assert_allclose(sol.ntk[0], Th, rtol=1e-11)
+
+
+def test_resnet_ode_equals_shaped_mlp_ode():
+    """sde.md §3.2: with (c+ - c-)^2 = c_r the correlation ODEs coincide and
+    V_ResNet = exp(c_r tau / 2) V_MLP."""
+    c_r, rho0 = 1.0, 0.3
+    sol = limits.solve(limits.ResNetODE(kn.ReLU(), weight_var=c_r), [[1, rho0], [rho0, 1]],
+                       [0.5, 1.0])
+
+    def mlp(t, r):                       # d rho / d tau = nu(rho), C = c_r   (sde.md §3.1)
+        th = math.acos(r[0])
+        return [c_r / (2 * math.pi) * (math.sin(th) - th * math.cos(th))]
+
+    ref = integrate.solve_ivp(mlp, (0, 1), [rho0], t_eval=[0.5, 1.0], rtol=1e-12, atol=1e-14)
+    K = sol.values
+    np.testing.assert_allclose(K[:, 0, 1] / K[:, 0, 0], ref.y[0], rtol=1e-9)
+    np.testing.assert_allclose(K[:, 0, 0], np.exp(c_r * np.array([0.5, 1.0]) / 2), rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------------------------
+# finite networks against their limits (kernels.montecarlo)
+# ----------------------------------------------------------------------------------------------
+def _shaped_network_rho(n, T, C, samples, seed, rho0=0.3):
+    c_minus = -math.sqrt(C)
+    s_plus, s_minus = 1.0, 1.0 + c_minus / math.sqrt(n)
+    net = kn.MLP(depth=int(round(T * n)), activation=kn.ShapedReLU(0.0, c_minus, rate="width"),
+                 weight_var=2 / (s_plus ** 2 + s_minus ** 2))
+    x = np.array([[1.0, 0.0], [rho0, math.sqrt(1 - rho0 ** 2)]]) * math.sqrt(2.0)
+    p = kn.simulate_paths(net, x, width=n, samples=samples, seed=seed, layers=[net.depth],
+                          record="rho", progress=False)
+    return p.rho[:, 0]
+
+
+def test_shaped_network_is_consistent_with_the_correlation_sde():
+    T, C = 0.5, 4.0
+    net = _shaped_network_rho(256, T, C, 3000, seed=1)
+    lim = limits.solve(limits.CorrelationSDE(0.0, -2.0), 0.3, [T], paths=20_000, seed=1,
+                       dt=5e-4).values[0]
+    cmp = limits.compare(lim, net)
+    assert cmp.ks_pvalue[0] > 1e-3
+    assert abs(cmp.z[0]) < 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("C, T", [(1.0, 0.25), (4.0, 1.0)])
+def test_shaped_network_ks_distance_decreases_with_width(C, T):
+    lim = limits.solve(limits.CorrelationSDE(0.0, -math.sqrt(C)), 0.3, [T], paths=10_000,
+                       seed=1, dt=5e-4).values[0]
+    ks = [stats.ks_2samp(_shaped_network_rho(n, T, C, 10_000, seed=n), lim).statistic
+          for n in (64, 128, 256, 512)]
+    assert ks[-1] < 0.05, ks
+    assert ks[-1] < ks[0], ks
+
+
+@pytest.mark.slow
+def test_unshaped_network_log_q_matches_sde_plus_offset():
+    """sde.md §6 C network check: E ln q of a He-ReLU MLP against SDE E ln q + ln(q_inf(l)/q*).
+    The table shows the network 0.03-0.05 below (finite n, pitfall 7): allowed as 0.06."""
+    n, t, rho0, P = 256, 0.25, 0.5, 4000
+    l = int(t * n)
+    net = kn.MLP(depth=l, activation=kn.ReLU(), weight_var=2.0)
+    x = np.array([[1.0, 0.0], [rho0, math.sqrt(1 - rho0 ** 2)]])
+    rho = kn.simulate_paths(net, x, width=n, samples=P, seed=1, layers=[l], record="rho",
+                            progress=False).rho[:, 0]
+    lnq = np.log(l ** 2 * (1 - rho))
+    rho_inf = net.trajectory(x).correlation[l][0, 1]
+    offset = math.log(l ** 2 * (1 - rho_inf) / S.Q_STAR)
+    q = limits.UnshapedCorrelationSDE().sample_exact([t], 40_000, seed=2)[0]
+    expect = np.log(q).mean() + offset
+    assert abs(lnq.mean() - expect) < Z * lnq.std() / math.sqrt(P) + 0.06
+
+
+# ----------------------------------------------------------------------------------------------
+# reproducibility, compare, bad input
+# ----------------------------------------------------------------------------------------------
+def test_paths_do_not_depend_on_blocking_or_threads():
+    sde = limits.CorrelationSDE(0.5, -1.0)
+    a = limits.solve(sde, 0.2, [0.1, 0.3], paths=50, seed=7, dt=1e-3).values
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        b = limits.solve(sde, 0.2, [0.1, 0.3], paths=120, seed=7, dt=1e-3).values
+    finally:
+        numba.set_num_threads(old)
+    np.testing.assert_array_equal(a, b[:, :50])
+    # the generic scalar kernel gives the same numbers as the vectorised one
+    solve_mod = sys.modules["limits.solve"]       # the module (limits.solve is the function)
+    grid, save = solve_mod._uniform_grid(np.array([0.1, 0.3]), 1e-3)
+    out = np.empty((2, 50))
+    solve_mod._solve_scalar(S._CORR, sde.params, math.atanh(0.2), grid, save,
+                            _sample_keys(np.random.SeedSequence(7), 0, 50), 0, out)
+    np.testing.assert_allclose(np.tanh(out), a, rtol=1e-13, atol=1e-15)
+
+
+def test_save_times_are_hit_exactly_and_zero_is_the_initial_value():
+    sol = limits.solve(limits.CorrelationSDE(), 0.4, [0.0, 0.013, 0.05], paths=3, dt=0.01)
+    np.testing.assert_allclose(sol.values[0], 0.4)
+    grid, save = sys.modules["limits.solve"]._uniform_grid(np.array([0.0, 0.013, 0.05]), 0.01)
+    np.testing.assert_allclose(grid[save], [0.0, 0.013, 0.05])
+    assert np.all(np.diff(grid) <= 0.01 + 1e-15)
+
+
+def test_compare_statistics():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 5000)), rng.normal(0.2, 1, size=(2, 4000))
+    c = limits.compare(a, b)
+    np.testing.assert_allclose(c.mean_limit, a.mean(1))
+    np.testing.assert_allclose(c.stderr_network, b.std(1, ddof=1) / math.sqrt(4000))
+    assert np.all(c.ks_pvalue < 1e-3) and np.all(c.z > 3)
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda: limits.solve(limits.CorrelationSDE(), 1.2, [1.0]), ValueError, "rho0"),
+    (lambda: limits.solve(limits.CorrelationSDE(), 0.3, [1.0, 0.5]), ValueError, "increasing"),
+    (lambda: limits.solve(limits.CorrelationSDE(), 0.3, [-1.0]), ValueError, "times"),
+    (lambda: limits.solve(limits.CorrelationSDE(), 0.3, [1.0], paths=0), ValueError, "paths"),
+    (lambda: limits.solve(limits.CorrelationSDE(), 0.3, [1.0], dt=0), ValueError, "dt"),
+    (lambda: limits.solve(limits.CorrelationSDE(), 0.3, [1.0], method="rk4"), ValueError,
+     "method"),
+    (lambda: limits.solve(limits.CovarianceSDE(), [[1, 2], [2, 1]], [1.0]), ValueError,
+     "positive definite"),
+    (lambda: limits.solve(limits.CovarianceSDE(), [[1, 0], [0, 1]], [1.0], method="milstein"),
+     ValueError, "scalar"),
+    (lambda: limits.solve(limits.GeometricBM(), 1.0, [1.0], method="heun"), ValueError,
+     "additive"),
+    (lambda: limits.solve(limits.UnshapedCorrelationSDE(), None, [0.0, 1.0]), ValueError,
+     "times"),
+    (lambda: limits.solve(limits.UnshapedCorrelationSDE(), -1.0, [1.0]), ValueError, "q0"),
+    (lambda: limits.solve(limits.ResNetODE(), [[1, 2], [3, 1]], [1.0]), ValueError,
+     "symmetric"),
+    (lambda: limits.solve("sde", 0.3, [1.0]), TypeError, "sde"),
+    (lambda: limits.CorrelationSDE(float("nan")), ValueError, "c_plus"),
+])
+def test_bad_input(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
