@@ -32,7 +32,6 @@ the state itself is never clipped.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import numbers
 from dataclasses import dataclass
