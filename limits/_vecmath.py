@@ -64,7 +64,10 @@ def vatan(x):
     """atan(x) for x >= 0 (Cephes), branch-free."""
     big = x > _T3P8
     mid = (x > 0.66) & (~big)
-    xr = -1.0 / x if big else ((x - 1.0) / (x + 1.0) if mid else x)
+    # one division for the three reductions: xr = -1/x, (x - 1)/(x + 1) or x
+    top = -1.0 if big else (x - 1.0 if mid else x)
+    bot = x if big else (x + 1.0 if mid else 1.0)
+    xr = top / bot
     y0 = 0.5 * math.pi if big else (0.25 * math.pi if mid else 0.0)
     extra = _MOREBITS if big else (0.5 * _MOREBITS if mid else 0.0)
     z = xr * xr

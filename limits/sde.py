@@ -27,8 +27,7 @@ import numba
 import numpy as np
 
 from kernels import _checks
-from kernels._fastmath import (_HC1, _HC2, _HC3, _HC4, _HC5, _HC6, _HC7, _HC8, _HC9, _HC10,
-                               h_of)
+from kernels._fastmath import _HC1, _HC2, _HC3, _HC4, _HC5, _HC6, _HC7, _HC8, _HC9, _HC10
 
 from ._vecmath import vatan, vexp
 
@@ -47,41 +46,31 @@ _CORR, _COV2, _LOGQ, _GBM, _LINW, _OU = 0, 1, 2, 3, 4, 5
 # ----------------------------------------------------------------------------------------------
 @numba.njit(inline="always", cache=True, error_model="numpy")
 def _corr_drift(x, C):
-    """Fisher-z drift ``nu(tanh x) / (1 - tanh^2 x) + tanh(x) / 2`` (sde.md §2.4) with one exp
-    and one atan: e = e^-x, tanh x = (1 - e^2)/(1 + e^2), theta = 2 atan(e),
-    sin theta = 2e/(1 + e^2), 1 - tanh^2 x = sin^2 theta, and
-    nu / sin^2 theta = C/(2 pi) h(theta) / sin^2 theta with h by its series for theta < 1
-    (no cancellation near rho = 1; rho = -1 repels like e^{2|x|})."""
-    e = math.exp(-x)
-    e2 = e * e
-    inv = 1.0 / (1.0 + e2)
-    r = (1.0 - e2) * inv
-    if C == 0.0:
-        return 0.5 * r
-    theta = 2.0 * math.atan(e)
-    sn = 2.0 * e * inv
-    if theta < 1.0:                 # h by its series (as kernels._fastmath.h_of)
-        h = h_of(theta, 0.0)
-    else:
-        h = sn - theta * r          # h = sin - theta cos, no cancellation for theta >= 1
-    return C / (2.0 * math.pi) * h / (sn * sn) + 0.5 * r
+    """Fisher-z drift ``nu(tanh x) / (1 - tanh^2 x) + tanh(x) / 2`` (sde.md §2.4), stable for all
+    x and branch-free (so that loops over paths vectorise; exp / atan from ``_vecmath``).
 
-
-@numba.njit(inline="always", cache=True, error_model="numpy")
-def _corr_drift_v(x, C):
-    """``_corr_drift`` with branch-free exp / atan (``limits._vecmath``) and selects, so that a
-    loop over paths vectorises."""
-    e = vexp(-x)
+    With a = |x| (clamped at 300, where the C-term is below 1e-130 for x > 0 and rho = -1 to
+    rounding for x < 0) and e = e^-a: tanh x = sign(x) (1 - e^2)/(1 + e^2),
+    theta = 2 atan(e) (x >= 0) or pi - 2 atan(e) (x < 0), sin theta = 2e/(1 + e^2), and
+    nu / sin^2 theta = C/(2 pi) h(theta) (1 + e^2)^2 / (4 e^2), with h by its series for
+    theta < 1 (no cancellation near rho = 1) and sin theta - theta cos theta otherwise.
+    """
+    a = min(abs(x), 300.0)
+    e = vexp(-a)
     e2 = e * e
-    inv = 1.0 / (1.0 + e2)
-    r = (1.0 - e2) * inv
-    theta = 2.0 * vatan(e)
+    one_p = 1.0 + e2
+    d = 1.0 / (e2 * one_p)          # the only division: 1/(1 + e^2) = e^2 d, 1/e^2 = (1 + e^2) d
+    inv = e2 * d
+    rr = (1.0 - e2) * inv
+    r = rr if x >= 0.0 else -rr
+    t0 = 2.0 * vatan(e)
+    theta = t0 if x >= 0.0 else math.pi - t0
     sn = 2.0 * e * inv
     t2 = theta * theta
     series = theta * t2 * (_HC1 + t2 * (_HC2 + t2 * (_HC3 + t2 * (_HC4 + t2 * (_HC5 + t2 * (
         _HC6 + t2 * (_HC7 + t2 * (_HC8 + t2 * (_HC9 + t2 * _HC10)))))))))
     h = series if theta < 1.0 else sn - theta * r
-    return C / (2.0 * math.pi) * h / (sn * sn) + 0.5 * r
+    return C / (8.0 * math.pi) * h * one_p * one_p * (one_p * d) + 0.5 * r
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")

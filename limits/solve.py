@@ -28,7 +28,7 @@ from numba import prange
 from kernels import _checks
 from kernels.montecarlo import _normal_pair, _sample_keys
 
-from .sde import _CORR, _COV2, _corr_drift_v, _drift1, _model3, _vol1
+from .sde import _CORR, _COV2, _corr_drift, _drift1, _model3, _vol1
 
 __all__ = ["solve", "Solution", "compare", "Comparison"]
 
@@ -119,12 +119,12 @@ def _solve_corr(C, y0, grid, save, keys, method, out):
                 z = zb
             if method == _HEUN:
                 for l in range(_LANES):
-                    a = _corr_drift_v(y[l], C)
+                    a = _corr_drift(y[l], C)
                     ys = y[l] + a * h + sh * z[l]
-                    y[l] = y[l] + 0.5 * (a + _corr_drift_v(ys, C)) * h + sh * z[l]
+                    y[l] = y[l] + 0.5 * (a + _corr_drift(ys, C)) * h + sh * z[l]
             else:
                 for l in range(_LANES):
-                    y[l] = y[l] + _corr_drift_v(y[l], C) * h + sh * z[l]
+                    y[l] = y[l] + _corr_drift(y[l], C) * h + sh * z[l]
             while k < save.shape[0] and save[k] == i + 1:
                 out[k, lo:lo + m] = y[:m]
                 k += 1
