@@ -1,2 +1,130 @@
-"""Validation checks of the sde capability (registered with ``limits.validate.check``)."""
-from .validate import Result, check  # noqa: F401
+"""Validation checks of the SDE / ODE limits (``limits.sde``, ``limits.solve``).
+
+Expected values: the oracle tables of theory/sde.md §6 and theory/kernels.md §3.4, closed forms
+of sde.md §3.3, and finite networks simulated with ``kernels.montecarlo``.
+"""
+import math
+
+import numpy as np
+
+import kernels as kn
+
+from .validate import Result, check
+
+_TABLE_B = [  # C, T, E rho_T, its se, sd (theory/sde.md §6 B, rho0 = 0.3)
+    (0, 0.25, 0.2727, 0.0013, 0.4074), (0, 1.0, 0.2405, 0.0021, 0.6598),
+    (1, 0.25, 0.2992, 0.0013, 0.3966), (1, 1.0, 0.3431, 0.0019, 0.5912),
+    (4, 0.25, 0.3624, 0.0011, 0.3627), (4, 0.5, 0.4256, 0.0014, 0.4278),
+    (4, 1.0, 0.5373, 0.0014, 0.4544)]
+
+
+@check("correlation SDE vs sde.md §6 B table")
+def _table_b(ctx):
+    from . import CorrelationSDE, solve
+    P = 40_000 if ctx.quick else 200_000
+    rows = []
+    for C, T, mean, se, sd in _TABLE_B:
+        v = solve(CorrelationSDE(0.0, -math.sqrt(C)), 0.3, [T], paths=P, seed=1,
+                  dt=5e-4).values[0]
+        tol = 3 * math.hypot(se, v.std() / math.sqrt(P))
+        rows.append(Result(f"correlation SDE E rho_T, C = {C}, T = {T}", f"{mean} ({se})",
+                           f"{v.mean():.4f} (sd {v.std():.4f} vs {sd})", f"3 se = {tol:.4f}",
+                           abs(v.mean() - mean) < tol))
+    return rows
+
+
+@check("unshaped q_t: exact sampler and SDE vs sde.md §3.3 / §6 C")
+def _unshaped(ctx):
+    from . import UnshapedCorrelationSDE, solve
+    from .sde import Q_STAR
+    P = 40_000 if ctx.quick else 200_000
+    sde = UnshapedCorrelationSDE()
+    times = [0.1, 0.25, 0.5]
+    q = sde.sample_exact(times, P, seed=1, substeps=4000)
+    rows = []
+    for t, qt in zip(times, q):
+        Y2 = Q_STAR / qt
+        e2 = ((math.exp(6 * t) - 1) / 6 - (math.exp(2 * t) - 1) / 2) / (2 * t * t)
+        tol = 3 * Y2.std() / math.sqrt(P)
+        rows.append(Result(f"unshaped exact sampler E[q*/q_t], t = {t}", f"{e2:.6f}",
+                           f"{Y2.mean():.6f}", f"3 se = {tol:.4f}", abs(Y2.mean() - e2) < tol))
+    from scipy import stats
+    a = solve(sde, None, [0.5], paths=P // 2, seed=2, dt=2e-3).values[0]
+    p = stats.ks_2samp(np.log(a), np.log(q[-1])).pvalue
+    rows.append(Result("unshaped log-q SDE (geometric grid) vs exact sampler, t = 0.5, KS p",
+                       "> 1e-3", f"{p:.3g}", "-", p > 1e-3))
+    return rows
+
+
+@check("ResNet ODE vs kernels.md §3.4 table")
+def _resnet_ode(ctx):
+    from . import ResNetODE, solve
+    rows = []
+    for sw2, sb2, K0, K1, Th1 in [
+            (1.0, 0.0, [[1, 0], [0, 1]], (1.648721270700, 0.233042921716),
+             (2.473081906050, 0.262819755286)),
+            (2.0, 0.0, [[1, 0], [0, 1]], (2.718281828459, 0.690060582046),
+             (5.436563656918, 0.869243826051)),
+            (2.0, 0.3, [[1, 0], [0, 1]], (3.233766376997, 1.174999509959),
+             (6.252048205456, 1.512615480510)),
+            (1.0, 0.0, [[1, 0.5], [0.5, 2]], (1.648721270700, 0.996141387168),
+             (2.473081906050, 1.259129137930))]:
+        sol = solve(ResNetODE(kn.ReLU(), sw2, sb2), np.array(K0, float), [1.0])
+        got = (sol.values[0][0, 0], sol.values[0][0, 1], sol.ntk[0][0, 0], sol.ntk[0][0, 1])
+        want = K1 + Th1
+        err = max(abs(g / w - 1) for g, w in zip(got, want))
+        rows.append(Result(f"ResNet ODE ReLU sw2={sw2} sb2={sb2} K0={K0}: K_1, Theta_1",
+                           ", ".join(f"{w:.10g}" for w in want), f"max rel err {err:.1e}",
+                           "1e-9", err < 1e-9))
+    return rows
+
+
+def _shaped_rho(n, T, C, samples, seed, rho0=0.3):
+    c_minus = -math.sqrt(C)
+    s_minus = 1.0 + c_minus / math.sqrt(n)
+    net = kn.MLP(depth=int(round(T * n)), activation=kn.ShapedReLU(0.0, c_minus, rate="width"),
+                 weight_var=2 / (1.0 + s_minus ** 2))
+    x = np.array([[1.0, 0.0], [rho0, math.sqrt(1 - rho0 ** 2)]]) * math.sqrt(2.0)
+    return kn.simulate_paths(net, x, width=n, samples=samples, seed=seed, layers=[net.depth],
+                             record="rho", progress=False).rho[:, 0]
+
+
+@check("shaped ReLU networks -> correlation SDE (KS distance vs width)")
+def _networks(ctx):
+    from scipy import stats
+
+    from . import CorrelationSDE, plots, solve
+    C, T = 4.0, 0.5
+    P = 10_000
+    widths = [32, 64, 128, 256] if ctx.quick else [64, 128, 256, 512]
+    lim = solve(CorrelationSDE(0.0, -2.0), 0.3, [T], paths=P, seed=1, dt=5e-4).values[0]
+    nets = {f"n = {n}": _shaped_rho(n, T, C, P, seed=n) for n in widths}
+    ks = [stats.ks_2samp(v, lim).statistic for v in nets.values()]
+    noise = 1.36 * math.sqrt(2 / P)            # KS statistic at p = 0.05 for equal laws
+    fig = plots.limit_vs_network(lim[None], {k: v[None] for k, v in nets.items()}, [T])
+    name = ctx.save(fig, "shaped_network_vs_sde.png")
+    rows = [Result(f"KS(shaped net, SDE), C = 4, T = 0.5, n = {widths[0]}..{widths[-1]}",
+                   "decreasing with n",
+                   ", ".join(f"{k:.3f}" for k in ks), f"noise level {noise:.3f}",
+                   ks[-1] < ks[0], figure=name)]
+    if not ctx.quick:
+        rows.append(Result("KS(shaped net, SDE) at n = 512", "< 0.05", f"{ks[-1]:.3f}", "0.05",
+                           ks[-1] < 0.05, figure=name))
+    return rows
+
+
+@check("ResNet with branch scale depth^-1/2 -> ODE (sde.md §6 D)")
+def _resnet_network(ctx):
+    from . import ResNetODE, solve
+    n = d = 128 if ctx.quick else 256
+    samples = 200 if ctx.quick else 1000
+    net = kn.ResNet(depth=d, activation=kn.ReLU(), weight_var=1.0, input_weight_var=1.0)
+    x = np.array([[1.0, 0.0], [0.3, math.sqrt(1 - 0.09)]]) * math.sqrt(2.0)
+    p = kn.simulate_paths(net, x, width=n, samples=samples, seed=3, layers=[d], record="rho",
+                          progress=False)
+    rho = p.rho[:, 0]
+    ode = solve(ResNetODE(kn.ReLU(), 1.0), np.array([[1.0, 0.3], [0.3, 1.0]]), [1.0]).values[0]
+    expect = ode[0, 1] / ode[0, 0]
+    se = rho.std() / math.sqrt(samples)
+    return [Result(f"ResNet n = d = {n}: E rho_d vs ODE (c_r = 1)", f"{expect:.5f}",
+                   f"{rho.mean():.5f} ({se:.1g})", "4 se", abs(rho.mean() - expect) < 4 * se)]
