@@ -219,9 +219,10 @@ class CorrelationSDE(_SDE):
         return np.ones_like(np.asarray(y, float))
 
     def derivation(self):
-        """The SymPy derivation (``limits.derive.correlation_sde``)."""
+        """The SymPy derivation of this SDE in the solver's Fisher-z coordinates
+        (``limits.derive.correlation_derivation(..., coordinates="artanh")``)."""
         from . import derive
-        return derive.correlation_sde(self.c_plus, self.c_minus)
+        return derive.correlation_derivation(self.c_plus, self.c_minus, coordinates="artanh")
 
 
 @dataclass(frozen=True)
@@ -280,8 +281,10 @@ class CovarianceSDE(_SDE):
         return out
 
     def derivation(self):
+        """The SymPy derivation in the solver's coordinates (ln V11, ln V22, artanh rho)
+        (``limits.derive.correlation_sde_coordinates``)."""
         from . import derive
-        return derive.covariance_sde(2, "relu", c_plus=self.c_plus, c_minus=self.c_minus)
+        return derive.correlation_sde_coordinates(self.c_plus, self.c_minus)
 
 
 @dataclass(frozen=True)
@@ -316,8 +319,10 @@ class UnshapedCorrelationSDE(_SDE):
         return np.exp(z[..., 0])
 
     def derivation(self):
+        """The SymPy derivation of the SDE of y = ln q (``limits.derive.unshaped_q_sde("log")``),
+        params ``(t,)``."""
         from . import derive
-        return derive.unshaped_q_sde()
+        return derive.unshaped_q_sde(coordinates="log")
 
     def sample_exact(self, times, paths, seed=0, substeps=2000):
         """Exact samples of q_t at ``times`` (sde.md §3.3): ``q_t = q* / Y_t^2`` with

@@ -77,6 +77,33 @@ def test_covariance_model_noise_is_the_cholesky_of_the_theory_covariance():
         np.testing.assert_allclose(a[2], _fisher_drift_mp(x, 4.0), rtol=1e-13)
 
 
+def test_model_functions_equal_the_sympy_derivation():
+    """The solver's stable model functions are the derivation's numbers (limits.derive)."""
+    rng = np.random.default_rng(0)
+    c_plus, c_minus = 0.3, -1.7
+    C = (c_plus - c_minus) ** 2
+    comp = limits.CorrelationSDE(c_plus, c_minus).derivation().compile()
+    for x in rng.uniform(-6, 6, 50):
+        assert S._corr_drift(x, C) == pytest.approx(comp.b(x, np.zeros(0)), rel=1e-11, abs=1e-13)
+        assert comp.s(x, np.zeros(0)) == pytest.approx(1.0)
+    comp = limits.CovarianceSDE(c_plus, c_minus).derivation().compile()
+    a, B = np.empty(3), np.empty((3, 3))
+    da, Sig = np.empty(3), np.empty((3, 3))
+    for _ in range(20):
+        y = rng.uniform(-2, 2, 3)
+        S._model3(y, np.array([C]), a, B)
+        comp.drift(y, np.zeros(0), da)
+        comp.diffusion(y, np.zeros(0), Sig)
+        np.testing.assert_allclose(a, da, rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(B @ B.T, Sig, rtol=1e-11, atol=1e-13)
+    comp = limits.UnshapedCorrelationSDE().derivation().compile()
+    for y, t in zip(rng.uniform(2, 5, 20), rng.uniform(0.01, 2, 20)):
+        p = np.array([t])
+        assert S._drift1(S._LOGQ, t, y, np.array([S.K_UNSHAPED])) == pytest.approx(
+            comp.b(y, p), rel=1e-12, abs=1e-12)
+        assert S._vol1(S._LOGQ, t, y, p)[0] == pytest.approx(comp.s(y, p), rel=1e-14)
+
+
 # ----------------------------------------------------------------------------------------------
 # strong and weak orders
 # ----------------------------------------------------------------------------------------------
