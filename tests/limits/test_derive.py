@@ -438,3 +438,51 @@ def test_one_step_increments_match_derivation():
 def test_one_step_increments_match_derivation_large():
     _one_step_case(N=3_000_000)
     _one_step_case(N=3_000_000, r0=0.3, V11=1.0, V22=1.0, c_plus=1.5, c_minus=-1.5)
+
+
+# ----------------------------------------------------------------------------------------------
+# time units: the derived correlation SDE reproduces the oracle table of sde.md §6 B
+# ----------------------------------------------------------------------------------------------
+def _euler_fisher(b, x0, p, dt, steps, save, paths, seed):
+    """Fisher-z Euler-Maruyama with the derived, compiled drift b (unit additive noise)."""
+    import numba
+
+    @numba.njit
+    def run(x0, p, dt, steps, save, paths, seed):
+        np.random.seed(seed)
+        out = np.empty((len(save), paths))
+        sq = math.sqrt(dt)
+        for j in range(paths):
+            x = x0
+            k = 0
+            for i in range(1, steps + 1):
+                x += b(x, p) * dt + sq * np.random.standard_normal()
+                if k < len(save) and i == save[k]:
+                    out[k, j] = math.tanh(x)
+                    k += 1
+        return out
+
+    return run(x0, p, dt, steps, save, paths, seed)
+
+
+# (C, T) -> E rho_T and its standard error, rho_0 = 0.3, Fisher-z Euler dt = 5e-4 (sde.md §6 B)
+_TABLE_6B = {(4, 0.25): (0.3624, 0.0011), (4, 0.5): (0.4256, 0.0014), (4, 1.0): (0.5373, 0.0014),
+             (1, 1.0): (0.3431, 0.0019), (0, 1.0): (0.2405, 0.0021)}
+
+
+@pytest.mark.parametrize("c_pm, C, paths", [
+    ((1.0, -1.0), 4, 20_000),
+    pytest.param((1.0, -1.0), 4, 100_000, marks=pytest.mark.slow),
+    pytest.param((0.2, -0.8), 1, 100_000, marks=pytest.mark.slow),
+    pytest.param((0.7, 0.7), 0, 100_000, marks=pytest.mark.slow)])
+def test_correlation_sde_time_units_match_table_6B(c_pm, C, paths):
+    """t = l/n, drift with C = (c+ - c-)^2: E rho_T of the derived SDE = the §6 B table."""
+    b = D.correlation_derivation(coordinates="artanh").compile().b
+    dt = 5e-4
+    Ts = sorted(T for (c, T) in _TABLE_6B if c == C)
+    save = np.array([int(round(T / dt)) for T in Ts])
+    r = _euler_fisher(b, math.atanh(0.3), np.array(c_pm), dt, int(save[-1]), save, paths, 11)
+    for k, T in enumerate(Ts):
+        want, se_table = _TABLE_6B[(C, T)]
+        got, se = r[k].mean(), r[k].std() / math.sqrt(paths)
+        assert abs(got - want) < 4 * math.hypot(se, se_table), (C, T, got, se, want, se_table)
