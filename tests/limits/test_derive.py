@@ -486,3 +486,24 @@ def test_correlation_sde_time_units_match_table_6B(c_pm, C, paths):
         want, se_table = _TABLE_6B[(C, T)]
         got, se = r[k].mean(), r[k].std() / math.sqrt(paths)
         assert abs(got - want) < 4 * math.hypot(se, se_table), (C, T, got, se, want, se_table)
+
+
+def test_unshaped_one_step_moments_against_network():
+    """B and S (delta method, sde.md §3.3) vs one layer of an unshaped ReLU MLP (c = 2):
+    n (E rho' - J) = B/2 + O(1/n), n Var rho' = S + O(1/n); the O(1/n) terms are removed by
+    Richardson extrapolation from n = 100 and 200; tolerance 4 standard errors."""
+    r0, N = 0.9, 300_000
+    V = np.array([[1.0, r0], [r0, 1.0]])
+    Jr, B, S = (float(e.subs(rho, r0).evalf(30)) for e in D.unshaped_one_step_moments())
+    est, se = {}, {}
+    for n in (100, 200):
+        o = _one_layer(V, n, N, 0.0, -math.sqrt(n), seed=n)   # slopes 1 and 0: plain ReLU, c = 2
+        r = o[:, 1] / np.sqrt(o[:, 0] * o[:, 2])
+        c2 = (r - r.mean()) ** 2
+        est[n] = n * np.array([r.mean() - Jr, c2.mean()])
+        se[n] = n * np.array([r.std(), c2.std()]) / math.sqrt(N)
+    e, s = 2 * est[200] - est[100], np.sqrt(4 * se[200] ** 2 + se[100] ** 2)
+    z = (e - np.array([B / 2, S])) / s
+    assert np.all(np.abs(z) < 4), (e, s, B / 2, S, z)
+    # the "identity-map" constants (half the bias and variance, sde.md §3.3 heuristic) are excluded
+    assert abs(e[1] - S / 2) > 8 * s[1]
