@@ -42,6 +42,8 @@ def phase_diagram(gamma_range=(0.0, 2.5), gamma_prime_range=(-1.0, 1.5), initial
     ax.fill_betweenx(gp, g0, np.clip(gb, g0, g1), color="tab:blue", alpha=0.18)
     ax.fill_betweenx(gp, np.clip(gb, g0, g1), g1, color="tab:red", alpha=0.18)
     ax.plot(gb, gp, "k-", lw=2.5, label="critical: $\\gamma = 1 + \\max(0, \\gamma')$")
+    ax.annotate("critical", (1.0, p0 + 0.22 * (p1 - p0)), xytext=(6, 0),
+                textcoords="offset points", rotation=90)
     ax.text(g0 + 0.05 * (g1 - g0), p0 + 0.08 * (p1 - p0), "linear", fontsize=13,
             color="tab:blue")
     ax.text(g0 + 0.75 * (g1 - g0), p0 + 0.08 * (p1 - p0), "condensed", fontsize=13,
@@ -51,8 +53,9 @@ def phase_diagram(gamma_range=(0.0, 2.5), gamma_prime_range=(-1.0, 1.5), initial
         if init.line:
             t = np.linspace(max(g0, p0), min(g1, p1), 2)
             ax.plot(t, t, "--", color="tab:green", lw=1.5)
-            ax.annotate(f"{name} ($\\gamma' = \\gamma$)", (t[-1], t[-1]), xytext=(-110, -12),
-                        textcoords="offset points", color="tab:green")
+            mid = 0.5 * (t[0] + t[-1])
+            ax.annotate(f"{name} line ($\\gamma' = \\gamma$)", (mid, mid), xytext=(10, -6),
+                        textcoords="offset points", color="tab:green", rotation=35)
             continue
         key = (init.gamma, init.gamma_prime)
         k = offsets.get(key, 0)
@@ -126,9 +129,11 @@ def condensation_picture(points=((0.5, 0.0), (1.0, 0.0), (1.75, 0.0)), m=1000, s
     if results is None:
         results = [ph.train(m, g, gp, seed=seed).check() for g, gp in points]
     else:
-        points = [ph.gammas_of(r.alpha, r.beta_1, r.beta_2, r.m) for r in results]
+        points = [tuple(v + 0.0 for v in ph.gammas_of(r.alpha, r.beta_1, r.beta_2, r.m))
+                  for r in results]
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6), squeeze=False)
     for ax, (g, gp), r in zip(axes[0], points, results):
+        g, gp = g + 0.0, gp + 0.0                  # no "-0" in titles
         A0, o0 = ph.neuron_features(r.a0, r.W0)
         A1, o1 = ph.neuron_features(r.a, r.W)
         scale = max(A0.max(), A1.max())
