@@ -7,10 +7,11 @@ one solver (``solve``) and the comparison with finite networks (``compare``); Sy
 """
 from . import plots, validate
 from .sde import (CorrelationSDE, CovarianceSDE, GeometricBM, LinearSDE, OrnsteinUhlenbeck,
-                  ResNetODE, UnshapedCorrelationSDE)
+                  PeluchettiFavaroSDE, ResNetODE, UnshapedCorrelationSDE)
 from .solve import Comparison, Solution, compare, solve
 
 __all__ = ["plots", "validate", "CorrelationSDE", "CovarianceSDE", "UnshapedCorrelationSDE",
-           "ResNetODE", "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "solve", "Solution",
+           "ResNetODE", "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "PeluchettiFavaroSDE",
+           "solve", "Solution",
            "compare", "Comparison"]
 __version__ = "0.1.0"

@@ -32,13 +32,14 @@ from kernels._fastmath import _HC1, _HC2, _HC3, _HC4, _HC5, _HC6, _HC7, _HC8, _H
 from ._vecmath import vatan, vexp
 
 __all__ = ["CorrelationSDE", "CovarianceSDE", "UnshapedCorrelationSDE", "ResNetODE",
-           "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "K_UNSHAPED", "Q_STAR"]
+           "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "PeluchettiFavaroSDE", "K_UNSHAPED",
+           "Q_STAR"]
 
 K_UNSHAPED = 2.0 * math.sqrt(2.0) / (3.0 * math.pi)     # sde.md §1, §3.3
 Q_STAR = 9.0 * math.pi ** 2 / 2.0                        # = 4 / k^2
 
 # model codes of the compiled solver (limits.solve)
-_CORR, _COV2, _LOGQ, _GBM, _LINW, _OU = 0, 1, 2, 3, 4, 5
+_CORR, _COV2, _LOGQ, _GBM, _LINW, _OU, _PF = 0, 1, 2, 3, 4, 5, 6
 
 
 # ----------------------------------------------------------------------------------------------
@@ -390,6 +391,71 @@ class LinearSDE(_SDE):
 
     def to_coords(self, y0):
         return super().to_coords(0.5 * K_UNSHAPED if y0 is None else y0)
+
+
+@dataclass(frozen=True)
+class PeluchettiFavaroSDE(_SDE):
+    """Depth limit of a *finite-width* ResNet with block variances ~ 1/depth (Peluchetti &
+    Favaro 2020; theory/kernels.md §4.2)::
+
+        x_l = x_{l-1} + b_l + W_l phi(x_{l-1}),  b_l ~ N(mu_b/L, sb2/L),  W_l ~ N(mu_w/(L D), sw2/(L D))
+
+    is the Euler-Maruyama scheme (step 1/L) of the D-dimensional diffusion, jointly over the N
+    inputs (coordinate i of all inputs shares one noise, distinct coordinates are independent)::
+
+        dX_t^i(x) = mu(X_t(x)) dt + dM_t^i(x),   mu(y) = mu_b + mu_w mean_j phi(y_j),
+        d<M^i(x), M^i(x')>_t = sb2 + sw2 mean_j phi(X_t^j(x)) phi(X_t^j(x'))
+
+    ``solve(PeluchettiFavaroSDE(...), K0, times, paths)`` starts each path from a random stem
+    ``X_0`` with iid rows ~ N(0, K0) over the D coordinates (the input layer of
+    ``kernels.ResNet``) and returns the Grams ``X_t^T X_t / D`` (times, paths, N, N).  With
+    ``mu = 0`` and ``D -> infinity`` the Gram tends to the ResNet ODE's K_t (kernels.md §4.4;
+    ``ResNetODE``), and a ``kernels.ResNet(depth=L, weight_var=sw2, bias_var=sb2)`` of width D
+    (branch scale L^-1/2) converges to this SDE as L grows.  Euler-Maruyama only (the
+    noise is not commutative).
+
+    Parameters
+    ----------
+    activation : kernels activation with a compiled form (ReLU family, Erf, Tanh or Activation
+        with a numba-compilable fn)
+    width : int, the D of the network
+    weight_var, bias_var : sw2, sb2 >= 0
+    weight_mean, bias_mean : mu_w, mu_b
+    """
+
+    activation: object = None
+    width: int = 16
+    weight_var: float = 1.0
+    bias_var: float = 0.0
+    weight_mean: float = 0.0
+    bias_mean: float = 0.0
+    code = _PF
+
+    def __post_init__(self):
+        import kernels as kn
+        if self.activation is None:
+            object.__setattr__(self, "activation", kn.ReLU())
+        if not isinstance(self.activation, kn.Activation):
+            raise TypeError(f"activation must be a kernels activation, got {self.activation!r}")
+        object.__setattr__(self, "width", _checks.positive_int(self.width, "width"))
+        for name in ("weight_var", "bias_var"):
+            object.__setattr__(self, name, _checks.nonneg_float(getattr(self, name), name))
+        for name in ("weight_mean", "bias_mean"):
+            object.__setattr__(self, name, _finite(getattr(self, name), name))
+
+    @property
+    def params(self):
+        return np.array([self.weight_var, self.bias_var, self.weight_mean, self.bias_mean])
+
+    def to_coords(self, y0):
+        K0 = np.asarray(y0, dtype=np.float64)
+        if K0.ndim != 2 or K0.shape[0] != K0.shape[1] or not np.all(np.isfinite(K0)):
+            raise ValueError(f"y0 must be a finite square stem covariance K0, got {y0!r}")
+        if not np.allclose(K0, K0.T, rtol=0, atol=1e-14 * max(1.0, np.abs(K0).max())):
+            raise ValueError("y0 = K0 must be symmetric")
+        if np.linalg.eigvalsh(K0).min() < -1e-12 * np.abs(K0).max():
+            raise ValueError(f"y0 = K0 must be positive semi-definite, got {K0.tolist()}")
+        return K0
 
 
 # ----------------------------------------------------------------------------------------------

@@ -26,9 +26,9 @@ import numpy as np
 from numba import prange
 
 from kernels import _checks
-from kernels.montecarlo import _normal_pair, _sample_keys
+from kernels.montecarlo import _chol_upper, _normal_pair, _phi, _sample_keys
 
-from .sde import _CORR, _COV2, _corr_drift, _drift1, _model3, _vol1
+from .sde import _CORR, _COV2, _PF, _corr_drift, _drift1, _model3, _vol1
 
 __all__ = ["solve", "Solution", "compare", "Comparison"]
 
@@ -155,6 +155,78 @@ def _solve_cov2(p, y0, grid, save, keys, out):
                 y[r] += a[r] * h + sh * (B[r, 0] * z0 + B[r, 1] * z1 + B[r, 2] * z2)
             while k < save.shape[0] and save[k] == i + 1:
                 out[k, j, :] = y
+                k += 1
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _fill_normals(k1, k2, c0, z):
+    """z.ravel() <- normals number c0, c0 + 1, ... of the stream (c0 even)."""
+    zf = z.reshape(z.size)
+    m = zf.shape[0]
+    for q in range(0, m, 2):
+        a, b = _normal_pair(k1, k2, np.uint64(c0 + q))
+        zf[q] = a
+        if q + 1 < m:
+            zf[q + 1] = b
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
+def _solve_pf(code, ap, fn, D, U0, p, grid, save, keys, out):
+    """Peluchetti-Favaro diffusion: X (N, D) from a stem X_0 = U0^T Z; Euler-Maruyama with the
+    noise of coordinate j shared by the inputs through the Cholesky factor of
+    G = sb2 + sw2 phi(X) phi(X)^T / D; out (S, paths, N, N) = X X^T / D at the save times."""
+    paths = keys.shape[0]
+    N = U0.shape[0]
+    sw2, sb2, mw, mb = p[0], p[1], p[2], p[3]
+    nsteps = grid.shape[0] - 1
+    block = N * D + (N * D) % 2            # normals per step (even: pairs never straddle)
+    for j in prange(paths):
+        k1, k2 = keys[j, 0], keys[j, 1]
+        X = np.zeros((N, D))
+        Z = np.empty((N, D))
+        P = np.empty((N, D))
+        G = np.empty((N, N))
+        U = np.empty((N, N))
+        A = np.empty((N, N))
+        mu = np.empty(N)
+        _fill_normals(k1, k2, 0, Z)
+        for a in range(N):
+            for b in range(a + 1):
+                ub = U0[b, a]
+                for c in range(D):
+                    X[a, c] += ub * Z[b, c]
+        k = 0
+        while k < save.shape[0] and save[k] == 0:
+            out[k, j] = X @ X.T / D
+            k += 1
+        for i in range(nsteps):
+            h = grid[i + 1] - grid[i]
+            sh = math.sqrt(h)
+            for a in range(N):
+                s = 0.0
+                for c in range(D):
+                    v = _phi(code, ap, fn, X[a, c])
+                    P[a, c] = v
+                    s += v
+                mu[a] = mb + mw * s / D
+            for a in range(N):
+                for b in range(a, N):
+                    s = 0.0
+                    for c in range(D):
+                        s += P[a, c] * P[b, c]
+                    G[a, b] = sb2 + sw2 * s / D
+                    G[b, a] = G[a, b]
+            _chol_upper(G, U, A)
+            _fill_normals(k1, k2, (i + 1) * block, Z)
+            for a in range(N):
+                for c in range(D):
+                    X[a, c] += mu[a] * h
+                for b in range(a + 1):
+                    ub = sh * U[b, a]
+                    for c in range(D):
+                        X[a, c] += ub * Z[b, c]
+            while k < save.shape[0] and save[k] == i + 1:
+                out[k, j] = X @ X.T / D
                 k += 1
 
 
@@ -336,7 +408,12 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
         dt = _checks.positive_float(dt, "dt")
         grid, save = _uniform_grid(times, dt)
     keys = _keys(seed, paths)
-    out = np.empty((len(times), paths, sde.dim)) if sde.dim > 1 else np.empty((len(times), paths))
+    if sde.code == _PF:
+        out = np.empty((len(times), paths, z0.shape[0], z0.shape[0]))
+    elif sde.dim > 1:
+        out = np.empty((len(times), paths, sde.dim))
+    else:
+        out = np.empty((len(times), paths))
     code = {"euler": _EULER, "milstein": _MILSTEIN, "heun": _HEUN}[method]
     p = sde.params
     blocks = range(0, paths, _PATH_BLOCK)
@@ -350,7 +427,9 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
     try:
         for lo in blocks:
             hi = min(paths, lo + _PATH_BLOCK)
-            if sde.code == _CORR and method != "milstein":
+            if sde.code == _PF:
+                blk = _run_pf(sde, z0, grid, save, keys[lo:hi], len(times))
+            elif sde.code == _CORR and method != "milstein":
                 blk = np.empty((len(times), hi - lo))
                 _solve_corr(float(p[0]), float(z0[0]), grid, save, keys[lo:hi], code, blk)
             elif sde.dim == 1:
@@ -368,11 +447,25 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
         if bar is not None:
             bar.close()
     values = sde.from_coords(out if sde.dim > 1 else out[..., None])
+    if sde.code == _PF:
+        values = out
     if not np.all(np.isfinite(values)):
         bad = int(np.count_nonzero(~np.isfinite(values)))
         raise FloatingPointError(f"{bad} non-finite values: the SDE left its domain or exploded "
                                  f"(try a smaller dt, or see the SDE's docstring)")
     return Solution(times=times, values=values, method=method, steps=len(grid) - 1)
+
+
+def _run_pf(sde, K0, grid, save, keys, S):
+    import kernels as kn
+    from kernels.montecarlo import _compiled_activation
+    act = _compiled_activation(kn.MLP(depth=1, activation=sde.activation), sde.width)
+    N = K0.shape[0]
+    U0 = np.empty((N, N))
+    _chol_upper(K0, U0, np.empty((N, N)))
+    blk = np.empty((S, keys.shape[0], N, N))
+    _solve_pf(act.code, act.params, act.fn, sde.width, U0, sde.params, grid, save, keys, blk)
+    return blk
 
 
 def _solve_ode(ode, K0, times, ntk0, rtol, atol):

@@ -289,6 +289,41 @@ def test_resnet_ode_equals_shaped_mlp_ode():
     np.testing.assert_allclose(K[:, 0, 0], np.exp(c_r * np.array([0.5, 1.0]) / 2), rtol=1e-10)
 
 
+def test_peluchetti_favaro_width_one_identity_is_geometric_brownian_motion():
+    """kernels.md §4.2, D = 1, phi = id, mu = 0, sb = 0: X_t = X_0 exp(sw B_t - sw2 t / 2), so
+    ln(G_1 / G_0) = 2 (sw B_1 - sw2/2) ~ N(-sw2, 4 sw2)."""
+    sw2, P = 0.8, 20_000
+    sde = limits.PeluchettiFavaroSDE(kn.Identity(), width=1, weight_var=sw2)
+    G = limits.solve(sde, [[1.0]], [0.0, 1.0], paths=P, seed=3, dt=1e-3).values[..., 0, 0]
+    r = np.log(G[1] / G[0])
+    assert abs(r.mean() + sw2) < Z * math.sqrt(4 * sw2 / P) + 2e-3
+    assert abs(r.var() / (4 * sw2) - 1) < Z * math.sqrt(2 / P) + 2e-3
+
+
+def test_peluchetti_favaro_has_the_law_of_the_finite_resnet():
+    """A kernels.ResNet of width D and depth L (branch scale L^-1/2) is exactly the Euler scheme
+    of the diffusion with dt = 1/L: the two samplers (independent code) agree in law."""
+    D, L, P = 8, 32, 3000
+    rho0 = 0.3
+    K0 = np.array([[1.0, rho0], [rho0, 1.0]])
+    sde = limits.PeluchettiFavaroSDE(kn.Erf(), width=D, weight_var=1.5, bias_var=0.2)
+    G = limits.solve(sde, K0, [1.0], paths=P, seed=1, dt=1.0 / L).values[0]
+    net = kn.ResNet(depth=L, activation=kn.Erf(), weight_var=1.5, bias_var=0.2)
+    x = np.array([[1.0, 0.0], [rho0, math.sqrt(1 - rho0 ** 2)]]) * math.sqrt(2.0)
+    Gn = kn.simulate_paths(net, x, width=D, samples=P, seed=2, layers=[L], progress=False)
+    Gn = Gn.gram[:, 0]
+    for a, b in ((0, 0), (0, 1)):
+        assert stats.ks_2samp(G[:, a, b], Gn[:, a, b]).pvalue > 1e-3
+    # and the doubly infinite limit (kernels.md §4.4): mean Gram -> the ResNet ODE, up to an
+    # O(1/D) finite-width bias (allowed: 5/D = 0.02 relative) and an O(dt) Euler bias
+    Gw = limits.solve(limits.PeluchettiFavaroSDE(kn.Erf(), width=256, weight_var=1.5,
+                                                 bias_var=0.2), K0, [1.0], paths=40, seed=4,
+                      dt=1 / 128).values[0]
+    ode = limits.solve(limits.ResNetODE(kn.Erf(), 1.5, 0.2), K0, [1.0]).values[0]
+    se = Gw.std(0) / math.sqrt(40)
+    assert np.all(np.abs(Gw.mean(0) - ode) < 4 * se + 0.02 * np.abs(ode))
+
+
 # ----------------------------------------------------------------------------------------------
 # finite networks against their limits (kernels.montecarlo)
 # ----------------------------------------------------------------------------------------------
