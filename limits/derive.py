@@ -43,7 +43,7 @@ import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
 __all__ = [
-    "Derivation", "Compiled", "h", "hs2", "J", "E22", "E31",
+    "Derivation", "Compiled", "h", "hs2", "explicit", "J", "E22", "E31",
     "covariance_sde", "correlation_sde", "correlation_derivation", "correlation_sde_coordinates",
     "unshaped_constants", "unshaped_one_step_moments", "unshaped_q_sde", "ito", "isserlis",
 ]
@@ -52,7 +52,6 @@ __all__ = [
 # symbols
 # ----------------------------------------------------------------------------------------------
 rho = sp.Symbol("rho", real=True)
-theta = sp.Symbol("theta", nonnegative=True)
 c_plus_sym = sp.Symbol("c_plus", real=True)
 c_minus_sym = sp.Symbol("c_minus", real=True)
 x_act = sp.Symbol("x", real=True)          # argument of psi / chi / phi
@@ -264,7 +263,11 @@ class Derivation:
 
     def latex(self):
         r"""LaTeX of the SDE: drift and diffusion (``\Sigma``), as an ``aligned`` block."""
-        L = sp.latex
+        names = {c_plus_sym: "c_+", c_minus_sym: "c_-"}
+
+        def L(e):
+            return sp.latex(e, symbol_names=names)
+
         if self.dim == 1:
             y = L(self.state[0])
             vol = self.volatility if self.volatility is not None else sp.sqrt(self.diffusion[0, 0])
@@ -295,7 +298,10 @@ class Derivation:
 
 @dataclass(frozen=True)
 class Compiled:
-    """Numba callables of a :class:`Derivation` (see :meth:`Derivation.compile`)."""
+    """Numba callables of a :class:`Derivation` (see :meth:`Derivation.compile`).
+
+    ``source`` is the generated Python source; ``time_dependent`` says that ``p[-1]`` is the
+    time t (e.g. the unshaped q SDE)."""
 
     drift: object
     diffusion: object
@@ -306,6 +312,7 @@ class Compiled:
     s: object = None
     ds: object = None
     source: str = ""
+    time_dependent: bool = False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -669,6 +676,8 @@ def _correlation(cp, cm, coordinates):
     diff = sp.factor(_to_rho(Sr[0, 0], V11, V12, V22))
     if coordinates == "rho":
         vol = _perfect_square_sqrt(diff, rho, 0)
+        if not vol.has(sp.sqrt(diff)):
+            diff = vol ** 2              # (1 - rho^2)^2, same polynomial, readable form
         return Derivation("correlation", (rho,), cov.params, sp.ImmutableMatrix([drift]),
                           sp.ImmutableMatrix([[diff]]), None, _CORR_UNITS, vol)
     # Fisher z: Itô on atanh(rho) (scalar)
@@ -1039,4 +1048,4 @@ def _compile(d: Derivation):
         for name in ("b", "s", "ds"):
             fns[name](0.5, p)
     return Compiled(fns["drift"], fns["diffusion"], fns["diffusion_sqrt"], d.state, d.params,
-                    fns.get("b"), fns.get("s"), fns.get("ds"), source)
+                    fns.get("b"), fns.get("s"), fns.get("ds"), source, d.time is not None)
