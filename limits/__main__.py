@@ -37,6 +37,43 @@ def _kernel(args):
     return 0
 
 
+def _sde(args):
+    import limits
+    from . import plots
+    if args.kind == "correlation":
+        sde, y0 = limits.CorrelationSDE(args.c_plus, args.c_minus), args.rho0
+    else:
+        sde, y0 = limits.UnshapedCorrelationSDE(), None
+    times = sorted(args.times)
+    sol = limits.solve(sde, y0, times, paths=args.paths, seed=args.seed, method=args.method,
+                       dt=args.dt, progress=False if args.no_progress else None)
+    v = sol.values
+    name = "rho" if args.kind == "correlation" else "ln(q/q*)"
+    if args.kind == "unshaped":
+        v = np.log(v / limits.sde.Q_STAR)
+    print(f"{type(sde).__name__}, {args.paths} paths, {sol.steps} steps ({sol.method})")
+    print(f"| t | E {name} | se | sd | 5% | 50% | 95% |")
+    print("|---|---|---|---|---|---|---|")
+    for t, row in zip(sol.times, v):
+        q = np.percentile(row, [5, 50, 95])
+        print(f"| {t:g} | {row.mean():.5f} | {row.std(ddof=1) / np.sqrt(row.size):.1e} | "
+              f"{row.std(ddof=1):.5f} | {q[0]:.4f} | {q[1]:.4f} | {q[2]:.4f} |")
+    if args.save:
+        np.savez(args.save, times=sol.times, values=sol.values)
+        print(f"saved times and values {sol.values.shape} to {args.save}")
+    if args.plot:
+        dense = limits.solve(sde, y0, np.linspace(times[-1] / 200, times[-1], 200),
+                             paths=min(args.paths, 2000), seed=args.seed, method=args.method,
+                             dt=args.dt, progress=False)
+        if args.kind == "unshaped":
+            dense = type(dense)(dense.times, np.log(dense.values / limits.sde.Q_STAR),
+                                dense.method, dense.steps)
+        fig = plots.sde_paths(dense, label=name)
+        fig.savefig(args.plot, dpi=110)
+        print(f"figure: {args.plot}")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m limits",
                                 description="Infinite-width / infinite-depth network theory: "
@@ -68,8 +105,31 @@ def main(argv=None):
     k.add_argument("--bias-var", type=float, default=0.0, help="sigma_b^2 (default 0)")
     k.add_argument("--save", help="write nngp and ntk to this .npz instead of printing")
     k.set_defaults(func=_kernel)
+    s = sub.add_parser("sde", help="simulate a correlation SDE limit and print its statistics",
+                       description="Solve the shaped-ReLU correlation SDE (theory/sde.md §2.4; "
+                                   "time t = depth/width) or the unshaped q_t SDE (§3.3) and "
+                                   "print mean, standard error, sd and quantiles at each time.")
+    s.add_argument("kind", choices=["correlation", "unshaped"], nargs="?", default="correlation")
+    s.add_argument("--c-plus", type=float, default=0.0, help="shaping c_+ (default 0)")
+    s.add_argument("--c-minus", type=float, default=-2.0, help="shaping c_- (default -2)")
+    s.add_argument("--rho0", type=float, default=0.3, help="initial correlation (default 0.3)")
+    s.add_argument("--times", type=float, nargs="+", default=[0.25, 0.5, 1.0],
+                   help="save times (default 0.25 0.5 1)")
+    s.add_argument("--paths", type=int, default=100_000, help="paths (default 1e5)")
+    s.add_argument("--dt", type=float, default=None,
+                   help="step (correlation; default T/1000) or relative step (unshaped)")
+    s.add_argument("--method", choices=["euler", "heun", "milstein"], default="euler")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--save", help="write times and values to this .npz")
+    s.add_argument("--plot", help="write a paths figure (PNG) to this file")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=_sde)
     args = p.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError) as exc:       # bad input: a message, not a traceback
+        print(f"python -m limits {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -61,3 +61,22 @@ def test_kernels_demo_runs():
     r = _run("kernels", "--depths", "1", "10")
     assert r.returncode == 0, r.stderr
     assert "ReLU MLP" in r.stdout and "ResNet" in r.stdout
+
+
+def test_sde_subcommand_matches_library(tmp_path):
+    import limits
+    out = tmp_path / "s.npz"
+    r = _run("limits", "sde", "--paths", "500", "--times", "0.1", "0.3", "--c-minus", "-1.5",
+             "--seed", "4", "--save", str(out), "--plot", str(tmp_path / "p.png"))
+    assert r.returncode == 0, r.stderr
+    assert "| 0.3 |" in r.stdout
+    got = np.load(out)
+    sol = limits.solve(limits.CorrelationSDE(0.0, -1.5), 0.3, [0.1, 0.3], paths=500, seed=4)
+    np.testing.assert_array_equal(got["values"], sol.values)
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    r = _run("limits", "sde", "unshaped", "--paths", "200", "--times", "0.1", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "ln(q/q*)" in r.stdout
+    r = _run("limits", "sde", "--rho0", "1.5", "--paths", "10")
+    assert r.returncode == 2 and "error: " in r.stderr and "rho0" in r.stderr
+    assert "Traceback" not in r.stderr
