@@ -3,6 +3,10 @@
     python benchmarks/phase.py            # step table + one S_w point
     python benchmarks/phase.py --grid     # also the P1 Fig. 4 grid (81 points x 5 widths)
 
+Columns: the serial numba kernel (what slope/diagram use, one run per core), the prange kernel
+(train(parallel=True), 1-d only), NumPy.  On a machine shared with other jobs the prange kernel
+can be much slower: each step has two parallel regions that wait for a descheduled thread.
+
 Step: one full-batch GD step of the two-layer ReLU net with ASI (2m neurons) on the 1-d data of
 P1 §3.1 (and on a 3-d random problem for the generic kernel), including the forward pass, the
 loss, the gradients, trace(G) and max_k |v_k| of the step rule.  NumPy does the same work with
@@ -62,6 +66,15 @@ def step_row(m, X, y, gamma, steps, repeats):
 
     run_numba()                                               # compile / load cache
     t_nb = best(run_numba, repeats) / steps
+    t_par = float("nan")
+    if d == 1:
+        def run_par():
+            a, W = a0.copy(), W0.copy()
+            code, k, _ = ph._run_gd(a, W, Xa, y, c, 1e-300, steps, 1.0, 0.02, 0.0, 1e300, loss,
+                                    parallel=True)
+            assert k == steps, (code, k)
+        run_par()
+        t_par = best(run_par, repeats) / steps
     k_np = max(3, steps // 20)
 
     def run_numpy():
@@ -77,7 +90,7 @@ def step_row(m, X, y, gamma, steps, repeats):
     a2, W2 = a0.copy(), W0.copy()
     ph._run_gd(a2, W2, Xa, y, c, 1e-300, 3, 1.0, 0.02, 0.0, 1e300, np.empty(4))
     diff = max(np.max(np.abs(a - a2)) / np.max(np.abs(a)), np.max(np.abs(W - W2)) / np.max(np.abs(W)))
-    return t_nb, t_np, diff
+    return t_nb, t_par, t_np, diff
 
 
 def main():
@@ -90,14 +103,15 @@ def main():
     rng = np.random.default_rng(0)
     X3, y3 = rng.uniform(0, 1, (8, 3)), rng.uniform(0, 1, 8)
     print("\nGD step (ASI, 2m neurons; forward, loss, gradients, step rule)")
-    print(f"{'data':>10} {'m':>7} {'numba ms':>10} {'numpy ms':>10} {'ratio':>7} {'max rel diff':>13}")
+    print(f"{'data':>10} {'m':>7} {'numba ms':>10} {'prange ms':>10} {'numpy ms':>10} "
+          f"{'numpy/numba':>12} {'max rel diff':>13}")
     for name, X, y, ms in (("1-d (n=4)", X1, y1, (1000, 10000, 40000)),
                            ("3-d (n=8)", X3, y3, (1000, 10000))):
         for m in ms:
             steps = 2000 if m <= 1000 else 300
-            t_nb, t_np, diff = step_row(m, X, y, 1.0, steps, args.repeats)
-            print(f"{name:>10} {m:>7} {1e3 * t_nb:>10.4f} {1e3 * t_np:>10.4f} "
-                  f"{t_np / t_nb:>7.1f} {diff:>13.1e}")
+            t_nb, t_par, t_np, diff = step_row(m, X, y, 1.0, steps, args.repeats)
+            print(f"{name:>10} {m:>7} {1e3 * t_nb:>10.4f} {1e3 * t_par:>10.4f} "
+                  f"{1e3 * t_np:>10.4f} {t_np / t_nb:>12.1f} {diff:>13.1e}")
     print("\nOne S_w point: widths 1000..40000, one seed (warm)")
     ph.slope(1.0, 0.0, widths=(100, 200), seeds=(0,))
     for g in (0.5, 1.0, 1.75):

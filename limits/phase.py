@@ -33,6 +33,7 @@ from typing import Callable
 
 import numba
 import numpy as np
+from numba import prange
 
 __all__ = [
     "regime", "boundary", "boundary_distance", "kappas", "gammas_of", "from_gamma",
@@ -477,17 +478,117 @@ def _gd2(a, w0, w1, x0, y, c, tol, max_steps, F, delta, lr_fixed, slack, loss_ou
     return _BUDGET, max_steps, time
 
 
-def _run_gd(a, W, Xa, y, c, tol, max_steps, F, delta, lr_fixed, slack, loss):
-    """Dispatch to the 1-d kernel when the augmented input is (x, 1); W is updated in place."""
+@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
+def _gd2_par(a, w0, w1, x0, y, c, tol, max_steps, F, delta, lr_fixed, slack, nch, loss_out):
+    """``_gd2`` with the neurons split in ``nch`` chunks over numba's threads (``prange``).
+
+    Two parallel regions per step; the per-chunk partial sums are added in chunk order, so the
+    result depends on ``nch`` (a function of m only), not on the thread count."""
+    M = a.shape[0]
+    n = x0.shape[0]
+    ga = np.zeros(M)
+    g0 = np.zeros(M)
+    g1 = np.zeros(M)
+    fpart = np.zeros((nch, n))
+    trpart = np.zeros(nch)
+    vpart = np.zeros(nch)
+    e = np.zeros(n)
+    lr = 0.0
+    time = 0.0
+    prev = np.inf
+    cn = c / n
+    for step in range(max_steps + 1):
+        for ch in prange(nch):
+            lo = (M * ch) // nch
+            hi = (M * (ch + 1)) // nch
+            fl = np.zeros(n)
+            tr = 0.0
+            for k in range(lo, hi):
+                ak = a[k]
+                if step > 0:
+                    a[k] = ak - lr * cn * ga[k]
+                    w0[k] -= lr * cn * ak * g0[k]
+                    w1[k] -= lr * cn * ak * g1[k]
+                    ak = a[k]
+                for i in range(n):
+                    z = w0[k] * x0[i] + w1[k]
+                    h = max(z, 0.0)
+                    ind = 1.0 if z > 0.0 else 0.0
+                    fl[i] += ak * h
+                    tr += h * h + ak * ak * (x0[i] * x0[i] + 1.0) * ind
+            for i in range(n):
+                fpart[ch, i] = fl[i]
+            trpart[ch] = tr
+        loss = 0.0
+        tr = 0.0
+        for ch in range(nch):
+            tr += trpart[ch]
+        for i in range(n):
+            f = 0.0
+            for ch in range(nch):
+                f += fpart[ch, i]
+            e[i] = c * f - y[i]
+            loss += e[i] * e[i]
+        loss /= 2.0 * n
+        loss_out[step] = loss
+        if not (loss <= prev * (1.0 + slack)) or loss < tol or step == max_steps:
+            code, lr = _check_and_lr(loss, prev, slack, tol, step, max_steps, 0.0, 0.0, n, c, F,
+                                     delta, lr_fixed)
+            return code, step, time
+        if loss < prev:
+            prev = loss
+        for ch in prange(nch):
+            lo = (M * ch) // nch
+            hi = (M * (ch + 1)) // nch
+            vm = 0.0
+            for k in range(lo, hi):
+                g = 0.0
+                s0 = 0.0
+                s1 = 0.0
+                for i in range(n):
+                    z = w0[k] * x0[i] + w1[k]
+                    g += e[i] * max(z, 0.0)
+                    ei = e[i] if z > 0.0 else 0.0
+                    s0 += ei * x0[i]
+                    s1 += ei
+                ga[k] = g
+                g0[k] = s0
+                g1[k] = s1
+                vm = max(vm, s0 * s0 + s1 * s1)
+            vpart[ch] = vm
+        vm = 0.0
+        for ch in range(nch):
+            vm = max(vm, vpart[ch])
+        code, lr = _check_and_lr(loss, np.inf, slack, tol, -1, max_steps, tr, vm, n, c, F, delta,
+                                 lr_fixed)
+        if code != -1:
+            return code, step, time
+        time += lr
+    return _BUDGET, max_steps, time
+
+
+def _chunks(M):
+    """Chunks of the parallel kernel: a function of the number of neurons only."""
+    return int(min(64, max(1, M // 4096)))
+
+
+def _run_gd(a, W, Xa, y, c, tol, max_steps, F, delta, lr_fixed, slack, loss, parallel=False):
+    """Dispatch to the 1-d kernel when the augmented input is (x, 1) (its ``prange`` variant
+    with ``parallel``); W is updated in place."""
     if Xa.shape[1] == 2 and np.all(Xa[:, 1] == 1.0):
         w0 = np.ascontiguousarray(W[:, 0])
         w1 = np.ascontiguousarray(W[:, 1])
-        out = _gd2(a, w0, w1, np.ascontiguousarray(Xa[:, 0]), y, c, tol, max_steps, F, delta,
-                   lr_fixed, slack, loss)
+        x0 = np.ascontiguousarray(Xa[:, 0])
+        if parallel:
+            out = _gd2_par(a, w0, w1, x0, y, c, tol, max_steps, F, delta, lr_fixed, slack,
+                           _chunks(a.shape[0]), loss)
+        else:
+            out = _gd2(a, w0, w1, x0, y, c, tol, max_steps, F, delta, lr_fixed, slack, loss)
         W[:, 0] = w0
         W[:, 1] = w1
         return out
     return _gd(a, W, Xa, y, c, tol, max_steps, F, delta, lr_fixed, slack, loss)
+
 
 
 @dataclass
@@ -609,13 +710,15 @@ def initial_parameters(m, d, seed, beta_1=1.0, beta_2=1.0):
 
 def train(m, gamma=None, gamma_prime=None, *, alpha=None, beta_1=None, beta_2=None, X=None,
           y=None, seed=0, asi=True, tol=1e-6, max_steps=200_000, step_factor=1.0,
-          curvature_factor=0.02, lr=None, increase_tol=0.05, max_restarts=8, init=None):
+          curvature_factor=0.02, lr=None, increase_tol=0.05, max_restarts=8, init=None,
+          parallel=False):
     """Train the two-layer ReLU network by full-batch gradient descent and return RD(theta_w*).
 
     Model and loss as in P1 Eq. (1), (3)-(5) (see the module docstring); the dynamics are GD on
     the original parameters ``theta <- theta - eta_t grad R_S(theta)``, in float64, with the
     whole step loop in one numba call (``nogil``; :func:`slope` and :func:`diagram` run
-    several trainings at once on the cores).
+    several trainings at once on the cores; ``parallel=True`` splits one run's neurons over
+    the cores with ``prange`` instead).
 
     **Learning-rate rule** (ours; P1 states none, training.md §1.5).  At every step::
 
@@ -678,6 +781,12 @@ def train(m, gamma=None, gamma_prime=None, *, alpha=None, beta_1=None, beta_2=No
     max_restarts : int, default 8
     init : (a0, W0), optional
         Explicit initial parameters (original coordinates, W0 of shape (m, d+1)).
+    parallel : bool, default False
+        1-d data only: split the neurons over numba's threads (``prange``, two parallel
+        regions per step).  It pays for one large run on otherwise idle cores (see
+        ``benchmarks/phase.py``); :func:`slope` and :func:`diagram` instead run whole
+        trainings in parallel, which needs no per-step synchronisation.  Rounding differs
+        from the serial kernel (partial sums per chunk).
 
     Returns
     -------
@@ -694,6 +803,8 @@ def train(m, gamma=None, gamma_prime=None, *, alpha=None, beta_1=None, beta_2=No
     delta = _positive("curvature_factor", curvature_factor)
     lr_fixed = 0.0 if lr is None else _positive("lr", lr)
     increase_tol = _positive("increase_tol", increase_tol)
+    if not isinstance(parallel, (bool, np.bool_)):
+        raise TypeError(f"parallel must be a bool, got {parallel!r}")
     if isinstance(max_restarts, bool) or not isinstance(max_restarts, (int, np.integer)) \
             or max_restarts < 0:
         raise ValueError(f"max_restarts must be an integer >= 0, got {max_restarts!r}")
@@ -723,7 +834,7 @@ def train(m, gamma=None, gamma_prime=None, *, alpha=None, beta_1=None, beta_2=No
         W = np.ascontiguousarray(W_init.copy())
         loss = np.empty(max_steps + 1)
         code, steps, time = _run_gd(a, W, Xa, y, c, tol, max_steps, F, delta, lr_fixed,
-                                     increase_tol, loss)
+                                     increase_tol, loss, parallel)
         if code != _INCREASE or restarts >= max_restarts:
             break
         restarts += 1
