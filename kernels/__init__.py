@@ -10,8 +10,9 @@ from .activations import (ABReLU, Activation, Erf, Identity, LeakyReLU, ReLU, Sh
                           Tanh)
 from .architectures import MLP, Kernels, ResNet, Trajectory
 from .montecarlo import MonteCarloResult, Paths, monte_carlo, simulate_paths
+from .predict import Prediction, predict
 
 __all__ = ["Activation", "ABReLU", "ReLU", "LeakyReLU", "ShapedReLU", "Identity", "Erf", "Tanh",
            "MLP", "ResNet", "Kernels", "Trajectory", "monte_carlo", "simulate_paths",
-           "MonteCarloResult", "Paths"]
+           "MonteCarloResult", "Paths", "predict", "Prediction"]
 __version__ = "0.1.0"
