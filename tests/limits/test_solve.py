@@ -327,20 +327,22 @@ def test_peluchetti_favaro_has_the_law_of_the_finite_resnet():
 # ----------------------------------------------------------------------------------------------
 # finite networks against their limits (kernels.montecarlo)
 # ----------------------------------------------------------------------------------------------
-def _shaped_network_rho(n, T, C, samples, seed, rho0=0.3):
-    c_minus = -math.sqrt(C)
-    s_plus, s_minus = 1.0, 1.0 + c_minus / math.sqrt(n)
-    net = kn.MLP(depth=int(round(T * n)), activation=kn.ShapedReLU(0.0, c_minus, rate="width"),
+def _shaped_rho(n, T, C, samples, seed, rho0=0.3):
+    """rho at depth T n of a shaped ReLU MLP of width n, slopes 1 + c_pm/sqrt(n) with
+    c_plus = -c_minus = sqrt(C)/2 (the n^-1/2 corrections to the drift cancel; derive tests) and
+    the normalisation c = 2/(s+^2 + s-^2) of sde.md §2.2."""
+    c = math.sqrt(C) / 2
+    s_plus, s_minus = 1.0 + c / math.sqrt(n), 1.0 - c / math.sqrt(n)
+    net = kn.MLP(depth=int(round(T * n)), activation=kn.ShapedReLU(c, -c, rate="width"),
                  weight_var=2 / (s_plus ** 2 + s_minus ** 2))
     x = np.array([[1.0, 0.0], [rho0, math.sqrt(1 - rho0 ** 2)]]) * math.sqrt(2.0)
-    p = kn.simulate_paths(net, x, width=n, samples=samples, seed=seed, layers=[net.depth],
-                          record="rho", progress=False)
-    return p.rho[:, 0]
+    return kn.simulate_paths(net, x, width=n, samples=samples, seed=seed, layers=[net.depth],
+                             record="rho", progress=False).rho[:, 0]
 
 
 def test_shaped_network_is_consistent_with_the_correlation_sde():
     T, C = 0.5, 4.0
-    net = _shaped_network_rho(256, T, C, 3000, seed=1)
+    net = _shaped_rho(256, T, C, 3000, seed=1)
     lim = limits.solve(limits.CorrelationSDE(0.0, -2.0), 0.3, [T], paths=20_000, seed=1,
                        dt=5e-4).values[0]
     cmp = limits.compare(lim, net)
@@ -353,7 +355,7 @@ def test_shaped_network_is_consistent_with_the_correlation_sde():
 def test_shaped_network_ks_distance_decreases_with_width(C, T):
     lim = limits.solve(limits.CorrelationSDE(0.0, -math.sqrt(C)), 0.3, [T], paths=10_000,
                        seed=1, dt=5e-4).values[0]
-    ks = [stats.ks_2samp(_shaped_network_rho(n, T, C, 10_000, seed=n), lim).statistic
+    ks = [stats.ks_2samp(_shaped_rho(n, T, C, 10_000, seed=n), lim).statistic
           for n in (64, 128, 256, 512)]
     assert ks[-1] < 0.05, ks
     assert ks[-1] < ks[0], ks
