@@ -22,6 +22,17 @@ parameter is the relative distance of the input weights at the end of training,
 ``RD = ||theta_w* - theta_w(0)|| / ||theta_w(0)||`` (P1 Eq. (16)), and its width exponent
 ``S_w = lim log RD / log m`` (P1 Eq. (19)), estimated by least squares of log RD on log m.
 
+Choices P1 does not state (training.md §1.5; each is a parameter, not hard-coded):
+
+* data: the 4-point 1-d problem ``x = -1/2, -1/6, 1/6, 1/2``, ``y = x^2`` is *inferred* from
+  P1 Fig. 2 and P1-code (:func:`one_d_data`; ``X, y`` take any data);
+* optimiser: full-batch GD with our step rule (see :func:`train`; ``step_factor``,
+  ``curvature_factor`` or a fixed ``lr``), stop at ``R_S < tol = 1e-6`` (P1-code stops at
+  ``mean(e^2) < 1e-6``, i.e. ``R_S < 5e-7``: ``tol`` is a parameter);
+* ASI on by default and RD on the first copy (P1-code; ``asi=False`` trains one copy);
+* initial draws ``a = beta_1 A``, ``W = beta_2 Z`` from ``SeedSequence([seed, m, d])``, shared by
+  every (alpha, beta_1, beta_2) and every grid point at the same (seed, m, d).
+
 Entry points: :func:`regime`, :func:`boundary_distance`, the coordinate conversions
 (:func:`kappas`, :func:`gammas_of`, :func:`from_gamma`), :data:`INITIALISATIONS`, :func:`train`,
 :func:`slope`, :func:`diagram`, :func:`condensation_index` (ours, not P1's) and
