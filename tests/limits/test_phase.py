@@ -264,6 +264,16 @@ def test_diagram_local_agrees_with_slope():
     assert D.slope[0, 0] < 0 < D.slope[0, 1]
 
 
+def test_diagram_on_executor_without_store_gives_same_numbers():
+    from concurrent.futures import ThreadPoolExecutor
+    kw = dict(widths=(100, 200), seeds=(0, 1), progress=False)
+    with ThreadPoolExecutor(2) as ex:
+        D1 = ph.diagram([0.8, 1.5], [0.0, 0.3], executor=ex, **kw)
+    D2 = ph.diagram([0.8, 1.5], [0.0, 0.3], workers=1, **kw)
+    np.testing.assert_array_equal(D1.rd, D2.rd)
+    assert np.all(np.isfinite(D1.slope))
+
+
 def test_diagram_with_store_is_resumable(tmp_path):
     pytest.importorskip("limits.sweep")
     from concurrent.futures import ThreadPoolExecutor
