@@ -110,7 +110,8 @@ def condensation_picture(points=((0.5, 0.0), (1.0, 0.0), (1.75, 0.0)), m=1000, s
                          results=None):
     """Amplitude ``A_k = |a_k| ||w_k||`` against orientation ``atan2(b_k, w_k)`` of every neuron,
     initial (cyan) and final (red), for a linear, a critical and a condensed point (P1 Fig. 2
-    lower row; 1-d data).  Each panel gives our condensation index (not P1's).
+    lower row, 1-d data; for d > 1 the orientation is the projection on ones/sqrt(d+1), P1
+    §4.2).  Each panel gives our condensation index (not P1's).
 
     Parameters
     ----------
@@ -140,7 +141,9 @@ def condensation_picture(points=((0.5, 0.0), (1.0, 0.0), (1.75, 0.0)), m=1000, s
         ax.plot(o0, A0 / scale, ".", color="c", ms=2, label="initial")
         ax.plot(o1, A1 / scale, ".", color="r", ms=2, label="final")
         c0, c1 = ph.condensation_index(r.a0, r.W0), ph.condensation_index(r.a, r.W)
-        ax.set(xlabel="orientation atan2(b, w)", ylabel="A / max A", xlim=(-math.pi, math.pi),
+        one_d = r.W.shape[1] == 2
+        ax.set(xlabel="orientation atan2(b, w)" if one_d else "orientation w.p/|w|, p = 1/sqrt(d+1)",
+               ylabel="A / max A", xlim=(-math.pi, math.pi) if one_d else (-1, 1),
                title=f"$\\gamma$={g:.3g}, $\\gamma'$={gp:.3g} ({ph.regime(g, gp, tol=0.01)})\n"
                      f"RD={r.rd:.3g}; our index {c0:.2f} -> {c1:.2f}")
         ax.legend(fontsize=7, markerscale=4)

@@ -87,6 +87,22 @@ def _trainer(ctx):
     return out
 
 
+@check("phase: RD converged in the step size")
+def _step_size(ctx):
+    """training.md §1.5: a fixed stability-limit step is wrong for gamma > 1; RD must not move
+    by more than 5 % when the step shrinks.  Quick mode: m = 1000; full: m = 40000 too."""
+    from limits import phase as ph
+
+    out = []
+    for g, gp in ((1.75, 0.0), (1.3, -0.3), (1.0, 0.0)):
+        for m in ((1000,) if ctx.quick else (1000, 40000)):
+            rd1, rd4, rel = ph.step_convergence(m, g, gp, factor=4.0)
+            out.append(Result(f"RD at ({g}, {gp}), m = {m}: default steps vs F/4, delta/4",
+                              "same RD", f"{rd1:.4g} vs {rd4:.4g} (rel {rel:.1e})", "5 %",
+                              rel <= 0.05))
+    return out
+
+
 @check("phase: condensation picture and our condensation index")
 def _condensation(ctx):
     from limits import phase as ph

@@ -194,6 +194,14 @@ def test_conservation_law_to_first_order_in_lr():
     assert 0.4 < drift[2] / drift[1] < 0.6
 
 
+@pytest.mark.parametrize("point", [(1.75, 0.0), (1.3, -0.3)])
+def test_rd_is_converged_in_step_size(point):
+    """training.md §1.5: RD must be a gradient-flow quantity, i.e. change by < 5 % when the
+    step shrinks (there, a fixed stability-limit step moved RD by 2.4x at gamma = 1.75)."""
+    rd1, rd4, rel = ph.step_convergence(1000, *point, factor=4.0)
+    assert rel < 0.05, (rd1, rd4)
+
+
 def test_rescaling_invariance_same_seed():
     """Runs at the same (kappa, kappa') with different (alpha, beta_1, beta_2) are the same run
     up to rounding (P1 Eq. (7); the step rule is invariant), so RD agrees to ~1e-9."""
