@@ -1128,6 +1128,12 @@ class Diagram:
     failures: list
 
 
+def _canonical(params):
+    """JSON text of a parameter dict with sorted keys (what a JSON store gives back)."""
+    import json
+    return json.dumps(json.loads(json.dumps(dict(params))), sort_keys=True)
+
+
 def _records(loaded):
     """Normalise what ``limits.sweep.load`` returns into (params, results) pairs."""
     if isinstance(loaded, dict):
@@ -1194,15 +1200,17 @@ def diagram(gammas, gamma_primes, widths=DEFAULT_WIDTHS, seeds=(0,), executor=No
                          f"{gamma_primes!r}")
     if np.any(np.diff(g) <= 0):
         raise ValueError(f"gammas must be increasing, got {gammas!r}")
+    if np.unique(gp).size != gp.size:
+        raise ValueError(f"gamma_primes must be distinct, got {gamma_primes!r}")
     widths = _widths(widths)
     seeds = _seeds(seeds)
     e1 = float(_finite_array("beta1_exponent", beta1_exponent))
     Xl, yl = _check_data_for_points(X, y)
     kw = _train_kw(dict(train_kw))
+    kw = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in kw.items()}
     points = [dict(gamma=float(a), gamma_prime=float(b), m=m, seed=s, beta1_exponent=e1,
                    X=Xl, y=yl, **kw)
               for b in gp for a in g for s in seeds for m in widths]
-    key = {(p["gamma"], p["gamma_prime"], p["m"], p["seed"]): i for i, p in enumerate(points)}
     results = [None] * len(points)
     failures = []
     sweep = None
@@ -1210,15 +1218,19 @@ def diagram(gammas, gamma_primes, widths=DEFAULT_WIDTHS, seeds=(0,), executor=No
         try:
             from limits import sweep
         except ImportError:
-            sweep = None
+            import warnings
+            warnings.warn("limits.sweep is not available: running the diagram locally, "
+                          "nothing is stored", RuntimeWarning, stacklevel=2)
     if sweep is not None:
         sweep.run_grid(_phase_point, points, store, name=name, executor=executor, seed=0,
                        progress=progress, retries=0)
+        # match stored records on the whole parameter dict (a store may hold other grids or
+        # other training settings under the same name)
+        key = {_canonical(p): i for i, p in enumerate(points)}
         for params, res in _records(sweep.load(store, name)):
-            k = (float(params["gamma"]), float(params["gamma_prime"]), int(params["m"]),
-                 int(params["seed"]))
-            if k in key and isinstance(res, dict) and "rd" in res:
-                results[key[k]] = res
+            i = key.get(_canonical(params))
+            if i is not None and isinstance(res, dict) and "rd" in res:
+                results[i] = res
     elif executor is not None:
         futs = [executor.submit(_phase_point, p) for p in points]
         for i, f in enumerate(futs):

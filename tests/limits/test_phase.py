@@ -282,6 +282,55 @@ def test_diagram_on_executor_without_store_gives_same_numbers():
     assert np.all(np.isfinite(D1.slope))
 
 
+class _FakeSweep:
+    """In-memory stand-in with the documented interface of limits.sweep (issue 8): run_grid
+    skips stored points, keeps results only for points that did not raise."""
+
+    def __init__(self):
+        self.rows, self.calls = {}, 0
+
+    def run_grid(self, fn, grid, store, name=None, executor=None, seed=0, progress=True,
+                 retries=0):
+        import json
+        import pickle
+        pickle.dumps(fn)                                   # must be picklable
+        for p in grid:
+            k = (store, name, json.dumps(p, sort_keys=True))
+            if k in self.rows:
+                continue
+            self.calls += 1
+            try:
+                self.rows[k] = (json.loads(json.dumps(p)), fn(p, 0))
+            except ph.TrainingFailed:
+                pass
+
+    def load(self, store, name=None):
+        return [{"params": p, "results": r} for (s, n, _), (p, r) in self.rows.items()
+                if s == store and n == name]
+
+
+def test_diagram_through_sweep_interface(monkeypatch):
+    import sys
+
+    import limits
+    fake = _FakeSweep()
+    monkeypatch.setitem(sys.modules, "limits.sweep", fake)
+    monkeypatch.setattr(limits, "sweep", fake, raising=False)
+    kw = dict(widths=(100, 200), seeds=(0,), progress=False)
+    D1 = ph.diagram([0.8, 1.5], [0.0], store="s.db", **kw)
+    assert fake.calls == 4
+    D2 = ph.diagram([0.8, 1.5], [0.0], store="s.db", **kw)        # resumed: nothing recomputed
+    assert fake.calls == 4
+    np.testing.assert_array_equal(D1.rd, D2.rd)
+    np.testing.assert_array_equal(D1.rd, ph.diagram([0.8, 1.5], [0.0], **kw).rd)
+    # other settings under the same name are other points, not mixed in
+    D3 = ph.diagram([0.8, 1.5], [0.0], store="s.db", tol=1e-5, **kw)
+    assert fake.calls == 8 and not np.array_equal(D3.rd, D1.rd)
+    # failed runs are not stored and show up as failures
+    D4 = ph.diagram([0.8], [0.0], store="s.db", lr=1e6, max_restarts=0, **kw)
+    assert len(D4.failures) == 2 and np.isnan(D4.slope[0, 0])
+
+
 def test_diagram_with_store_is_resumable(tmp_path):
     pytest.importorskip("limits.sweep")
     from concurrent.futures import ThreadPoolExecutor
