@@ -105,10 +105,12 @@ def main():
     print("\nGD step (ASI, 2m neurons; forward, loss, gradients, step rule)")
     print(f"{'data':>10} {'m':>7} {'numba ms':>10} {'prange ms':>10} {'numpy ms':>10} "
           f"{'numpy/numba':>12} {'max rel diff':>13}")
+    X64, y64 = rng.uniform(0, 1, (45, 64)), rng.uniform(0, 1, 45)
     for name, X, y, ms in (("1-d (n=4)", X1, y1, (1000, 10000, 40000)),
-                           ("3-d (n=8)", X3, y3, (1000, 10000))):
+                           ("3-d (n=8)", X3, y3, (1000, 10000)),
+                           ("64-d(n=45)", X64, y64, (1000, 10000))):
         for m in ms:
-            steps = 2000 if m <= 1000 else 300
+            steps = (2000 if m <= 1000 else 300) if X.shape[1] < 64 else 30
             t_nb, t_par, t_np, diff = step_row(m, X, y, 1.0, steps, args.repeats)
             print(f"{name:>10} {m:>7} {1e3 * t_nb:>10.4f} {1e3 * t_par:>10.4f} "
                   f"{1e3 * t_np:>10.4f} {t_np / t_nb:>12.1f} {diff:>13.1e}")

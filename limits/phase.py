@@ -350,15 +350,18 @@ def _check_and_lr(loss, prev, slack, tol, step, max_steps, trace, vmax2, n, c, F
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _gd(a, W, Xa, y, c, tol, max_steps, F, delta, lr_fixed, slack, loss_out):
     """Full-batch GD on f = c sum_k a_k relu(W_k . x), any input dimension; a (M,) and W (M, D)
-    are updated in place.  Returns (status, steps, gradient-flow time sum lr)."""
+    are updated in place.  The two products ``Z = W Xa^T`` and ``S = E Xa`` go to BLAS, the
+    rest is fused in loops over neurons.  Returns (status, steps, gradient-flow time sum lr)."""
     M, D = W.shape
     n = Xa.shape[0]
+    XaT = np.ascontiguousarray(Xa.T)
     xx = np.zeros(n)
     for i in range(n):
         for j in range(D):
             xx[i] += Xa[i, j] * Xa[i, j]
     ga = np.zeros(M)
-    gs = np.zeros((M, D))
+    S = np.zeros((M, D))
+    E = np.empty((M, n))
     f = np.zeros(n)
     e = np.zeros(n)
     lr = 0.0
@@ -366,20 +369,21 @@ def _gd(a, W, Xa, y, c, tol, max_steps, F, delta, lr_fixed, slack, loss_out):
     prev = np.inf
     cn = c / n
     for step in range(max_steps + 1):
-        # pass A: the previous step's update, then the forward pass and trace(G) / c^2
+        # the previous step's update, then the forward pass and trace(G) / c^2
+        if step > 0:
+            for k in range(M):
+                ak = a[k]
+                a[k] = ak - lr * cn * ga[k]
+                sc = lr * cn * ak
+                for j in range(D):
+                    W[k, j] -= sc * S[k, j]
+        Z = np.dot(W, XaT)
         f[:] = 0.0
         tr = 0.0
         for k in range(M):
             ak = a[k]
-            if step > 0:
-                a[k] = ak - lr * cn * ga[k]
-                for j in range(D):
-                    W[k, j] -= lr * cn * ak * gs[k, j]
-                ak = a[k]
             for i in range(n):
-                z = 0.0
-                for j in range(D):
-                    z += W[k, j] * Xa[i, j]
+                z = Z[k, i]
                 h = max(z, 0.0)
                 ind = 1.0 if z > 0.0 else 0.0
                 f[i] += ak * h
@@ -396,24 +400,20 @@ def _gd(a, W, Xa, y, c, tol, max_steps, F, delta, lr_fixed, slack, loss_out):
             return code, step, time
         if loss < prev:
             prev = loss                # running minimum of R_S
-        # pass B: g_k = sum_i e_i relu(z_ik), s_k = sum_i e_i 1[z_ik > 0] x_i
-        vm = 0.0
+        # g_k = sum_i e_i relu(z_ik), s_k = sum_i e_i 1[z_ik > 0] x_i  (S = E Xa)
         for k in range(M):
             g = 0.0
-            for j in range(D):
-                gs[k, j] = 0.0
             for i in range(n):
-                z = 0.0
-                for j in range(D):
-                    z += W[k, j] * Xa[i, j]
+                z = Z[k, i]
                 g += e[i] * max(z, 0.0)
-                ei = e[i] if z > 0.0 else 0.0
-                for j in range(D):
-                    gs[k, j] += ei * Xa[i, j]
+                E[k, i] = e[i] if z > 0.0 else 0.0
             ga[k] = g
+        np.dot(E, Xa, S)
+        vm = 0.0
+        for k in range(M):
             v = 0.0
             for j in range(D):
-                v += gs[k, j] * gs[k, j]
+                v += S[k, j] * S[k, j]
             vm = max(vm, v)
         code, lr = _check_and_lr(loss, np.inf, slack, tol, -1, max_steps, tr, vm, n, c, F, delta,
                                  lr_fixed)
