@@ -998,6 +998,10 @@ def _train_kw(kw):
 
 
 def _slope_from_rd(rd, widths, seeds, gamma, gamma_prime):
+    if np.any(rd <= 0):
+        raise TrainingFailed(f"RD = 0 at (gamma, gamma') = ({gamma}, {gamma_prime}) for some "
+                             f"width: the weights never moved (R_S < tol at initialisation?), "
+                             f"log RD is undefined; RD = {rd.tolist()}")
     lm = np.log(np.asarray(widths, dtype=float))
     fits = [_fit(lm, np.log(row)) for row in rd]
     per_seed = np.array([b for b, _ in fits])
@@ -1256,7 +1260,13 @@ def diagram(gammas, gamma_primes, widths=DEFAULT_WIDTHS, seeds=(0,), executor=No
         for c in range(g.size):
             block = rd[r, c]
             if np.all(np.isfinite(block)):
-                s = _slope_from_rd(block, widths, seeds, g[c], gp[r])
+                try:
+                    s = _slope_from_rd(block, widths, seeds, g[c], gp[r])
+                except TrainingFailed as exc:
+                    failures.append({"params": {"gamma": float(g[c]),
+                                                "gamma_prime": float(gp[r])},
+                                     "error": str(exc)})
+                    continue
                 S[r, c], SE[r, c] = s.value, s.stderr
     return Diagram(g, gp, widths, seeds, S, SE, rd, zero_crossings(g, S), failures)
 

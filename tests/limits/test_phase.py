@@ -359,6 +359,12 @@ def test_diverging_run_is_reported_not_used():
     assert math.isnan(D.slope[0, 0]) and np.all(np.isnan(D.rd)) and len(D.failures) == 2
 
 
+def test_zero_rd_is_not_fitted():
+    X = np.array([[0.1], [0.5]])
+    with pytest.raises(ph.TrainingFailed, match="RD = 0"):
+        ph.slope(1.0, 0.0, widths=(10, 20), seeds=(0,), X=X, y=[0.0, 0.0])
+
+
 def test_budget_is_a_failure():
     r = ph.train(100, 1.5, 0.0, max_steps=3)
     assert r.status == "budget" and r.failed
