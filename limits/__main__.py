@@ -8,7 +8,27 @@ import numpy as np
 def _validate(args):
     from . import validate
     quick = not args.full
-    results = validate.run(out=args.out, quick=quick, progress=not args.no_progress)
+    executor = None
+    if args.dask_scheduler:
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise ValueError("--dask-scheduler needs dask.distributed: pip install "
+                             "'nn-limits[dask]'") from None
+        executor = Client(args.dask_scheduler).get_executor()
+    elif args.workers and args.workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        executor = ProcessPoolExecutor(args.workers,
+                                       mp_context=multiprocessing.get_context("spawn"))
+    elif args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    try:
+        results = validate.run(out=args.out, quick=quick, progress=not args.no_progress,
+                               executor=executor)
+    finally:
+        if executor is not None:
+            executor.shutdown()
     n_fail = sum(not r.passed for r in results)
     width = max(len(r.name) for r in results)
     for r in results:
@@ -90,6 +110,12 @@ def main(argv=None):
     v.add_argument("--out", default="validation-report",
                    help="output directory (default: validation-report)")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    w = v.add_mutually_exclusive_group()
+    w.add_argument("--workers", type=int, default=None,
+                   help="run the checks in N local processes (default: one process)")
+    w.add_argument("--dask-scheduler", metavar="ADDR", default=None,
+                   help="run the checks on a dask.distributed cluster (e.g. tcp://host:8786; "
+                        "needs the 'dask' extra and a shared filesystem for --out)")
     v.set_defaults(func=_validate)
     k = sub.add_parser("kernel", help="NNGP/NTK of an MLP or ResNet for inputs in a .npy file",
                        description="Compute the infinite-width NNGP and NTK for inputs x "

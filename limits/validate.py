@@ -254,27 +254,70 @@ def _fast_vs_loop(ctx):
 # ----------------------------------------------------------------------------------------------
 # runner
 # ----------------------------------------------------------------------------------------------
-def run(out="validation-report", quick=True, progress=True):
-    """Run the checks, write ``out/report.md`` and figures; return the list of Results."""
+def _run_one(c, ctx):
+    t0 = time.perf_counter()
+    try:
+        rows = c.fn(ctx)
+    except Exception as exc:  # a crashing check is a failed check, reported as such
+        rows = [Result(c.name, "runs", f"raised {type(exc).__name__}: {exc}", "-", False)]
+    dt = time.perf_counter() - t0
+    for r in rows:
+        r.seconds = dt / len(rows)
+    return rows
+
+
+def _run_named(name, out, quick):
+    """Run the check called ``name`` in this process (the worker side of ``run(executor=)``)."""
+    _load_check_modules()
+    c = next(c for c in CHECKS if c.name == name)
+    return _run_one(c, Context(out=out, quick=quick))
+
+
+def run(out="validation-report", quick=True, progress=True, executor=None):
+    """Run the checks, write ``out/report.md`` and figures; return the list of Results.
+
+    Parameters
+    ----------
+    out : str
+        Output directory (created).  With an executor on other machines it must be on a shared
+        filesystem (the checks write their figures there).
+    quick : bool
+        Skip the ``full_only`` checks.
+    progress : bool
+        tqdm bar over the checks.
+    executor : concurrent.futures.Executor, optional
+        Run the checks concurrently (``--workers N``: a local process pool; ``--dask-scheduler``:
+        ``dask.distributed.Client(addr).get_executor()``).  The report lists them in the same
+        order either way.
+    """
     from tqdm.auto import tqdm
 
     _load_check_modules()
     os.makedirs(out, exist_ok=True)
     ctx = Context(out=out, quick=quick)
     todo = [c for c in CHECKS if quick is False or not c.full_only]
-    results = []
-    bar = tqdm(todo, desc="validate", disable=not progress)
-    for c in bar:
-        bar.set_postfix_str(c.name[:40])
-        t0 = time.perf_counter()
-        try:
-            rows = c.fn(ctx)
-        except Exception as exc:  # a crashing check is a failed check, reported as such
-            rows = [Result(c.name, "runs", f"raised {type(exc).__name__}: {exc}", "-", False)]
-        dt = time.perf_counter() - t0
-        for r in rows:
-            r.seconds = dt / len(rows)
-        results.extend(rows)
+    bar = tqdm(total=len(todo), desc="validate", disable=not progress)
+    if executor is None:
+        results = []
+        for c in todo:
+            bar.set_postfix_str(c.name[:40])
+            results.extend(_run_one(c, ctx))
+            bar.update(1)
+    else:
+        from concurrent.futures import as_completed
+        futures = {executor.submit(_run_named, c.name, os.path.abspath(out), quick): k
+                   for k, c in enumerate(todo)}
+        rows = [None] * len(todo)
+        for f in as_completed(futures):
+            k = futures[f]
+            try:
+                rows[k] = f.result()
+            except Exception as exc:  # the worker died: a failed check
+                rows[k] = [Result(todo[k].name, "runs", f"worker raised {type(exc).__name__}: "
+                                  f"{exc}", "-", False)]
+            bar.update(1)
+        results = [r for rs in rows for r in rs]
+    bar.close()
     _write_report(results, out, quick)
     return results
 
@@ -295,11 +338,11 @@ def _write_report(results, out, quick):
     lines = [f"# Validation report ({'quick' if quick else 'full'})", "",
              f"{n_pass} of {len(results)} checks passed.  Expected values are independent: "
              "neural-tangents output, closed forms and mpmath tables of `theory/`.", "",
-             "| check | expected | measured | tolerance | result | figure |",
-             "|---|---|---|---|---|---|"]
+             "| check | expected | measured | tolerance | result | figure | time (s) |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
         fig = f"[{r.figure}]({r.figure})" if r.figure else ""
         lines.append(f"| {r.name} | {r.expected} | {r.measured} | {r.tolerance} | "
-                     f"{'pass' if r.passed else '**FAIL**'} | {fig} |")
+                     f"{'pass' if r.passed else '**FAIL**'} | {fig} | {r.seconds:.1f} |")
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -52,6 +52,7 @@ def test_validate_exit_status_reports_failure(monkeypatch, tmp_path):
         return [validate.Result("always fails", "1", "2", "0", False)]
 
     monkeypatch.setattr(validate, "CHECKS", [validate._Check(failing, "failing", False)])
+    monkeypatch.setattr(validate, "_load_check_modules", lambda: None)
     from limits.__main__ import main
     assert main(["validate", "--out", str(tmp_path), "--no-progress"]) == 1
     assert "**FAIL**" in (tmp_path / "report.md").read_text()
@@ -80,3 +81,38 @@ def test_sde_subcommand_matches_library(tmp_path):
     r = _run("limits", "sde", "--rho0", "1.5", "--paths", "10")
     assert r.returncode == 2 and "error: " in r.stderr and "rho0" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_validate_runs_checks_on_an_executor_in_order(monkeypatch, tmp_path):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from limits import validate
+
+    def slow(ctx):
+        time.sleep(0.3)
+        return [validate.Result("slow", "1", "1", "0", True)]
+
+    def fast(ctx):
+        return [validate.Result("fast", "1", "1", "0", True),
+                validate.Result("fast 2", "1", "2", "0", False)]
+
+    def crash(ctx):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(validate, "CHECKS", [validate._Check(slow, "slow", False),
+                                             validate._Check(fast, "fast", False),
+                                             validate._Check(crash, "crash", False)])
+    monkeypatch.setattr(validate, "_load_check_modules", lambda: None)
+    with ThreadPoolExecutor(2) as ex:
+        res = validate.run(out=str(tmp_path), progress=False, executor=ex)
+    assert [r.name for r in res] == ["slow", "fast", "fast 2", "crash"]
+    assert [r.passed for r in res] == [True, True, False, False]
+    assert "boom" in res[-1].measured
+
+
+def test_validate_bad_workers_is_a_clean_error():
+    r = _run("limits", "validate", "--workers", "0", "--out", "/tmp/x-unused")
+    assert r.returncode == 2 and "--workers" in r.stderr and "Traceback" not in r.stderr
+    r = _run("limits", "validate", "--workers", "2", "--dask-scheduler", "tcp://x:1")
+    assert r.returncode == 2                       # argparse: mutually exclusive
