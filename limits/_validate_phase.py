@@ -11,6 +11,7 @@ from .validate import Result, check  # noqa: F401
 
 # P1 Fig. 3 (printed slopes) and Fig. 4 (stars, read off): training.md §1.5
 _PUBLISHED_SLOPES = {0.5: -0.506, 1.0: 0.007, 1.75: 0.372}
+_FIG3D_SLOPES = {0.75: -0.25, 1.25: 0.16, 1.5: 0.27}          # read off P1 Fig. 3(d)
 _PUBLISHED_CROSSINGS = {-0.4: 1.00, -0.3: 1.00, -0.2: 1.00, -0.1: 1.00, 0.0: 1.04, 0.1: 1.13,
                         0.2: 1.24, 0.3: 1.34, 0.4: 1.39}
 _TOL = 0.1          # training.md §3: finite m, seeds and optimiser
@@ -134,6 +135,11 @@ def _published_slopes(ctx):
                           f"{s.value:.3f} +- {s.stderr:.3f}", f"+-{_TOL}",
                           abs(s.value - pub) <= _TOL))
     out[-1].figure = ctx.save(rd_vs_width(slopes), "phase_rd_vs_width.png")
+    for g, pub in _FIG3D_SLOPES.items():
+        s = ph.slope(g, 0.0, seeds=(0, 1, 2))
+        out.append(Result(f"S_w({g}, 0), m = 1000..40000, 3 seeds (P1 Fig. 3(d), read off)",
+                          f"{pub}", f"{s.value:.3f} +- {s.stderr:.3f}", f"+-{_TOL}",
+                          abs(s.value - pub) <= _TOL))
     # P1 Fig. 3(d): the same S_w for (beta_1, beta_2) = (1,1), (m^-1/2, m^-1/2), (m^-1, m^-1)
     for g in (0.75, 1.25):
         ss = [ph.slope(g, 0.0, seeds=tuple(range(10 * k, 10 * k + 3)), beta1_exponent=e)

@@ -460,8 +460,10 @@ def test_phase_diagram_figure():
 # published numbers (P1 Fig. 3, 4; training.md §1.5), full widths: slow
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("gamma,published", [(0.5, -0.506), (1.0, 0.007), (1.75, 0.372)])
+@pytest.mark.parametrize("gamma,published", [(0.5, -0.506), (1.0, 0.007), (1.75, 0.372),
+                                             (0.75, -0.25), (1.25, 0.16), (1.5, 0.27)])
 def test_published_slopes(gamma, published):
+    """Printed in P1 Fig. 3 (0.5, 1, 1.75) and read off Fig. 3(d) (0.75, 1.25, 1.5)."""
     s = ph.slope(gamma, 0.0, widths=ph.DEFAULT_WIDTHS, seeds=(0, 1, 2))
     assert abs(s.value - published) <= 0.1, s
 
