@@ -12,6 +12,9 @@ from .validate import Result, check  # noqa: F401
 # P1 Fig. 3 (printed slopes) and Fig. 4 (stars, read off): training.md §1.5
 _PUBLISHED_SLOPES = {0.5: -0.506, 1.0: 0.007, 1.75: 0.372}
 _FIG3D_SLOPES = {0.75: -0.25, 1.25: 0.16, 1.5: 0.27}          # read off P1 Fig. 3(d)
+# RD(theta_w*) at m = 1000 and 40000 read off P1 Fig. 3(a-c) (log axes): training.md §1.5
+_FIG3_RD = {0.5: (9e-3, 1.3e-3), 1.0: (0.27, 0.28), 1.75: (8.0, 31.0)}
+_RD_FACTOR = 10 ** 0.1          # reading a log axis to +-0.1 decade
 _PUBLISHED_CROSSINGS = {-0.4: 1.00, -0.3: 1.00, -0.2: 1.00, -0.1: 1.00, 0.0: 1.04, 0.1: 1.13,
                         0.2: 1.24, 0.3: 1.34, 0.4: 1.39}
 _TOL = 0.1          # training.md §3: finite m, seeds and optimiser
@@ -134,6 +137,12 @@ def _published_slopes(ctx):
         out.append(Result(f"S_w({g}, 0), m = 1000..40000, 3 seeds (P1 Fig. 3)", f"{pub}",
                           f"{s.value:.3f} +- {s.stderr:.3f}", f"+-{_TOL}",
                           abs(s.value - pub) <= _TOL))
+        geo = np.exp(np.log(s.rd).mean(0))                   # geometric mean over seeds
+        got = (geo[0], geo[-1])
+        ratio = max(max(a / b, b / a) for a, b in zip(got, _FIG3_RD[g]))
+        out.append(Result(f"RD({g}, 0) at m = 1000 and 40000 (P1 Fig. 3, read off)",
+                          "{:.3g}, {:.3g}".format(*_FIG3_RD[g]), "{:.3g}, {:.3g}".format(*got),
+                          f"factor {_RD_FACTOR:.3f}", ratio <= _RD_FACTOR))
     out[-1].figure = ctx.save(rd_vs_width(slopes), "phase_rd_vs_width.png")
     for g, pub in _FIG3D_SLOPES.items():
         s = ph.slope(g, 0.0, seeds=(0, 1, 2))
