@@ -89,7 +89,8 @@ def step_row(m, X, y, gamma, steps, repeats):
         a, W, _ = numpy_step(a, W, Xa, y, c)
     a2, W2 = a0.copy(), W0.copy()
     ph._run_gd(a2, W2, Xa, y, c, 1e-300, 3, 1.0, 0.02, 0.0, 1e300, np.empty(4))
-    diff = max(np.max(np.abs(a - a2)) / np.max(np.abs(a)), np.max(np.abs(W - W2)) / np.max(np.abs(W)))
+    diff = max(np.max(np.abs(a - a2)) / np.max(np.abs(a)),
+               np.max(np.abs(W - W2)) / np.max(np.abs(W)))
     return t_nb, t_par, t_np, diff
 
 

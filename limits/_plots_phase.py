@@ -142,7 +142,8 @@ def condensation_picture(points=((0.5, 0.0), (1.0, 0.0), (1.75, 0.0)), m=1000, s
         ax.plot(o1, A1 / scale, ".", color="r", ms=2, label="final")
         c0, c1 = ph.condensation_index(r.a0, r.W0), ph.condensation_index(r.a, r.W)
         one_d = r.W.shape[1] == 2
-        ax.set(xlabel="orientation atan2(b, w)" if one_d else "orientation w.p/|w|, p = 1/sqrt(d+1)",
+        xlabel = "orientation atan2(b, w)" if one_d else "orientation w.p/|w|, p = 1/sqrt(d+1)"
+        ax.set(xlabel=xlabel,
                ylabel="A / max A", xlim=(-math.pi, math.pi) if one_d else (-1, 1),
                title=f"$\\gamma$={g:.3g}, $\\gamma'$={gp:.3g} ({ph.regime(g, gp, tol=0.01)})\n"
                      f"RD={r.rd:.3g}; our index {c0:.2f} -> {c1:.2f}")

@@ -35,8 +35,10 @@ Choices P1 does not state (training.md §1.5; each is a parameter, not hard-code
 
 Entry points: :func:`regime`, :func:`boundary_distance`, the coordinate conversions
 (:func:`kappas`, :func:`gammas_of`, :func:`from_gamma`), :data:`INITIALISATIONS`, :func:`train`,
-:func:`slope`, :func:`diagram`, :func:`condensation_index` (ours, not P1's) and
-:func:`neuron_features`.
+:func:`slope`, :func:`diagram`, :func:`zero_crossings`, :func:`step_convergence`,
+:func:`condensation_index` (ours, not P1's) and :func:`neuron_features`; failed runs raise
+:class:`TrainingFailed`.  Figures: ``limits.plots.phase_diagram``, ``slope_heatmap``,
+``condensation_picture``, ``rd_vs_width``.
 """
 import math
 from dataclasses import dataclass, field
@@ -746,10 +748,11 @@ def train(m, gamma=None, gamma_prime=None, *, alpha=None, beta_1=None, beta_2=No
     ``eta |c| |v_k| / n <= delta`` makes GD follow gradient flow there, where the Gram rule
     alone takes steps far too large (training.md §1.5: RD at gamma = 1.75 changes by 2.4x with
     the step size).  With the defaults F = 1, delta = 0.02 we measured RD converged in the step
-    size to about 1 % (F/4 and delta/16 move RD by < 1 % at (gamma, gamma') = (1.75, 0),
-    (1.3, -0.3), (1.4, 0.3), (1.2, -0.1), (1.0, 0), m = 1000 and 40000, and by < 5 % at
-    (1.4, -0.4); :func:`step_convergence` repeats that check at any point).  Both terms are invariant under the rescaling of P1 Eq. (7), so runs at the
-    same (kappa, kappa') with different (alpha, beta_1, beta_2) are the same run up to rounding.
+    size: F/4 and delta/16 move RD by < 1.5 % at (gamma, gamma') = (1.75, 0), (1.3, -0.3),
+    (1.4, 0.3), (1.2, -0.1), (1.0, 0) for m = 1000 and 40000, and by 4.8 % at (1.4, -0.4),
+    m = 1000 (:func:`step_convergence` repeats the check at any point).  Both terms are
+    invariant under the rescaling of P1 Eq. (7), so runs at the same (kappa, kappa') with
+    different (alpha, beta_1, beta_2) are the same run up to rounding.
     ``lr`` fixes a constant step instead.
 
     **Safeguard.**  If R_S rises above its running minimum by more than ``increase_tol``
@@ -758,9 +761,10 @@ def train(m, gamma=None, gamma_prime=None, *, alpha=None, beta_1=None, beta_2=No
     increase).  The slack is needed because the loss is only piecewise smooth: neurons whose
     kink sits on a data point (condensed solutions) make GD chatter, and we measured
     increases up to 2.5 % above the running minimum at small steps at gamma = 1.75, with RD
-    unaffected; a real instability grows geometrically and is caught; after ``max_restarts`` halvings the run is reported
-    ``"diverged"``.  A run that reaches ``max_steps`` is reported ``"budget"``.  Neither is a
-    result: :attr:`TrainResult.failed` is True and :meth:`TrainResult.check` raises.
+    unaffected; a real instability grows geometrically and is caught.  After ``max_restarts``
+    halvings the run is reported ``"diverged"``.  A run that reaches ``max_steps`` is
+    reported ``"budget"``.  Neither is a result: :attr:`TrainResult.failed` is True and
+    :meth:`TrainResult.check` raises.
 
     Parameters
     ----------
