@@ -490,3 +490,16 @@ def test_sign_matches_regime_away_from_boundary():
     pred = np.where(ph.regime(G, GP) == "condensed", 1.0, -1.0)
     assert far.sum() > 30
     assert np.all(np.sign(D.slope[far]) == pred[far]), D.slope
+
+
+@pytest.mark.slow
+def test_sign_matches_regime_on_user_data_in_10d():
+    """The regimes are data-independent (P1 Thm 6, 8; Fig. 5 for MNIST): on random 10-d data
+    the sign of S_w at points far from the boundary is the predicted one."""
+    rng = np.random.default_rng(0)
+    X, y = rng.uniform(0, 1, (20, 10)), rng.uniform(0, 1, 20)
+    for g, gp in ((0.6, 0.0), (1.4, -0.3), (1.0, 0.6)):
+        assert abs(ph.boundary_distance(g, gp)) >= 0.15
+        s = ph.slope(g, gp, widths=(500, 1000, 2000, 4000), seeds=(0, 1), X=X, y=y)
+        expected = 1.0 if ph.regime(g, gp) == "condensed" else -1.0
+        assert np.sign(s.value) == expected, s
