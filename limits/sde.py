@@ -164,8 +164,57 @@ class _SDE:
         raise NotImplementedError
 
 
+class _Shaped:
+    """Shaping constants of a shaped-ReLU SDE and the finite network it is the limit of."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "c_plus", _finite(self.c_plus, "c_plus"))
+        object.__setattr__(self, "c_minus", _finite(self.c_minus, "c_minus"))
+
+    @property
+    def C(self):
+        """``(c_plus - c_minus)^2``, the only combination in the limit."""
+        return (self.c_plus - self.c_minus) ** 2
+
+    @property
+    def params(self):
+        return np.array([self.C])
+
+    def network(self, width, T, rho0=0.3):
+        """The finite network whose limit this SDE is (theory/sde.md §2.1-§2.2).
+
+        A ReLU MLP of width ``n = width`` and depth ``round(T n)`` with slopes
+        ``s_pm = 1 + c_pm / sqrt(n)`` (``ShapedReLU(rate="width")``), normalisation
+        ``weight_var = 2 / (s_+^2 + s_-^2)``, no bias, and two unit-norm inputs (times sqrt 2, so
+        that ``G_0 = I`` in correlation ``rho0``): its layer-``depth`` Gram of
+        ``kernels.simulate_paths(net, x, width=n, ...)`` tends to the SDE at time T.
+
+        Returns
+        -------
+        (kernels.MLP, (2, 2) array x)
+
+        Notes
+        -----
+        At finite n the drift is ``C (1 - (c_+ + c_-)/sqrt(n) + ...)`` (limits.derive); choosing
+        ``c_plus = -c_minus`` cancels the n^-1/2 term, and the networks approach the limit fastest.
+        """
+        import kernels as kn
+        n = _checks.positive_int(width, "width")
+        T = _checks.positive_float(T, "T")
+        rho0 = _finite(rho0, "rho0")
+        if abs(rho0) >= 1:
+            raise ValueError(f"rho0 must lie in (-1, 1), got {rho0!r}")
+        depth = max(1, int(round(T * n)))
+        s_plus, s_minus = 1 + self.c_plus / math.sqrt(n), 1 + self.c_minus / math.sqrt(n)
+        net = kn.MLP(depth=depth, activation=kn.ShapedReLU(self.c_plus, self.c_minus,
+                                                            rate="width"),
+                     weight_var=2.0 / (s_plus ** 2 + s_minus ** 2))
+        x = np.array([[1.0, 0.0], [rho0, math.sqrt(1 - rho0 ** 2)]]) * math.sqrt(2.0)
+        return net, x
+
+
 @dataclass(frozen=True)
-class CorrelationSDE(_SDE):
+class CorrelationSDE(_Shaped, _SDE):
     """Correlation SDE of the shaped-ReLU network (Li, Nica & Roy 2022; theory/sde.md §2.4)::
 
         d rho = [nu(rho) - rho (1 - rho^2)/2] dt + (1 - rho^2) dW,
@@ -188,17 +237,6 @@ class CorrelationSDE(_SDE):
     code = _CORR
     additive = True
 
-    def __post_init__(self):
-        object.__setattr__(self, "c_plus", _finite(self.c_plus, "c_plus"))
-        object.__setattr__(self, "c_minus", _finite(self.c_minus, "c_minus"))
-
-    @property
-    def C(self):
-        return (self.c_plus - self.c_minus) ** 2
-
-    @property
-    def params(self):
-        return np.array([self.C])
 
     def to_coords(self, y0):
         rho = np.asarray(y0, dtype=np.float64)
@@ -227,7 +265,7 @@ class CorrelationSDE(_SDE):
 
 
 @dataclass(frozen=True)
-class CovarianceSDE(_SDE):
+class CovarianceSDE(_Shaped, _SDE):
     """Covariance SDE of two inputs through a shaped-ReLU network (theory/sde.md §2.3)::
 
         dV = b(V) dt + Sigma(V)^{1/2} dB,   b^{12} = nu(rho) sqrt(V11 V22),  b^{aa} = 0,
@@ -250,17 +288,6 @@ class CovarianceSDE(_SDE):
     dim = 3
     noise_dim = 3
 
-    def __post_init__(self):
-        object.__setattr__(self, "c_plus", _finite(self.c_plus, "c_plus"))
-        object.__setattr__(self, "c_minus", _finite(self.c_minus, "c_minus"))
-
-    @property
-    def C(self):
-        return (self.c_plus - self.c_minus) ** 2
-
-    @property
-    def params(self):
-        return np.array([self.C])
 
     def to_coords(self, y0):
         V = np.asarray(y0, dtype=np.float64)

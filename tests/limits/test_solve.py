@@ -328,14 +328,9 @@ def test_peluchetti_favaro_has_the_law_of_the_finite_resnet():
 # finite networks against their limits (kernels.montecarlo)
 # ----------------------------------------------------------------------------------------------
 def _shaped_rho(n, T, C, samples, seed, rho0=0.3):
-    """rho at depth T n of a shaped ReLU MLP of width n, slopes 1 + c_pm/sqrt(n) with
-    c_plus = -c_minus = sqrt(C)/2 (the n^-1/2 corrections to the drift cancel; derive tests) and
-    the normalisation c = 2/(s+^2 + s-^2) of sde.md §2.2."""
-    c = math.sqrt(C) / 2
-    s_plus, s_minus = 1.0 + c / math.sqrt(n), 1.0 - c / math.sqrt(n)
-    net = kn.MLP(depth=int(round(T * n)), activation=kn.ShapedReLU(c, -c, rate="width"),
-                 weight_var=2 / (s_plus ** 2 + s_minus ** 2))
-    x = np.array([[1.0, 0.0], [rho0, math.sqrt(1 - rho0 ** 2)]]) * math.sqrt(2.0)
+    """rho at depth T n of the shaped network of ``CorrelationSDE(c, -c)``, c = sqrt(C)/2."""
+    from limits import CorrelationSDE
+    net, x = CorrelationSDE(math.sqrt(C) / 2, -math.sqrt(C) / 2).network(n, T, rho0)
     return kn.simulate_paths(net, x, width=n, samples=samples, seed=seed, layers=[net.depth],
                              record="rho", progress=False).rho[:, 0]
 
