@@ -1,2 +1,168 @@
-"""Validation checks of the resnet_scaling capability (registered with ``limits.validate.check``)."""
+"""Validation checks of the resnet_scaling capability (registered with ``limits.validate.check``).
+
+Expected values: the trainer against an independent NumPy forward pass, finite differences and
+the Adam recurrence; the statistics against sequences with a known answer (smooth: the input beta
+and H1; random walk: beta = 1/2 and H2; i.i.d.: neither); the regimes of training.md §2.5 (P2,
+provisional): tanh + shared delta on the ODE data is H1 with beta in [0, 1/2), ReLU + per-layer
+delta is H2 with beta = 1/2 +- 0.15.
+"""
+import math
+
+import numpy as np
+
 from .validate import Result, check  # noqa: F401
+
+# P2-code DEFAULT_PARAMS (training.md §2.2): Adam lr 1e-3, <= 200 epochs, epsilon 1e-3; batch 32
+# (P2's 50 does not divide 1024); init 'xavier-depth' with the example's initial_sd 0.01
+REGIME_SETTINGS = dict(optimizer="adam", lr=1e-3, max_epochs=200, epsilon=1e-3, batch_size=32,
+                       init="xavier-depth", initial_sd=0.01, patience=5)
+# training.md §2.5 (provisional): (verdict, beta interval)
+EXPECTED = {("tanh", "shared"): ("ode", (0.0, 0.5)), ("relu", "multi"): ("sde", (0.35, 0.65))}
+
+
+def regime_study(activation, delta_type, depths, seed=0, executor=None, store=None):
+    """The regime study of training.md §2.5 on the ODE data with :data:`REGIME_SETTINGS`."""
+    from limits import resnet_scaling as rs
+    return rs.study(depths, activation=activation, delta_type=delta_type, seed=seed,
+                    executor=executor, store=store, **REGIME_SETTINGS)
+
+
+def _np_forward(A, b, delta, X, act, dtype):
+    sig = {"identity": lambda z: z, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0)}[act]
+    h = X.copy()
+    for k in range(A.shape[0]):
+        s = 1.0 if dtype == "none" else abs(delta[0]) if dtype == "shared" else delta[k]
+        h = h + s * sig(h @ A[k].T + b[k])
+    return h
+
+
+@check("resnet_scaling: forward vs NumPy, gradients vs finite differences")
+def _gradients(ctx):
+    from limits import resnet_scaling as rs
+    rng = np.random.default_rng(0)
+    L, d, n = 6, 4, 8
+    worst_f, worst_g = 0.0, 0.0
+    for act in ("identity", "tanh", "relu"):
+        for dt in ("none", "shared", "multi"):
+            A, b = rng.standard_normal((L, d, d)) * 0.5, rng.standard_normal((L, d)) * 0.5
+            delta = {"none": np.zeros(0), "shared": rng.standard_normal(1),
+                     "multi": rng.standard_normal(L)}[dt]
+            X, Y = rng.standard_normal((n, d)), rng.standard_normal((n, d))
+
+            def f():
+                return np.mean((_np_forward(A, b, delta, X, act, dt) - Y) ** 2)
+
+            loss, gA, gb, gd = rs.gradient(A, b, delta, X, Y, activation=act, delta_type=dt)
+            worst_f = max(worst_f, abs(loss - f()) / f())
+            for arr, g in ((A, gA), (b, gb), (delta, gd)):
+                flat, fd = arr.reshape(-1), np.zeros(arr.size)
+                for q in range(arr.size):
+                    o = flat[q]
+                    flat[q] = o + 1e-6
+                    fp = f()
+                    flat[q] = o - 1e-6
+                    fd[q] = (fp - f()) / 2e-6
+                    flat[q] = o
+                if arr.size:
+                    worst_g = max(worst_g, np.max(np.abs(fd - g.reshape(-1)))
+                                  / np.max(np.abs(fd)))
+    return [Result("loss of the numba forward vs NumPy (3 activations x 3 delta types)", "equal",
+                   f"max rel diff {worst_f:.1e}", "1e-13", worst_f <= 1e-13),
+            Result("backward pass vs central differences (h = 1e-6)", "equal",
+                   f"max rel err {worst_g:.1e}", "1e-6", worst_g <= 1e-6)]
+
+
+@check("resnet_scaling: Adam steps vs the hand-written recurrence")
+def _adam(ctx):
+    from limits import resnet_scaling as rs
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((16, 4))
+    data = rs.Dataset(X, np.tanh(X[:, ::-1]), X[:0], X[:0], "check")
+    lr, b1, b2, eps = 3e-3, 0.9, 0.999, 1e-8
+    r = rs.train(5, data, activation="relu", delta_type="multi", init="xavier", initial_sd=0.5,
+                 lr=lr, batch_size=16, max_epochs=3, epsilon=0.0, patience=10, seed=2)
+    p = [r.A0.copy(), r.b0.copy(), r.delta0.copy()]
+    m, v = [np.zeros_like(x) for x in p], [np.zeros_like(x) for x in p]
+    for t in range(1, 4):
+        _, *g = rs.gradient(*p, X, data.Y, activation="relu", delta_type="multi")
+        for q in range(3):
+            m[q] = b1 * m[q] + (1 - b1) * g[q]
+            v[q] = b2 * v[q] + (1 - b2) * g[q] ** 2
+            p[q] = p[q] - lr * (m[q] / (1 - b1 ** t)) / (np.sqrt(v[q] / (1 - b2 ** t)) + eps)
+    err = max(float(np.max(np.abs(a - e)) / np.max(np.abs(e)))
+              for a, e in zip((r.A, r.b, r.delta), p))
+    return [Result("3 full-batch Adam steps (relu, per-layer delta) vs torch's recurrence",
+                   "equal", f"max rel diff {err:.1e}", "1e-10", err <= 1e-10)]
+
+
+def _smooth(L, beta, M):
+    return L ** -beta * M[None] / (1.0 + np.arange(L) / L)[:, None, None]
+
+
+@check("resnet_scaling: statistics on sequences with a known answer")
+def _known(ctx):
+    from limits import resnet_scaling as rs
+    from limits.plots import hypothesis_diagnostic
+    depths = rs.depth_grid(1.2, 10, 3000)
+    rng = np.random.default_rng(3)
+    M = rng.standard_normal((4, 4))
+    out = []
+    for beta in (0.0, 0.3, 0.6):
+        e = rs.scaling_exponents({L: _smooth(L, beta, M) for L in depths})
+        ok = abs(e.beta - beta) < 1e-12 and e.verdict == "ode"
+        out.append(Result(f"smooth A_k = L^-{beta} M/(1 + k/L): beta and verdict", f"{beta}, ode",
+                          f"{e.beta:.12f}, {e.verdict} (Increment slope "
+                          f"{e.increment_slope:.3f})", "1e-12; exact verdict", ok))
+    rw = rs.scaling_exponents({L: rng.standard_normal((L, 4, 4)) / math.sqrt(L)
+                               for L in depths})
+    out.append(Result("random-walk increments N(0, 1/L): beta and verdict",
+                      "1/2 (less the sqrt(log L) of a max), sde",
+                      f"{rw.beta:.3f} +- {rw.beta_stderr:.3f}, {rw.verdict}",
+                      "verdict exact", rw.verdict == "sde"))
+    out[-1].figure = ctx.save(hypothesis_diagnostic(rw), "resnet_scaling_h2_synthetic.png")
+    iid = rs.scaling_exponents({L: rng.standard_normal((L, 4, 4)) for L in depths})
+    out.append(Result("i.i.d. N(0, 1) weights (beta = 0): verdict", "neither",
+                      f"{iid.verdict} (beta {iid.beta:.3f})", "exact", iid.verdict == "neither"))
+    grid = rs.depth_grid(1.2, 3, 10_000)
+    out.append(Result("depth grid base 1.2, 3..1e4 (training.md §2.2)", "44 depths, 3 .. 9100",
+                      f"{len(grid)} depths, {grid[0]} .. {grid[-1]}", "exact",
+                      len(grid) == 44 and grid[0] == 3 and grid[-1] == 9100))
+    return out
+
+
+def _regimes(ctx, max_depth):
+    from limits import resnet_scaling as rs
+    from limits import plots
+    depths = rs.depth_grid(1.2, 3, max_depth)
+    out = []
+    for (act, dt), (verdict, (lo, hi)) in EXPECTED.items():
+        st = regime_study(act, dt, depths)
+        e = st.weights
+        ok = e is not None and e.verdict == verdict and lo <= e.beta < hi and not st.failures
+        meas = "no fit" if e is None else f"{e.verdict}, beta {e.beta:.3f} +- {e.beta_stderr:.3f}"
+        if e is not None and not math.isnan(e.alpha):
+            meas += f", alpha {e.alpha:.3f}"
+        r = Result(f"{act} + {dt} delta, ODE data, depths 3..{depths[-1]} (training.md §2.5)",
+                   f"{verdict}, beta in [{lo}, {hi})", meas + (f"; failures {st.failures}"
+                                                             if st.failures else ""),
+                   "verdict exact (tol 0.2 + 3 se)", ok)
+        if e is not None:
+            tag = f"{act}_{dt}_{max_depth}"
+            ctx.save(plots.max_norm_vs_depth(e), f"resnet_scaling_maxnorm_{tag}.png")
+            ctx.save(plots.weight_paths(st.results), f"resnet_scaling_paths_{tag}.png")
+            ctx.save(plots.detrended_cumsums(st.results, beta=e.beta),
+                     f"resnet_scaling_cumsum_{tag}.png")
+            r.figure = ctx.save(plots.hypothesis_diagnostic(e),
+                                f"resnet_scaling_hypothesis_{tag}.png")
+        out.append(r)
+    return out
+
+
+@check("resnet_scaling: regimes on depths <= 300")
+def _regimes_quick(ctx):
+    return _regimes(ctx, 300)
+
+
+@check("resnet_scaling: regimes on depths <= 2116", full_only=True)
+def _regimes_full(ctx):
+    return _regimes(ctx, 2116)

@@ -52,7 +52,7 @@ __all__ = [
     "ACTIVATIONS", "DELTA_TYPES", "INITS", "Dataset", "ode_data", "digits_data", "depth_grid",
     "TrainResult", "train", "evaluate", "statistics", "increment", "detrended_cumsum", "Fit",
     "ScalingExponents", "scaling_exponents", "Decomposition", "decompose", "Study", "study",
-    "effective_parameters",
+    "effective_parameters", "gradient", "denoised_loss",
 ]
 
 ACTIVATIONS = {"identity": 0, "tanh": 1, "relu": 2}
@@ -489,7 +489,7 @@ def _init(L, d, init, initial_sd, delta_type, rng):
     return A, b, delta
 
 
-def train(depth, data=None, *, activation="tanh", delta_type="shared", init="xavier-depth",
+def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", init="xavier-depth",
           initial_sd=0.01, optimizer="adam", lr=1e-2, batch_size=32, max_epochs=10,
           epsilon=1e-3, patience=5, betas=(0.9, 0.999), eps=1e-8, momentum=0.0, seed=0):
     """Train one fully connected ResNet ``h_{k+1} = h_k + s_k sigma(A_k h_k + b_k)`` (P2 Eq. (1)).
@@ -513,6 +513,8 @@ def train(depth, data=None, *, activation="tanh", delta_type="shared", init="xav
     depth : int >= 1
     data : Dataset, optional
         Default ``ode_data()`` (d = 10).
+    d : int, optional
+        Width; if given it must equal the data's number of features.
     activation : {'tanh', 'relu', 'identity'}
     delta_type : {'none', 'shared', 'multi'}
     init : {'xavier', 'xavier-depth'}
@@ -538,8 +540,10 @@ def train(depth, data=None, *, activation="tanh", delta_type="shared", init="xav
         data = ode_data()
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a Dataset (ode_data(), digits_data()), got {data!r}")
-    d = data.X.shape[1]
     X = _matrix("data.X", data.X)
+    if d is not None and _int("d", d, 1) != X.shape[1]:
+        raise ValueError(f"d = {d!r} does not match the data's width {X.shape[1]}")
+    d = X.shape[1]
     Y = _matrix("data.Y", data.Y, cols=d)
     if Y.shape[0] != X.shape[0]:
         raise ValueError(f"data.X and data.Y must have the same number of rows, got "
@@ -645,6 +649,45 @@ def evaluate(A, b, delta, X, Y, *, activation="tanh", delta_type="shared"):
     dvec = delta if dt != "none" else np.zeros(1)
     return float(_loss_only(A, b, np.ascontiguousarray(dvec), DELTA_TYPES.index(dt),
                             ACTIVATIONS[act], X, Y, 256))
+
+
+def gradient(A, b, delta, X, Y, *, activation="tanh", delta_type="shared"):
+    """Loss ``mean((h_L - y)^2)`` on ``(X, Y)`` and its gradient (the compiled backward pass that
+    :func:`train` uses), for checking against finite differences.
+
+    Returns
+    -------
+    (float, ndarray like A, ndarray like b, ndarray like delta)
+        For 'shared' the delta gradient is ``sign(delta) dL/d|delta|``; for 'none' it is empty.
+    """
+    A = np.ascontiguousarray(np.asarray(A, dtype=np.float64))
+    if A.ndim != 3 or A.shape[1] != A.shape[2] or A.shape[0] < 1:
+        raise ValueError(f"A must have shape (L, d, d) with L >= 1, got {A.shape}")
+    L, d = A.shape[0], A.shape[1]
+    b = np.ascontiguousarray(np.asarray(b, dtype=np.float64))
+    if b.shape != (L, d):
+        raise ValueError(f"b must have shape {(L, d)}, got {b.shape}")
+    X, Y = _matrix("X", X, cols=d), _matrix("Y", Y, cols=d)
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X and Y must have the same number of rows, got {X.shape[0]} and "
+                         f"{Y.shape[0]}")
+    act = _choice("activation", activation, tuple(ACTIVATIONS))
+    dt = _choice("delta_type", delta_type, DELTA_TYPES)
+    delta = np.asarray(delta, dtype=np.float64).reshape(-1)
+    want = {"none": 0, "shared": 1, "multi": L}[dt]
+    if delta.shape[0] != want:
+        raise ValueError(f"delta must have length {want} for delta_type {dt!r}, got "
+                         f"{delta.shape[0]}")
+    dvec = np.ascontiguousarray(delta) if dt != "none" else np.zeros(1)
+    B = X.shape[0]
+    idx = np.arange(B, dtype=np.int64)
+    H, U = np.empty((L + 1, B, d)), np.empty((L, B, d))
+    gA, gb, gd = np.empty_like(A), np.empty_like(b), np.empty_like(dvec)
+    code = DELTA_TYPES.index(dt)
+    _forward(A, b, dvec, code, ACTIVATIONS[act], X, idx, H, U)
+    loss = _backward(A, b, dvec, code, ACTIVATIONS[act], Y, idx, H, U, np.empty((B, d)), gA,
+                     gb, gd)
+    return float(loss), gA, gb, (gd if dt != "none" else np.zeros(0))
 
 
 # ----------------------------------------------------------------------------------------------

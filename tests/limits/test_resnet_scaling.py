@@ -1,0 +1,438 @@
+"""limits.resnet_scaling: trainer, data, statistics, exponents and verdict (training.md §2).
+
+Expected values come from independent computations written here (a NumPy forward pass, central
+finite differences, the Adam recurrence written out, loop versions of P2's statistics, the law of
+the maximum of L i.i.d. chi variables by quadrature), from the depth list printed in
+training.md §2.2, or from the hypotheses' predictions (smooth: Increment slope -1).
+The regime reproductions on trained networks are marked slow.
+"""
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from limits import resnet_scaling as rs
+
+ACTS = ("identity", "tanh", "relu")
+DTYPES = ("none", "shared", "multi")
+
+
+def _np_forward(A, b, delta, X, act, dtype):
+    sig = {"identity": lambda z: z, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0)}[act]
+    h = X.copy()
+    for k in range(A.shape[0]):
+        s = 1.0 if dtype == "none" else abs(delta[0]) if dtype == "shared" else delta[k]
+        h = h + s * sig(h @ A[k].T + b[k])
+    return h
+
+
+def _random_net(rng, L, d, dtype, scale=0.5):
+    A = rng.standard_normal((L, d, d)) * scale
+    b = rng.standard_normal((L, d)) * scale
+    delta = {"none": np.zeros(0), "shared": rng.standard_normal(1),
+             "multi": rng.standard_normal(L)}[dtype]
+    return A, b, delta
+
+
+# ----------------------------------------------------------------------------------------------
+# forward, gradients, optimiser
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_forward_matches_numpy(act, dtype):
+    rng = np.random.default_rng(0)
+    A, b, delta = _random_net(rng, 6, 4, dtype)
+    X, Y = rng.standard_normal((7, 4)), rng.standard_normal((7, 4))
+    ref = np.mean((_np_forward(A, b, delta, X, act, dtype) - Y) ** 2)
+    got = rs.evaluate(A, b, delta, X, Y, activation=act, delta_type=dtype)
+    assert got == pytest.approx(ref, rel=1e-13)
+    assert rs.gradient(A, b, delta, X, Y, activation=act, delta_type=dtype)[0] == \
+        pytest.approx(ref, rel=1e-13)
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradient_vs_finite_differences(act, dtype):
+    """Central differences with step 1e-6 (error O(h^2) ~ 1e-12 relative, round-off ~1e-10):
+    the issue's 1e-6 relative tolerance on the largest component."""
+    rng = np.random.default_rng(1)
+    L, d = 5, 3
+    A, b, delta = _random_net(rng, L, d, dtype)
+    X, Y = rng.standard_normal((6, d)), rng.standard_normal((6, d))
+
+    def f(A, b, delta):
+        return np.mean((_np_forward(A, b, delta, X, act, dtype) - Y) ** 2)
+
+    _, gA, gb, gd = rs.gradient(A, b, delta, X, Y, activation=act, delta_type=dtype)
+    h = 1e-6
+    for arr, g in ((A, gA), (b, gb), (delta, gd)):
+        fd = np.zeros(arr.size)
+        flat = arr.reshape(-1)
+        for q in range(arr.size):
+            o = flat[q]
+            flat[q] = o + h
+            fp = f(A, b, delta)
+            flat[q] = o - h
+            fm = f(A, b, delta)
+            flat[q] = o
+            fd[q] = (fp - fm) / (2 * h)
+        if arr.size:
+            assert np.max(np.abs(fd - g.reshape(-1))) <= 1e-6 * np.max(np.abs(fd)), (act, dtype)
+
+
+def _full_batch_data(rng, n=16, d=4):
+    X = rng.standard_normal((n, d))
+    return rs.Dataset(X, np.tanh(X[:, ::-1]), X[:0], X[:0], "test")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_steps_vs_hand_computed(dtype):
+    """One epoch with batch = n is one Adam step; three epochs three steps.  The update is the
+    torch recurrence written out here; gradients from rs.gradient (checked above)."""
+    rng = np.random.default_rng(2)
+    data = _full_batch_data(rng)
+    lr, b1, b2, eps = 3e-3, 0.9, 0.999, 1e-8
+    r = rs.train(4, data, activation="tanh", delta_type=dtype, init="xavier", initial_sd=0.5,
+                 lr=lr, batch_size=16, max_epochs=3, epsilon=0.0, patience=10, seed=5)
+    assert len(r.loss_history) == 3
+    p = [r.A0.copy(), r.b0.copy(), r.delta0.copy()]
+    m = [np.zeros_like(x) for x in p]
+    v = [np.zeros_like(x) for x in p]
+    for t in range(1, 4):
+        loss, *g = rs.gradient(*p, data.X, data.Y, activation="tanh", delta_type=dtype)
+        assert r.loss_history[t - 1] == pytest.approx(loss, rel=1e-12)
+        for q in range(3):
+            m[q] = b1 * m[q] + (1 - b1) * g[q]
+            v[q] = b2 * v[q] + (1 - b2) * g[q] ** 2
+            mhat, vhat = m[q] / (1 - b1 ** t), v[q] / (1 - b2 ** t)
+            p[q] = p[q] - lr * mhat / (np.sqrt(vhat) + eps)
+        if t == 1:   # first step is lr * g / (|g| + eps) (bias corrections cancel)
+            step = lr * g[0] / (np.abs(g[0]) + eps)
+            np.testing.assert_allclose(r.A0 - p[0], step, rtol=1e-9, atol=1e-17)
+    np.testing.assert_allclose(r.A, p[0], rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(r.b, p[1], rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(r.delta, p[2], rtol=1e-10, atol=1e-15)
+
+
+def test_sgd_momentum_vs_hand_computed():
+    rng = np.random.default_rng(3)
+    data = _full_batch_data(rng)
+    lr, mu = 0.05, 0.5
+    r = rs.train(3, data, activation="relu", delta_type="multi", init="xavier", initial_sd=0.5,
+                 optimizer="sgd", lr=lr, momentum=mu, batch_size=16, max_epochs=2,
+                 epsilon=0.0, seed=1)
+    p = [r.A0.copy(), r.b0.copy(), r.delta0.copy()]
+    buf = [np.zeros_like(x) for x in p]
+    for t in range(2):
+        _, *g = rs.gradient(*p, data.X, data.Y, activation="relu", delta_type="multi")
+        for q in range(3):
+            buf[q] = mu * buf[q] + g[q]
+            p[q] = p[q] - lr * buf[q]
+    for got, exp in zip((r.A, r.b, r.delta), p):
+        np.testing.assert_allclose(got, exp, rtol=1e-10, atol=1e-15)
+
+
+def test_training_deterministic_and_initialisation_scales():
+    data = rs.ode_data(train_size=64, test_size=32)
+    r1 = rs.train(20, data, max_epochs=2, seed=7)
+    r2 = rs.train(20, data, max_epochs=2, seed=7)
+    np.testing.assert_array_equal(r1.A, r2.A)
+    np.testing.assert_array_equal(r1.loss_history, r2.loss_history)
+    r3 = rs.train(20, data, max_epochs=2, seed=8)
+    assert not np.array_equal(r1.A, r3.A)
+    # init scales (training.md §2.1): xavier-depth sd s/(L d) for A, s/(L sqrt d) for b
+    L, d, s = 400, 10, 0.3
+    r = rs.train(L, data, init="xavier-depth", initial_sd=s, delta_type="multi", max_epochs=1)
+    n = L * d * d   # relative se of a sample sd is 1/sqrt(2n): 4 se
+    assert np.std(r.A0) == pytest.approx(s / (L * d), rel=4 / math.sqrt(2 * n))
+    assert np.std(r.b0) == pytest.approx(s / (L * math.sqrt(d)), rel=4 / math.sqrt(2 * L * d))
+    assert np.std(r.delta0) == pytest.approx(1 / L, rel=4 / math.sqrt(2 * L))
+    rs_ = rs.train(L, data, init="xavier", initial_sd=s, delta_type="shared", max_epochs=1)
+    assert np.std(rs_.A0) == pytest.approx(s / d, rel=4 / math.sqrt(2 * n))
+    assert rs_.delta0[0] == 1 / L
+
+
+def test_training_reduces_loss_and_stopping_rule():
+    data = rs.ode_data(train_size=256, test_size=64)
+    r = rs.train(30, data, lr=1e-2, max_epochs=50, epsilon=1e-3)
+    assert r.stop == "epsilon" and r.loss_history[-1] < 1e-3
+    assert np.all(r.loss_history[:-1] >= 1e-3)
+    assert math.isfinite(r.test_loss)
+    r = rs.train(30, data, lr=1e-9, max_epochs=50, epsilon=0.0, patience=3)
+    assert r.stop == "plateau" and len(r.loss_history) == 4     # 1 best + 3 bad epochs
+
+
+def test_diverged_run_reported_and_excluded():
+    data = rs.ode_data(train_size=64, test_size=16)
+    bad = rs.train(12, data, activation="identity", delta_type="none", optimizer="sgd",
+                   lr=1e6, init="xavier", initial_sd=1.0, max_epochs=5, epsilon=0.0)
+    assert bad.diverged and bad.stop == "diverged" and math.isnan(bad.test_loss)
+    good = [rs.train(L, data, max_epochs=2) for L in (3, 5, 8, 13)]
+    e = rs.scaling_exponents(good + [bad])
+    assert (12, "diverged (non-finite loss)") in e.excluded
+    assert list(e.depths) == [3, 5, 8, 13]
+    e2 = rs.scaling_exponents(good)
+    assert e.beta == e2.beta
+    # NaN weights in a dict are excluded too, and never fitted
+    w = {r.depth: r.effective_weights for r in good}
+    w[12] = np.full((12, 10, 10), np.nan)
+    e3 = rs.scaling_exponents(w)
+    assert e3.excluded == [(12, "non-finite weights")] and e3.beta == e2.beta
+
+
+# ----------------------------------------------------------------------------------------------
+# data and depth grid
+# ----------------------------------------------------------------------------------------------
+def test_depth_grid_matches_training_md():
+    listed = [3, 4, 5, 6, 7, 8, 10, 12, 15, 18, 22, 26, 31, 38, 46, 55, 66, 79, 95, 114, 137,
+              164, 197, 237, 284, 341, 410, 492, 590, 708, 850, 1020, 1224, 1469, 1763, 2116,
+              2539, 3047, 3657, 4388, 5266, 6319, 7583, 9100]
+    assert rs.depth_grid(1.2, 3, 10_000) == listed
+    assert rs.depth_grid(2 ** (1 / 3), 3, 10) == [3, 4, 5, 6, 8]      # P2 SCALING_PARAMS
+
+
+def test_ode_data_recursion():
+    ds = rs.ode_data(d=10, train_size=32, test_size=8, seed=3)
+    assert ds.X.shape == (32, 10) and ds.X_test.shape == (8, 10)
+    np.testing.assert_allclose(np.linalg.norm(ds.X, axis=1), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(np.linalg.norm(ds.Y, axis=1), 1.0, rtol=1e-14)
+    # y is the direction of z_100 computed from the unnormalised x (a multiple of ds.X);
+    # recover x by scanning the scale along ds.X: z must come out parallel to ds.Y
+    x = ds.X[0]
+
+    def zdir(c):
+        z = c * x
+        for t in range(100):
+            z = z + 0.1 * np.tanh(np.sin(5 * np.pi * t / 100) * z + np.cos(5 * np.pi * t / 100))
+        return z / np.linalg.norm(z)
+
+    # the unnormalised x lies in [-1, 1]^d, so its norm c is in (0, sqrt(d)]
+    cs = np.linspace(1e-3, math.sqrt(10), 4000)
+    best = min(np.linalg.norm(zdir(c) - ds.Y[0]) for c in cs)
+    assert best < 2e-3
+
+
+def test_digits_data():
+    pytest.importorskip("sklearn")
+    ds = rs.digits_data(d=25, train_size=1024, test_size=256)
+    assert ds.X.shape == (1024, 25) and ds.Y.shape == (1024, 25)
+    np.testing.assert_allclose(np.linalg.norm(ds.X, axis=1), 1.0, rtol=1e-14)
+    assert np.all(ds.Y.sum(axis=1) == 1) and np.all(ds.Y[:, 10:] == 0)
+    again = rs.digits_data(d=25, train_size=1024, test_size=256)
+    np.testing.assert_array_equal(ds.X, again.X)
+
+
+def test_digits_data_without_sklearn(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(ImportError, match="scikit-learn"):
+        rs.digits_data()
+
+
+# ----------------------------------------------------------------------------------------------
+# statistics: loop versions of P2-code's formulas (training.md §2.3)
+# ----------------------------------------------------------------------------------------------
+def _loop_stats(T, factor):
+    L = len(T)
+    fro = [math.sqrt(sum(x * x for x in np.ravel(t))) for t in T]
+    inc = [math.sqrt(sum(x * x for x in np.ravel(T[k] - T[k - 1]))) for k in range(1, L)]
+    W = [np.zeros_like(T[0])]
+    for t in T:
+        W.append(W[-1] + t)
+    if L < 10:
+        det = max(np.linalg.norm(W[k] - k / L * W[L]) for k in range(1, L + 1))
+    else:
+        win = max(3, int(0.1 * L))
+        vals = []
+        for k in range(1, L):
+            if k < win:
+                sl = W[0:2 * k]
+            elif k < L - win:
+                sl = W[k - win:k + win]
+            else:
+                sl = W[2 * k - L:L]
+            vals.append(np.linalg.norm(W[k] - sum(sl) / len(sl)))
+        det = max(vals)
+    return dict(maximum=max(fro), spectral=max(np.linalg.svd(t, compute_uv=False)[0] for t in T),
+                root_ssq=math.sqrt(sum(f * f for f in fro)),
+                quadratic_variation=sum(i * i for i in inc),
+                sobolev=math.sqrt(L * sum(i * i for i in inc)),
+                increment=L ** factor * max(inc), cumsum=np.linalg.norm(sum(T)),
+                detrended_cumsum=det)
+
+
+@pytest.mark.parametrize("L", [2, 7, 9, 10, 31, 64])
+def test_statistics_vs_loop_formulas(L):
+    T = np.random.default_rng(L).standard_normal((L, 3, 3))
+    got = rs.statistics(T, factor=0.3)
+    exp = _loop_stats(list(T), 0.3)
+    for k, v in exp.items():
+        assert got[k] == pytest.approx(v, rel=1e-12), k
+
+
+def _smooth(L, beta, M):
+    t = np.arange(L) / L
+    return L ** -beta * M[None] / (1.0 + t)[:, None, None]
+
+
+DEPTHS = rs.depth_grid(1.2, 10, 3000)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.2, 0.5, 0.8])
+def test_smooth_sequence_gives_input_beta_and_h1(beta):
+    """A_k = L^-beta f(k/L), f(t) = M/(1+t): max norm L^-beta ||M|| exactly (at k = 0), so beta
+    is recovered exactly; max ||A_k - A_{k-1}|| = L^-beta ||M|| / (L + 1) (at k = 1), so the
+    Increment(beta) slope is the OLS slope of -log(L+1) on log L (close to -1: H1)."""
+    M = np.random.default_rng(0).standard_normal((4, 4))
+    e = rs.scaling_exponents({L: _smooth(L, beta, M) for L in DEPTHS})
+    assert e.beta == pytest.approx(beta, abs=1e-12)
+    assert e.beta_stderr < 1e-12
+    exp_inc = np.polyfit(np.log(DEPTHS), -np.log(np.array(DEPTHS) + 1.0), 1)[0]
+    assert e.increment_slope == pytest.approx(exp_inc, abs=1e-10)
+    assert e.h1 and not e.h2 and e.verdict == "ode"
+
+
+def _log_max_chi(L, k, scale):
+    """E log max of L i.i.d. scale * chi_k variables, by quadrature of the law F(x)^L."""
+    from scipy import stats
+    x = np.linspace(1e-6, 12 + math.sqrt(k) * 3, 40001)
+    Fm = stats.chi.cdf(x, k) ** L
+    dens = np.gradient(Fm, x)
+    return float(np.trapezoid(np.log(scale * x) * dens, x))
+
+
+@pytest.mark.parametrize("d", [3, 6])
+def test_random_walk_gives_half_and_h2(d):
+    """T_k i.i.d. N(0, 1/L) entries (the increments of a random walk with unit quadratic
+    variation): beta = 1/2 up to the sqrt(log L) growth of a maximum, which the expected slope
+    includes (law of the max of L chi_{d^2} variables, by quadrature).  Tolerance 4 stderr of
+    the fit plus the quadrature's discretisation."""
+    rng = np.random.default_rng(d)
+    depths = rs.depth_grid(1.2, 10, 3000)
+    e = rs.scaling_exponents({L: rng.standard_normal((L, d, d)) / math.sqrt(L)
+                              for L in depths})
+    exp_beta = -np.polyfit(np.log(depths),
+                           [_log_max_chi(L, d * d, 1 / math.sqrt(L)) for L in depths], 1)[0]
+    assert abs(exp_beta - 0.5) < 0.15
+    assert abs(e.beta - exp_beta) <= 4 * e.beta_stderr + 1e-3
+    assert e.verdict == "sde" and e.h2 and not e.h1
+    # RootSSQ^2 = sum of L d^2 variables of mean 1/L: O(1), slope 0 within 4 se
+    assert abs(e.root_ssq_slope) <= 4 * e.root_ssq_stderr + 0.02
+
+
+def test_iid_beta_zero_gives_neither():
+    """T_k i.i.d. N(0, 1): beta = 0 minus the log growth of a maximum; increments do not shrink
+    (the cumulative path has quadratic variation ~ L): neither H1 nor H2."""
+    rng = np.random.default_rng(11)
+    d = 4
+    e = rs.scaling_exponents({L: rng.standard_normal((L, d, d)) for L in DEPTHS})
+    exp_beta = -np.polyfit(np.log(DEPTHS), [_log_max_chi(L, d * d, 1.0) for L in DEPTHS], 1)[0]
+    assert abs(e.beta - exp_beta) <= 4 * e.beta_stderr + 1e-3
+    assert e.verdict == "neither" and not e.h1 and not e.h2
+    assert e.root_ssq_slope == pytest.approx(0.5, abs=4 * e.root_ssq_stderr + 0.02)
+
+
+def test_biases_and_alpha():
+    """(L, d) sequences (biases) and alpha from deltas ~ L^-0.7 exactly."""
+    rng = np.random.default_rng(5)
+    f = rng.standard_normal(5)
+    w = {L: L ** -0.3 * f[None] * np.cos(np.arange(L) / L)[:, None] for L in DEPTHS}
+    deltas = {L: np.full(L, 2.0 * L ** -0.7) for L in DEPTHS}
+    e = rs.scaling_exponents(w, deltas)
+    assert e.beta == pytest.approx(0.3, abs=1e-12)
+    assert e.alpha == pytest.approx(0.7, abs=1e-12)
+    assert e.verdict == "ode"
+
+
+def test_decomposition_of_smooth_weights():
+    """For T_k = L^-beta f(k/L) the trend is f averaged over a grid cell and the noise is the
+    Riemann-sum error: |Tbar_k - T_k| <= L^-beta (max|f'| / (n-1) + 2 (n-1) max|f| / L)."""
+    beta, n = 0.3, 41
+    M = np.random.default_rng(1).standard_normal((3, 3))
+    depths = [1000, 1500, 2000, 3000]
+    w = {L: _smooth(L, beta, M) for L in depths}
+    dec = rs.decompose(w, beta, n_times=n)
+    assert dec.reference == tuple(depths)
+    fmax = np.abs(M).max()          # |f| <= |M|, |f'| <= |M| on [0, 1]
+    for L in depths:
+        bound = L ** -beta * (fmax / (n - 1) + 2 * (n - 1) * fmax / L)
+        assert np.max(np.abs(dec.trend[L] - w[L])) <= bound
+        assert np.max(np.abs(dec.noise[L][-1])) <= L ** (beta - 1) * L * bound
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input
+# ----------------------------------------------------------------------------------------------
+def test_bad_input_train():
+    data = rs.ode_data(train_size=32, test_size=8)
+    with pytest.raises(ValueError, match="depth"):
+        rs.train(0, data)
+    with pytest.raises(TypeError, match="depth"):
+        rs.train(2.5, data)
+    with pytest.raises(ValueError, match="d = 7"):
+        rs.train(3, data, d=7)
+    with pytest.raises(ValueError, match="delta_type"):
+        rs.train(3, data, delta_type="matrix")
+    with pytest.raises(ValueError, match="activation"):
+        rs.train(3, data, activation="gelu")
+    for lr in (0, -1e-3):
+        with pytest.raises(ValueError, match="lr"):
+            rs.train(3, data, lr=lr)
+    with pytest.raises(ValueError, match="lr"):
+        rs.train(3, data, lr=float("nan"))
+    with pytest.raises(ValueError, match="batch_size"):
+        rs.train(3, data, batch_size=33)
+    with pytest.raises(ValueError, match="init"):
+        rs.train(3, data, init="he")
+    bad = rs.Dataset(data.X, data.Y[:, :5], data.X_test, data.Y_test)
+    with pytest.raises(ValueError, match="columns"):
+        rs.train(3, bad)
+    with pytest.raises(TypeError, match="data"):
+        rs.train(3, (data.X, data.Y))
+    with pytest.raises(ValueError, match="depth"):
+        rs.study([3, 0, 5])
+
+
+def test_bad_input_statistics():
+    with pytest.raises(ValueError, match="at least 3"):
+        rs.scaling_exponents({3: np.ones((3, 2, 2)), 4: np.ones((4, 2, 2))})
+    with pytest.raises(ValueError, match="weights\\[5\\]"):
+        rs.scaling_exponents({3: np.ones((3, 2, 2)), 4: np.ones((4, 2, 2)),
+                              5: np.ones((6, 2, 2))})
+    with pytest.raises(ValueError, match="keys"):
+        rs.scaling_exponents({0: np.ones((0, 2, 2))})
+    with pytest.raises(ValueError, match="shape"):
+        rs.statistics(np.ones(5))
+    with pytest.raises(ValueError, match="finite"):
+        rs.statistics(np.full((3, 2), np.nan))
+    with pytest.raises(ValueError, match="base"):
+        rs.depth_grid(1.0)
+    with pytest.raises(ValueError, match="d must be >= 10"):
+        rs.digits_data(d=5)
+
+
+def test_study_local_and_executor():
+    from concurrent.futures import ThreadPoolExecutor
+    kw = dict(data_kw=dict(train_size=64, test_size=16), max_epochs=2)
+    s1 = rs.study([3, 5, 8, 12], **kw)
+    with ThreadPoolExecutor(2) as ex:
+        s2 = rs.study([3, 5, 8, 12], executor=ex, **kw)
+    for L in (3, 5, 8, 12):
+        np.testing.assert_array_equal(s1.results[L].A, s2.results[L].A)
+    assert s1.weights.beta == s2.weights.beta and s1.failures == []
+
+
+# ----------------------------------------------------------------------------------------------
+# regimes of training.md §2.5 (slow)
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_regimes_to_depth_2000():
+    from limits._validate_resnet_scaling import REGIME_SETTINGS, regime_study
+    depths = rs.depth_grid(1.2, 3, 2116)
+    tanh = regime_study("tanh", "shared", depths)
+    assert tanh.weights.verdict == "ode" and 0 <= tanh.weights.beta < 0.5, \
+        tanh.weights.evidence
+    relu = regime_study("relu", "multi", depths)
+    assert relu.weights.verdict == "sde" and abs(relu.weights.beta - 0.5) <= 0.15, \
+        relu.weights.evidence
+    assert REGIME_SETTINGS["lr"] > 0
