@@ -1,0 +1,340 @@
+"""limits.sweep: same stored results on any executor, resumable store, failures, bad input."""
+import concurrent.futures as cf
+import functools
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import types
+
+import numpy as np
+import pytest
+
+from limits import _sweep_testing as T
+from limits import sweep
+
+
+def _pool(n):
+    return cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("forkserver"))
+
+
+def _dump(path):
+    """Everything a run stores about its results, in a canonical order."""
+    con = sqlite3.connect(path)
+    try:
+        points = con.execute("SELECT name, key, params, status, results FROM points "
+                             "ORDER BY name, key").fetchall()
+        arrays = con.execute("SELECT name, key, field, npy FROM arrays "
+                             "ORDER BY name, key, field").fetchall()
+    finally:
+        con.close()
+    return points, arrays
+
+
+def _integrity(path):
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        con.close()
+
+
+def _direct(fn, params, seed=0):
+    """What fn returns for params when called in this process with the documented seed."""
+    return fn(params, sweep.point_seed(params, seed))
+
+
+def _assert_same_results(got, want):
+    assert got.keys() == want.keys()
+    for k, v in want.items():
+        if isinstance(v, np.ndarray):
+            assert got[k].dtype == v.dtype and got[k].shape == v.shape
+            assert got[k].tobytes() == v.tobytes(), k
+        else:
+            assert got[k] == (v.item() if isinstance(v, np.generic) else v), k
+
+
+GRID = sweep.product(x=list(range(6)), n=[1, 4])
+
+
+# ----------------------------------------------------------------------------------------------
+# grids, keys, seeds
+# ----------------------------------------------------------------------------------------------
+def test_product_order_and_canonical_keys():
+    g = sweep.product(a=[1, 2], b=("u", "v", "w"))
+    assert g == [{"a": 1, "b": "u"}, {"a": 1, "b": "v"}, {"a": 1, "b": "w"},
+                 {"a": 2, "b": "u"}, {"a": 2, "b": "v"}, {"a": 2, "b": "w"}]
+    assert sweep.point_key({"a": 1, "b": (1, 2)}) == sweep.point_key({"b": [1, 2], "a": 1})
+    assert sweep.point_key({"a": np.int64(3)}) == sweep.point_key({"a": 3})
+    assert sweep.point_key({"a": 1}) != sweep.point_key({"a": 1.0})
+    s1, s2 = sweep.point_seed({"a": 1}, 0), sweep.point_seed({"a": 2}, 0)
+    assert s1.entropy == 0 and len(s1.spawn_key) == 4
+    assert s1.spawn_key != s2.spawn_key
+    assert sweep.point_seed({"a": 1}, 5).entropy == 5
+    assert sweep.point_seed({"a": 1}, np.random.SeedSequence(5)).spawn_key == s1.spawn_key
+    with pytest.raises(TypeError, match="axis 'a'"):
+        sweep.product(a=3)
+    with pytest.raises(TypeError, match="axis 'a'"):
+        sweep.product(a="abc")
+    with pytest.raises(ValueError, match="axis 'b'"):
+        sweep.product(a=[1], b=[])
+
+
+# ----------------------------------------------------------------------------------------------
+# the same stored results on every executor
+# ----------------------------------------------------------------------------------------------
+def test_identical_results_one_and_two_workers_and_threads(tmp_path):
+    dumps = []
+    for label, ex in [("one", _pool(1)), ("default", None), ("threads", cf.ThreadPoolExecutor(2))]:
+        store = tmp_path / f"{label}.sqlite"
+        s = sweep.run_grid(T.noisy, GRID, store, executor=ex, seed=7, progress=False)
+        if ex is not None:
+            ex.shutdown()
+        assert (s.total, s.skipped, s.completed, s.failed) == (12, 0, 12, [])
+        dumps.append(_dump(store))
+        assert _integrity(store) == [("ok",)]
+    assert dumps[0] == dumps[1] == dumps[2]
+    points, arrays = dumps[0]
+    assert len(points) == 12 and len(arrays) == 12 * 3
+    # what is stored is what fn returns with the documented seed, in this process
+    recs = sweep.load(tmp_path / "one.sqlite")
+    assert [r.params for r in recs] == [dict(sorted(p.items())) for p in GRID]   # grid order
+    for r in recs:
+        _assert_same_results(r.results, _direct(T.noisy, r.params, seed=7))
+    # the seed matters, and differs between points
+    means = [r.results["mean"] for r in recs]
+    assert len(set(means)) == len(means)
+    other = tmp_path / "seed8.sqlite"
+    sweep.run_grid(T.noisy, GRID, other, executor=cf.ThreadPoolExecutor(2), seed=8,
+                   progress=False)
+    assert [r.results["mean"] for r in sweep.load(other)] != means
+
+
+def test_identical_results_on_dask_local_cluster(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    ref = tmp_path / "pool.sqlite"
+    sweep.run_grid(T.noisy, GRID, ref, executor=_pool(1), seed=7, progress=False)
+    store = tmp_path / "dask.sqlite"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        s = sweep.run_grid(T.noisy, GRID, store, executor=client.get_executor(), seed=7,
+                           progress=False)
+        assert s.completed == 12
+        ran_on = client.run(lambda: sorted(m for m in sys.modules if m == "limits.sweep"))
+    assert len(ran_on) == 2 and all(v == ["limits.sweep"] for v in ran_on.values())
+    assert _dump(store) == _dump(ref)
+    assert _integrity(store) == [("ok",)]
+
+
+# ----------------------------------------------------------------------------------------------
+# resuming
+# ----------------------------------------------------------------------------------------------
+def _log_lines(path):
+    return path.read_text().split() if path.exists() else []
+
+
+def test_rerun_skips_stored_points(tmp_path):
+    log = tmp_path / "calls.log"
+    store = tmp_path / "s.sqlite"
+    small = sweep.product(x=list(range(5)), log=[str(log)])
+    big = sweep.product(x=list(range(8)), log=[str(log)])
+    assert sweep.run_grid(T.logged, small, store, progress=False).completed == 5
+    s = sweep.run_grid(T.logged, big, store, progress=False)
+    assert (s.skipped, s.completed) == (5, 3)
+    assert sorted(map(int, _log_lines(log))) == list(range(8))         # each point ran once
+    assert [r.params["x"] for r in sweep.load(store)] == list(range(8))
+    s = sweep.run_grid(T.logged, big, store, progress=False)
+    assert (s.skipped, s.completed) == (8, 0) and len(_log_lines(log)) == 8
+
+
+def _done(store):
+    try:
+        con = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=30)
+        try:
+            return {x for (x,) in con.execute(
+                "SELECT json_extract(params, '$.x') FROM points WHERE status = 'done'")}
+        finally:
+            con.close()
+    except sqlite3.OperationalError:        # not created yet
+        return set()
+
+
+def _check_complete(store, log, grid, stored_before, calls_before):
+    rerun_calls = list(map(int, _log_lines(log)[calls_before:]))
+    assert len(rerun_calls) == len(set(rerun_calls))                     # each once
+    assert set(rerun_calls) == {p["x"] for p in grid} - stored_before    # nothing stored redone
+    recs = sweep.load(store)
+    assert sorted(r.params["x"] for r in recs) == [p["x"] for p in grid]  # every point once
+    for r in recs:
+        _assert_same_results(r.results, T.noisy(r.params, sweep.point_seed(r.params)))
+    assert _integrity(store) == [("ok",)]
+
+
+def test_killed_coordinator_then_rerun(tmp_path):
+    log, store = tmp_path / "calls.log", tmp_path / "s.sqlite"
+    grid = sweep.product(x=list(range(40)), log=[str(log)], sleep=[0.05])
+    script = textwrap.dedent(f"""
+        from limits import sweep, _sweep_testing as T
+        sweep.run_grid(T.logged, sweep.product(x=list(range(40)), log=[{str(log)!r}],
+                       sleep=[0.05]), {str(store)!r}, progress=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_done(store)) < 6 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)      # the coordinator and its pool, mid-way
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    stored_before = _done(store)
+    assert 6 <= len(stored_before) < 40
+    assert _integrity(store) == [("ok",)]
+    calls_before = len(_log_lines(log))
+    s = sweep.run_grid(T.logged, grid, store, progress=False)
+    assert s.skipped == len(stored_before) and s.completed == 40 - len(stored_before)
+    _check_complete(store, log, grid, stored_before, calls_before)
+
+
+def test_killed_worker_stops_the_grid_then_rerun(tmp_path):
+    log, store = tmp_path / "calls.log", tmp_path / "s.sqlite"
+    grid = sweep.product(x=list(range(12)), log=[str(log)], die=[5], sleep=[0.2])
+    with pytest.raises(RuntimeError, match="executor broke.*rerun|executor broke.*again"):
+        sweep.run_grid(T.die_once, grid, store, executor=_pool(2), progress=False)
+    stored_before = _done(store)
+    assert 5 not in stored_before
+    assert _integrity(store) == [("ok",)]
+    calls_before = len(_log_lines(log))
+    s = sweep.run_grid(T.die_once, grid, store, progress=False)
+    assert s.completed == 12 - len(stored_before) and not s.failed
+    _check_complete(store, log, grid, stored_before, calls_before)
+
+
+# ----------------------------------------------------------------------------------------------
+# failures
+# ----------------------------------------------------------------------------------------------
+def test_failing_point_is_recorded_and_the_rest_completes(tmp_path, capsys):
+    store = tmp_path / "s.sqlite"
+    grid = sweep.product(x=list(range(8)), bad=[[2]])
+    with pytest.warns(RuntimeWarning, match=r"1 of 8 points failed.*bad point x=2"):
+        s = sweep.run_grid(T.fail_on, grid, store, progress=True)
+    assert "failed=1" in capsys.readouterr().err                        # the bar reports it
+    assert s.completed == 7 and len(s.failed) == 1
+    assert s.failed[0].params == {"bad": [2], "x": 2}
+    assert s.failed[0].error == "ValueError: bad point x=2"
+    assert "Traceback" in s.failed[0].traceback and "fail_on" in s.failed[0].traceback
+    recs = sweep.load(store)
+    assert sorted(r.params["x"] for r in recs) == [0, 1, 3, 4, 5, 6, 7]  # never a result
+    fails = sweep.failures(store)
+    assert [(f.params["x"], f.attempt, f.error) for f in fails] == \
+        [(2, 1, "ValueError: bad point x=2")]
+    with pytest.warns(RuntimeWarning):                 # a rerun retries only the failed point
+        s = sweep.run_grid(T.fail_on, grid, store, progress=False, retries=2)
+    assert (s.skipped, s.completed, len(s.failed)) == (7, 0, 1)
+    assert [f.attempt for f in sweep.failures(store)] == [1, 1, 2, 3]
+
+
+def test_retries_and_unstorable_results(tmp_path):
+    store = tmp_path / "s.sqlite"
+    grid = sweep.product(x=list(range(4)), dir=[str(tmp_path)])
+    s = sweep.run_grid(T.flaky, grid, store, executor=_pool(2), progress=False, retries=1)
+    assert s.completed == 4 and not s.failed
+    assert sweep.failures(store) == []
+    assert sorted(f.params["x"] for f in sweep.failures(store, resolved=True)) == [0, 1, 2, 3]
+    with pytest.warns(RuntimeWarning, match="2 of 2 points failed"):
+        s = sweep.run_grid(T.wrong_return, sweep.product(x=[0, 1]), store, progress=False)
+    errors = sorted(f.error for f in s.failed)
+    assert errors[0].startswith("TypeError: fn must return a dict of results, got list")
+    assert errors[1].startswith("TypeError: result 'obj' is an object array")
+    assert len(sweep.load(store, "limits._sweep_testing:wrong_return")) == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# bad input: clear errors before any work starts
+# ----------------------------------------------------------------------------------------------
+def _nested():
+    def fn(params, rng_seed):
+        return {}
+    return fn
+
+
+def _ghost_fn():
+    """A function whose module exists in this process only (as a notebook's or a test file's
+    collected with --import-mode=importlib may be)."""
+    mod = types.ModuleType("sweep_ghost_module")
+    exec("def fn(params, rng_seed):\n    return {}\n", mod.__dict__)
+    sys.modules["sweep_ghost_module"] = mod
+    return mod.fn
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(fn=lambda p, s: {}), TypeError, "lambda"),
+    (dict(fn=_nested()), TypeError, "nested"),
+    (dict(fn=functools.partial(T.noisy)), TypeError, "module-level.*partial"),
+    (dict(fn="limits._sweep_testing:noisy"), TypeError, "fn must be"),
+    (dict(executor="dask"), TypeError, "executor must be.*'dask'"),
+    (dict(executor=multiprocessing.get_context("spawn")), TypeError, "executor must be"),
+    (dict(grid=[{"x": float("nan")}]), ValueError, r"grid\[0\]\['x'\].*nan"),
+    (dict(grid=[{"x": 1}, {"x": {1, 2}}]), TypeError, r"grid\[1\]\['x'\].*set"),
+    (dict(grid=[{"x": np.zeros(2)}]), TypeError, r"grid\[0\]\['x'\].*ndarray"),
+    (dict(grid=[{1: 2}]), TypeError, r"grid\[0\] keys must be str"),
+    (dict(grid=[[1, 2]]), TypeError, r"grid\[0\] must be a dict"),
+    (dict(grid={"x": 1}), TypeError, "grid must be an iterable"),
+    (dict(grid=[]), ValueError, "grid is empty"),
+    (dict(grid=[{"x": 1}, {"x": 2}, {"x": 1}]), ValueError, r"grid\[2\].*grid\[0\]"),
+    (dict(seed=-1), ValueError, "seed.*-1"),
+    (dict(seed=1.5), TypeError, "seed.*1.5"),
+    (dict(retries=-1), ValueError, "retries.*-1"),
+    (dict(name=""), TypeError, "name"),
+    (dict(store=123), TypeError, "store.*123"),
+])
+def test_bad_input(tmp_path, kwargs, exc, match):
+    args = dict(fn=T.noisy, grid=[{"x": 1}], store=tmp_path / "s.sqlite", progress=False)
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        sweep.run_grid(**args)
+    assert not (tmp_path / "s.sqlite").exists()                         # nothing started
+
+
+def test_bad_store_and_names(tmp_path):
+    missing = tmp_path / "no" / "such" / "dir" / "s.sqlite"
+    with pytest.raises(ValueError, match="does not exist"):
+        sweep.run_grid(T.noisy, [{"x": 1}], missing, progress=False)
+    assert not missing.parent.exists()
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database" * 100)
+    with pytest.raises(ValueError, match="not a sweep store"):
+        sweep.run_grid(T.noisy, [{"x": 1}], junk, progress=False)
+    with pytest.raises(ValueError, match="store=.*does not exist"):
+        sweep.load(tmp_path / "absent.sqlite")
+    store = tmp_path / "s.sqlite"
+    sweep.run_grid(T.noisy, [{"x": 1}], store, name="a", seed=1, executor=cf.ThreadPoolExecutor(1),
+                   progress=False)
+    with pytest.raises(ValueError, match="name='a' was run with seed"):
+        sweep.run_grid(T.noisy, [{"x": 2}], store, name="a", seed=2, progress=False)
+    with pytest.raises(ValueError, match="name='a' was run with fn"):
+        sweep.run_grid(T.logged, [{"x": 2}], store, name="a", seed=1, progress=False)
+    sweep.run_grid(T.noisy, [{"x": 1}], store, name="b", executor=cf.ThreadPoolExecutor(1),
+                   progress=False)
+    with pytest.raises(ValueError, match="2 experiments"):
+        sweep.load(store)
+    with pytest.raises(ValueError, match="name='c' is not in"):
+        sweep.load(store, "c")
+    assert [r.params for r in sweep.load(store, "a")] == [{"x": 1}]
+
+
+def test_fn_not_importable_in_workers(tmp_path):
+    fn = _ghost_fn()
+    try:
+        with pytest.raises(TypeError, match="not importable as sweep_ghost_module:fn in the "
+                                            "executor's workers.*ModuleNotFoundError"):
+            sweep.run_grid(fn, [{"x": 1}], tmp_path / "s.sqlite", executor=_pool(1),
+                           progress=False)
+    finally:
+        del sys.modules["sweep_ghost_module"]
+    assert sweep.load(tmp_path / "s.sqlite") == [] and sweep.failures(tmp_path / "s.sqlite") == []
