@@ -498,9 +498,18 @@ def _cpu_count():
 
 def _default_pool(n_points):
     """A process pool over the available cores.  ``forkserver`` where the platform has it
-    (``fork`` after threads -- numba, tqdm, dask -- can deadlock), else ``spawn``."""
+    (``fork`` after threads -- numba, tqdm, dask -- can deadlock), else ``spawn``.  The fork
+    server (one per process, started by its first pool) preloads ``limits.sweep``, so workers
+    start in milliseconds instead of each importing ``limits`` (about a second)."""
     methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        from multiprocessing import forkserver
+        preload = list(getattr(forkserver._forkserver, "_preload_modules", ["__main__"]))
+        if __name__ not in preload:
+            ctx.set_forkserver_preload(preload + [__name__])
+    else:
+        ctx = multiprocessing.get_context("spawn")
     return cf.ProcessPoolExecutor(max_workers=max(1, min(_cpu_count(), n_points)),
                                   mp_context=ctx)
 
@@ -644,17 +653,29 @@ def _execute(con, name, ref, spec, todo, summary, executor, progress, retries):
     pending = {}
     params_of = dict(todo)
     failed_now = 0
+    broken = None
     ok = False
 
     def submit(key, attempt):
-        f = pool.submit(_run_point, ref, params_of[key], spec, key, attempt)
+        nonlocal broken
+        if broken is not None:
+            return
+        try:
+            f = pool.submit(_run_point, ref, params_of[key], spec, key, attempt)
+        except cf.BrokenExecutor as exc:
+            broken = exc
+            return
         pending[f] = (key, attempt)
         f.add_done_callback(done_q.put)
 
     bar = tqdm(total=summary.total, initial=summary.skipped, desc=name[-40:], unit="pt",
                disable=not progress, dynamic_ncols=True)
     try:
-        err = pool.submit(_probe, ref).result()
+        try:
+            err = pool.submit(_probe, ref).result()
+        except cf.BrokenExecutor as exc:
+            raise RuntimeError(f"the executor's workers died before running anything "
+                               f"({type(exc).__name__}: {exc})") from exc
         if err is not None:
             raise TypeError(f"fn is not importable as {ref} in the executor's workers: {err} "
                             f"(is the module on the workers' path?)")
@@ -667,10 +688,8 @@ def _execute(con, name, ref, spec, todo, summary, executor, progress, retries):
             try:
                 out = f.result()
             except (cf.BrokenExecutor, cf.CancelledError) as exc:
-                raise RuntimeError(
-                    f"the executor broke after {summary.completed} points were stored by this "
-                    f"call ({type(exc).__name__}: {exc}); stored results are kept, run "
-                    f"run_grid again to resume") from exc
+                broken = broken or exc      # keep storing what did complete, submit no more
+                continue
             except Exception as exc:      # the executor could not run the task (e.g. dask)
                 out = (False, f"{type(exc).__name__}: {exc}", traceback.format_exc(), 0.0)
             if out[0]:
@@ -678,7 +697,7 @@ def _execute(con, name, ref, spec, todo, summary, executor, progress, retries):
                 summary.completed += 1
                 bar.update(1)
             else:
-                final = attempt > retries
+                final = attempt > retries or broken is not None
                 t = _store_failure(con, name, key, attempt, out[1], out[2], final)
                 if final:
                     failed_now += 1
@@ -687,8 +706,13 @@ def _execute(con, name, ref, spec, todo, summary, executor, progress, retries):
                                                   out[1], out[2], t))
                 else:
                     submit(key, attempt + 1)
-            for key2, _ in itertools.islice(queued, 1):
+            for key2, _ in itertools.islice(queued, 0 if broken else 1):
                 submit(key2, 1)
+        if broken is not None:
+            raise RuntimeError(
+                f"the executor broke after {summary.completed} points were stored by this "
+                f"call ({type(broken).__name__}: {broken}); stored results are kept, run "
+                f"run_grid again to resume") from broken
         ok = True
     finally:
         bar.close()
