@@ -1123,6 +1123,9 @@ class Diagram:
         Zero crossing of S_w in gamma for each gamma' (:func:`zero_crossings`).
     failures : list of dict
         The runs that failed (parameters and message); they are not in ``rd``.
+    sweep_summary : limits.sweep.Summary or None
+        With a store: what ``run_grid`` did (points skipped because stored, completed now,
+        failed).
     """
 
     gammas: np.ndarray
@@ -1134,6 +1137,7 @@ class Diagram:
     rd: np.ndarray
     crossings: np.ndarray
     failures: list
+    sweep_summary: object = None
 
 
 def _canonical(params):
@@ -1148,7 +1152,9 @@ def _records(loaded):
         loaded = loaded.get("records", list(loaded.values()))
     out = []
     for rec in loaded:
-        if isinstance(rec, dict) and "params" in rec:
+        if hasattr(rec, "params") and hasattr(rec, "results"):     # limits.sweep.Record
+            out.append((rec.params, rec.results))
+        elif isinstance(rec, dict) and "params" in rec:
             out.append((rec["params"], rec.get("results", rec.get("result"))))
         elif isinstance(rec, (tuple, list)) and len(rec) == 2:
             out.append((rec[0], rec[1]))
@@ -1221,7 +1227,7 @@ def diagram(gammas, gamma_primes, widths=DEFAULT_WIDTHS, seeds=(0,), executor=No
               for b in gp for a in g for s in seeds for m in widths]
     results = [None] * len(points)
     failures = []
-    sweep = None
+    sweep = summary = None
     if store is not None:
         try:
             from limits import sweep
@@ -1230,8 +1236,8 @@ def diagram(gammas, gamma_primes, widths=DEFAULT_WIDTHS, seeds=(0,), executor=No
             warnings.warn("limits.sweep is not available: running the diagram locally, "
                           "nothing is stored", RuntimeWarning, stacklevel=2)
     if sweep is not None:
-        sweep.run_grid(_phase_point, points, store, name=name, executor=executor, seed=0,
-                       progress=progress, retries=0)
+        summary = sweep.run_grid(_phase_point, points, store, name=name, executor=executor,
+                                 seed=0, progress=progress, retries=0)
         # match stored records on the whole parameter dict (a store may hold other grids or
         # other training settings under the same name)
         key = {_canonical(p): i for i, p in enumerate(points)}
@@ -1272,7 +1278,7 @@ def diagram(gammas, gamma_primes, widths=DEFAULT_WIDTHS, seeds=(0,), executor=No
                                      "error": str(exc)})
                     continue
                 S[r, c], SE[r, c] = s.value, s.stderr
-    return Diagram(g, gp, widths, seeds, S, SE, rd, zero_crossings(g, S), failures)
+    return Diagram(g, gp, widths, seeds, S, SE, rd, zero_crossings(g, S), failures, summary)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -338,10 +338,19 @@ def test_diagram_with_store_is_resumable(tmp_path):
     kw = dict(widths=(100, 200), seeds=(0,), progress=False)
     with ThreadPoolExecutor(2) as ex:
         D1 = ph.diagram([0.8, 1.5], [0.0], executor=ex, store=store, **kw)
-    D2 = ph.diagram([0.8, 1.5], [0.0], store=store, **kw)
+    assert D1.sweep_summary.completed == 4 and not D1.failures
+    with ThreadPoolExecutor(2) as ex:
+        D2 = ph.diagram([0.8, 1.5], [0.0], executor=ex, store=store, **kw)
+    assert D2.sweep_summary.completed == 0 and D2.sweep_summary.skipped == 4   # nothing redone
     np.testing.assert_array_equal(D1.rd, D2.rd)
     local = ph.diagram([0.8, 1.5], [0.0], **kw)
     np.testing.assert_array_equal(D1.rd, local.rd)
+    # a diverging run is recorded as a failure by the sweep, never as a result
+    with ThreadPoolExecutor(2) as ex, pytest.warns(RuntimeWarning):
+        D3 = ph.diagram([0.8], [0.0], executor=ex, store=store, lr=1e6, max_restarts=0, **kw)
+    assert len(D3.failures) == 2 and np.isnan(D3.slope[0, 0])
+    from limits import sweep
+    assert all("TrainingFailed" in f.error for f in sweep.failures(store, "phase_diagram"))
 
 
 # ----------------------------------------------------------------------------------------------
