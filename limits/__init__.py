@@ -15,3 +15,16 @@ __all__ = ["plots", "validate", "CorrelationSDE", "CovarianceSDE", "UnshapedCorr
            "solve", "Solution",
            "compare", "Comparison"]
 __version__ = "0.1.0"
+
+_LAZY = ("derive", "phase", "resnet_scaling", "sweep")   # heavier imports (SymPy, ...), on use
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'limits' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

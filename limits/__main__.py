@@ -94,6 +94,33 @@ def _sde(args):
     return 0
 
 
+def _phase_diagram(args):
+    from . import phase, plots
+    if args.theory:
+        fig = plots.phase_diagram()
+        fig.savefig(args.out, dpi=110, bbox_inches="tight")
+        print(f"theoretical phase diagram: {args.out}")
+        return 0
+    executor = None
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    d = phase.diagram(args.gammas, args.gamma_primes, widths=tuple(args.widths),
+                      seeds=tuple(args.seeds), executor=executor, store=args.store,
+                      progress=not args.no_progress, workers=args.workers)
+    print("S_w (rows: gamma', columns: gamma " + " ".join(f"{g:g}" for g in d.gammas) + ")")
+    for gp, row, err in zip(d.gamma_primes, d.slope, d.stderr):
+        cells = " ".join(f"{v:+.3f}({e:.3f})" for v, e in zip(row, err))
+        print(f"gamma' = {gp:+.2f}: {cells}")
+    print("zero crossings: " + ", ".join(f"{gp:+.2f} -> {c:.3f}"
+                                         for gp, c in zip(d.gamma_primes, d.crossings)))
+    if d.failures:
+        print(f"{len(d.failures)} failed runs (not used): see the store or rerun")
+    fig = plots.slope_heatmap(d)
+    fig.savefig(args.out, dpi=110, bbox_inches="tight")
+    print(f"figure: {args.out}")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m limits",
                                 description="Infinite-width / infinite-depth network theory: "
@@ -150,6 +177,26 @@ def main(argv=None):
     s.add_argument("--plot", help="write a paths figure (PNG) to this file")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_sde)
+    ph = sub.add_parser("phase-diagram", help="empirical (or theoretical) phase diagram of "
+                        "two-layer ReLU networks",
+                        description="Train two-layer ReLU networks over a (gamma, gamma') grid "
+                                    "and widths, fit S_w = d log RD / d log m, and draw the "
+                                    "diagram (Luo et al. 2021, theory/training.md §1). With "
+                                    "--store the grid is resumable (SQLite).")
+    ph.add_argument("--theory", action="store_true",
+                    help="only draw the theoretical diagram with the named initialisations")
+    ph.add_argument("--gammas", type=float, nargs="+", default=[0.6, 1.0, 1.4],
+                    help="gamma values (default 0.6 1.0 1.4)")
+    ph.add_argument("--gamma-primes", type=float, nargs="+", default=[0.0],
+                    help="gamma' values (default 0)")
+    ph.add_argument("--widths", type=int, nargs="+", default=[1000, 5000, 10000, 20000, 40000],
+                    help="widths m (default 1000 5000 10000 20000 40000)")
+    ph.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
+    ph.add_argument("--store", default=None, help="SQLite file: resumable grid")
+    ph.add_argument("--workers", type=int, default=None, help="parallel trainings")
+    ph.add_argument("--out", default="phase_diagram.png", help="figure file (PNG)")
+    ph.add_argument("--no-progress", action="store_true")
+    ph.set_defaults(func=_phase_diagram)
     args = p.parse_args(argv)
     try:
         return args.func(args)

@@ -116,3 +116,18 @@ def test_validate_bad_workers_is_a_clean_error():
     assert r.returncode == 2 and "--workers" in r.stderr and "Traceback" not in r.stderr
     r = _run("limits", "validate", "--workers", "2", "--dask-scheduler", "tcp://x:1")
     assert r.returncode == 2                       # argparse: mutually exclusive
+
+
+def test_phase_diagram_subcommand(tmp_path):
+    out = tmp_path / "pd.png"
+    r = _run("limits", "phase-diagram", "--gammas", "0.6", "1.4", "--widths", "200", "400",
+             "800", "--out", str(out), "--no-progress", "--store", str(tmp_path / "s.db"))
+    assert r.returncode == 0, r.stderr
+    line = next(s for s in r.stdout.splitlines() if s.startswith("gamma' = +0.00"))
+    s06, s14 = (float(v.split("(")[0]) for v in line.split(":")[1].split())
+    assert s06 < 0 < s14                 # linear (slope < 0) at 0.6, condensed (> 0) at 1.4
+    assert out.stat().st_size > 1000
+    r = _run("limits", "phase-diagram", "--theory", "--out", str(tmp_path / "t.png"))
+    assert r.returncode == 0 and (tmp_path / "t.png").stat().st_size > 1000
+    r = _run("limits", "phase-diagram", "--widths", "100", "--out", str(tmp_path / "x.png"))
+    assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
