@@ -617,6 +617,9 @@ def run_grid(fn, grid, store, name=None, executor=None, seed=0, progress=True, r
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str or None, got {name!r}")
     _check_executor(executor)
+    if executor is None and multiprocessing.current_process().daemon:
+        raise ValueError("executor=None starts worker processes, which this daemonic process "
+                         "(e.g. a dask worker) cannot have: pass an executor")
     spec = _seed_spec(_root_seed(seed))
     if not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be a bool, got {progress!r}")

@@ -338,3 +338,13 @@ def test_fn_not_importable_in_workers(tmp_path):
     finally:
         del sys.modules["sweep_ghost_module"]
     assert sweep.load(tmp_path / "s.sqlite") == [] and sweep.failures(tmp_path / "s.sqlite") == []
+
+
+def test_default_pool_refused_in_a_daemonic_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True)
+    with pytest.raises(ValueError, match="executor=None.*daemonic"):
+        sweep.run_grid(T.noisy, [{"x": 1}], tmp_path / "s.sqlite", progress=False)
+    assert not (tmp_path / "s.sqlite").exists()
+    s = sweep.run_grid(T.noisy, [{"x": 1}], tmp_path / "s.sqlite", progress=False,
+                       executor=cf.ThreadPoolExecutor(1))
+    assert s.completed == 1
