@@ -73,6 +73,7 @@ import sqlite3
 import sys
 import time
 import traceback
+import uuid
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -318,7 +319,7 @@ def _fn_ref(fn):
     return ref
 
 
-def _probe(ref):
+def _probe(ref, nonce=None):
     """Worker side: can this worker import ``ref``?  None, or the error text."""
     try:
         _resolve(ref)
@@ -354,16 +355,22 @@ def _encode_results(out):
             blobs[k] = buf.getvalue()
             plain[k] = None
         else:
+            plain[k] = v
+    try:
+        return json.dumps(plain, separators=(",", ":"), default=_json_default), blobs
+    except (TypeError, ValueError):
+        for k, v in plain.items():          # name the offending result
             try:
                 json.dumps(v, default=_json_default)
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"result {k!r}: {exc}") from None
-            plain[k] = v
-    return json.dumps(plain, separators=(",", ":"), default=_json_default), blobs
+        raise
 
 
-def _run_point(ref, params_json, seed_spec, key, attempt):
-    """Worker side of :func:`run_grid` (``attempt`` makes retries distinct tasks)."""
+def _run_point(ref, params_json, seed_spec, key, attempt, nonce=None):
+    """Worker side of :func:`run_grid`.  ``attempt`` and ``nonce`` (unused) make every
+    submission a distinct task for executors that cache calls by their arguments (dask's
+    ``pure=True`` default)."""
     t0 = time.perf_counter()
     try:
         out = _resolve(ref)(json.loads(params_json), _seed_from(seed_spec, key))
@@ -563,7 +570,8 @@ def run_grid(fn, grid, store, name=None, executor=None, seed=0, progress=True, r
         Experiment name within the store; default ``"module:qualname"`` of ``fn``.
     executor : concurrent.futures.Executor, optional
         Where to run.  Default: a local process pool over the available cores (``forkserver``
-        start method), created and shut down by this call.  Any ``Executor`` works, e.g.
+        start method; the fork server, one per process, preloads ``limits.sweep``), created
+        and shut down by this call.  Any ``Executor`` works, e.g.
         ``ProcessPoolExecutor(4)``, ``ThreadPoolExecutor`` or
         ``dask.distributed.Client(...).get_executor()``; it is not shut down.
     seed : int or numpy.random.SeedSequence
@@ -592,9 +600,12 @@ def run_grid(fn, grid, store, name=None, executor=None, seed=0, progress=True, r
     Examples
     --------
     >>> from limits import sweep, _sweep_testing as T                     # doctest: +SKIP
-    >>> s = sweep.run_grid(T.noisy, sweep.product(x=range(20)), "s.sqlite", progress=False)
+    >>> grid = sweep.product(x=range(20), n=[3])                          # doctest: +SKIP
+    >>> s = sweep.run_grid(T.noisy, grid, "s.sqlite", progress=False)     # doctest: +SKIP
     >>> s.completed, len(sweep.load("s.sqlite"))                          # doctest: +SKIP
     (20, 20)
+    >>> sweep.run_grid(T.noisy, grid, "s.sqlite", progress=False).skipped  # doctest: +SKIP
+    20
     """
     t_start = time.perf_counter()
     ref = _fn_ref(fn)
@@ -656,6 +667,7 @@ def _execute(con, name, ref, spec, todo, summary, executor, progress, retries):
     pending = {}
     params_of = dict(todo)
     failed_now = 0
+    nonce = uuid.uuid4().hex          # one per call: a rerun never reuses a cached task
     broken = None
     ok = False
 
@@ -664,7 +676,7 @@ def _execute(con, name, ref, spec, todo, summary, executor, progress, retries):
         if broken is not None:
             return
         try:
-            f = pool.submit(_run_point, ref, params_of[key], spec, key, attempt)
+            f = pool.submit(_run_point, ref, params_of[key], spec, key, attempt, nonce)
         except cf.BrokenExecutor as exc:
             broken = exc
             return
@@ -675,7 +687,7 @@ def _execute(con, name, ref, spec, todo, summary, executor, progress, retries):
                disable=not progress, dynamic_ncols=True)
     try:
         try:
-            err = pool.submit(_probe, ref).result()
+            err = pool.submit(_probe, ref, nonce).result()
         except cf.BrokenExecutor as exc:
             raise RuntimeError(f"the executor's workers died before running anything "
                                f"({type(exc).__name__}: {exc})") from exc

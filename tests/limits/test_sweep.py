@@ -18,8 +18,11 @@ from limits import _sweep_testing as T
 from limits import sweep
 
 
+_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
 def _pool(n):
-    return cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("forkserver"))
+    return cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context(_METHOD))
 
 
 def _dump(path):
@@ -117,7 +120,8 @@ def test_identical_results_one_and_two_workers_and_threads(tmp_path):
 def test_identical_results_on_dask_local_cluster(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     ref = tmp_path / "pool.sqlite"
-    sweep.run_grid(T.noisy, GRID, ref, executor=_pool(1), seed=7, progress=False)
+    with _pool(1) as pool:
+        sweep.run_grid(T.noisy, GRID, ref, executor=pool, seed=7, progress=False)
     store = tmp_path / "dask.sqlite"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
@@ -126,8 +130,13 @@ def test_identical_results_on_dask_local_cluster(tmp_path):
                            progress=False)
         assert s.completed == 12
         ran_on = client.run(lambda: sorted(m for m in sys.modules if m == "limits.sweep"))
-    assert len(ran_on) == 2 and all(v == ["limits.sweep"] for v in ran_on.values())
-    assert _dump(store) == _dump(ref)
+        stored = _dump(store)
+        with pytest.warns(RuntimeWarning, match="1 of 3 points failed"):   # failures, retries
+            s = sweep.run_grid(T.fail_on, sweep.product(x=[0, 1, 2], bad=[[1]]), store,
+                               executor=client.get_executor(), progress=False, retries=1)
+        assert s.completed == 2 and [f.attempt for f in sweep.failures(store, s.name)] == [1, 2]
+    assert len(ran_on) == 2 and ["limits.sweep"] in ran_on.values()    # ran in the workers
+    assert stored == _dump(ref)
     assert _integrity(store) == [("ok",)]
 
 
@@ -175,6 +184,7 @@ def _check_complete(store, log, grid, stored_before, calls_before):
     assert _integrity(store) == [("ok",)]
 
 
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
 def test_killed_coordinator_then_rerun(tmp_path):
     log, store = tmp_path / "calls.log", tmp_path / "s.sqlite"
     grid = sweep.product(x=list(range(40)), log=[str(log)], sleep=[0.05])
@@ -189,7 +199,10 @@ def test_killed_coordinator_then_rerun(tmp_path):
         while len(_done(store)) < 6 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)      # the coordinator and its pool, mid-way
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the coordinator and its pool, mid-way
+        except ProcessLookupError:
+            pass
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     stored_before = _done(store)
@@ -205,7 +218,8 @@ def test_killed_worker_stops_the_grid_then_rerun(tmp_path):
     log, store = tmp_path / "calls.log", tmp_path / "s.sqlite"
     grid = sweep.product(x=list(range(12)), log=[str(log)], die=[5], sleep=[0.2])
     with pytest.raises(RuntimeError, match="executor broke.*rerun|executor broke.*again"):
-        sweep.run_grid(T.die_once, grid, store, executor=_pool(2), progress=False)
+        with _pool(2) as pool:
+            sweep.run_grid(T.die_once, grid, store, executor=pool, progress=False)
     stored_before = _done(store)
     assert 5 not in stored_before
     assert _integrity(store) == [("ok",)]
@@ -242,7 +256,8 @@ def test_failing_point_is_recorded_and_the_rest_completes(tmp_path, capsys):
 def test_retries_and_unstorable_results(tmp_path):
     store = tmp_path / "s.sqlite"
     grid = sweep.product(x=list(range(4)), dir=[str(tmp_path)])
-    s = sweep.run_grid(T.flaky, grid, store, executor=_pool(2), progress=False, retries=1)
+    with _pool(2) as pool:
+        s = sweep.run_grid(T.flaky, grid, store, executor=pool, progress=False, retries=1)
     assert s.completed == 4 and not s.failed
     assert sweep.failures(store) == []
     assert sorted(f.params["x"] for f in sweep.failures(store, resolved=True)) == [0, 1, 2, 3]
@@ -333,8 +348,9 @@ def test_fn_not_importable_in_workers(tmp_path):
     try:
         with pytest.raises(TypeError, match="not importable as sweep_ghost_module:fn in the "
                                             "executor's workers.*ModuleNotFoundError"):
-            sweep.run_grid(fn, [{"x": 1}], tmp_path / "s.sqlite", executor=_pool(1),
-                           progress=False)
+            with _pool(1) as pool:
+                sweep.run_grid(fn, [{"x": 1}], tmp_path / "s.sqlite", executor=pool,
+                               progress=False)
     finally:
         del sys.modules["sweep_ghost_module"]
     assert sweep.load(tmp_path / "s.sqlite") == [] and sweep.failures(tmp_path / "s.sqlite") == []
