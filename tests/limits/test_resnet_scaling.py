@@ -436,3 +436,24 @@ def test_regimes_to_depth_2000():
     assert relu.weights.verdict == "sde" and abs(relu.weights.beta - 0.5) <= 0.15, \
         relu.weights.evidence
     assert REGIME_SETTINGS["lr"] > 0
+
+
+def test_flattening_profile_is_h1_and_rough_part_is_neither():
+    """H1 is one-sided: a profile whose slope shrinks with L (A_k = L^-beta (M + (k/L) N / L))
+    has increments ~ L^(-2-beta), Increment(beta) slope -2: still smooth (ode).  A smooth trend
+    plus an i.i.d. part of size L^(-beta-1/2) has increments ~ L^(-beta-1/2), slope -1/2: neither
+    the H1 (<= -1) nor the H2 (0) prediction, so 'neither'."""
+    rng = np.random.default_rng(7)
+    M, N = rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
+    beta = 0.3
+    flat = {L: L ** -beta * (M[None] + (np.arange(L) / L)[:, None, None] * N[None] / L)
+            for L in DEPTHS}
+    e = rs.scaling_exponents(flat)
+    assert e.increment_slope == pytest.approx(-2.0, abs=0.05)
+    assert e.verdict == "ode"
+    rough = {L: _smooth(L, beta, M) + L ** (-beta - 0.5) * 0.3 * rng.standard_normal((L, 3, 3))
+             for L in DEPTHS}
+    e = rs.scaling_exponents(rough)
+    assert e.beta == pytest.approx(beta, abs=4 * e.beta_stderr + 0.02)
+    assert abs(e.increment_slope + 0.5) <= 4 * e.increment_stderr + 0.1
+    assert e.verdict == "neither" and not e.h1 and not e.h2
