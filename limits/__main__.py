@@ -200,7 +200,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError) as exc:       # bad input: a message, not a traceback
+    except (ValueError, TypeError, OSError) as exc:   # bad input: a message, not a traceback
         print(f"python -m limits {args.cmd}: error: {exc}", file=sys.stderr)
         return 2
 

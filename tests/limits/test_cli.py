@@ -131,3 +131,18 @@ def test_phase_diagram_subcommand(tmp_path):
     assert r.returncode == 0 and (tmp_path / "t.png").stat().st_size > 1000
     r = _run("limits", "phase-diagram", "--widths", "100", "--out", str(tmp_path / "x.png"))
     assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_kernel_subcommand_bad_input_is_a_one_line_error(tmp_path):
+    r = _run("limits", "kernel", str(tmp_path / "missing.npy"))
+    assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "bad.npy").write_bytes(b"not a numpy file")
+    r = _run("limits", "kernel", str(tmp_path / "bad.npy"))
+    assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
+    np.save(tmp_path / "nan.npy", np.array([[1.0, np.nan]]))
+    r = _run("limits", "kernel", str(tmp_path / "nan.npy"))
+    assert r.returncode == 2 and "NaN" in r.stderr
+    r = _run("limits", "kernel", str(tmp_path / "nan.npy"), "--depth", "0")
+    assert r.returncode == 2 and "depth" in r.stderr
+    r = _run("limits", "sde", "--paths", "abc")
+    assert r.returncode == 2 and "invalid int value" in r.stderr        # argparse
