@@ -142,6 +142,16 @@ def _regimes(ctx, max_depth):
         meas = "no fit" if e is None else f"{e.verdict}, beta {e.beta:.3f} +- {e.beta_stderr:.3f}"
         if e is not None and not math.isnan(e.alpha):
             meas += f", alpha {e.alpha:.3f}"
+        if e is not None:
+            meas += (f"; Increment slope {e.increment_slope:.2f} +- {e.increment_stderr:.2f}, "
+                     f"RootSSQ slope {e.root_ssq_slope:.2f}")
+            stops = [r.stop for r in st.results.values()]
+            meas += "; stops " + ", ".join(f"{k} {stops.count(k)}" for k in sorted(set(stops)))
+            data = rs.ode_data()
+            den = rs.denoised_losses(st, e.beta, data.X, data.Y,
+                                     n_times=min(500, max(20, depths[-1])))
+            ratio = np.median([b / a for a, b in den.values()])
+            meas += f"; denoised/original train MSE (median over depths) {ratio:.2g}"
         r = Result(f"{act} + {dt} delta, ODE data, depths 3..{depths[-1]} (training.md §2.5)",
                    f"{verdict}, beta in [{lo}, {hi})", meas + (f"; failures {st.failures}"
                                                              if st.failures else ""),

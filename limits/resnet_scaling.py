@@ -37,7 +37,8 @@ rule is ours (the hypotheses' wording in P2 is UNVERIFIED), see :func:`scaling_e
 Entry points: :func:`train` (one network), :func:`study` (a depth grid, optionally through
 ``limits.sweep.run_grid``), :func:`depth_grid`, :func:`ode_data`, :func:`digits_data`,
 :func:`statistics`, :func:`scaling_exponents`, :func:`decompose` (trend / noise) and
-:func:`evaluate` (loss of a network with given, e.g. denoised, weights).  Figures:
+:func:`evaluate` (loss of a network with given weights), :func:`denoised_losses` (the
+re-evaluation with denoised weights).  Figures:
 ``limits.plots.max_norm_vs_depth``, ``weight_paths``, ``detrended_cumsums``,
 ``hypothesis_diagnostic``.
 """
@@ -52,7 +53,7 @@ __all__ = [
     "ACTIVATIONS", "DELTA_TYPES", "INITS", "Dataset", "ode_data", "digits_data", "depth_grid",
     "TrainResult", "train", "evaluate", "statistics", "increment", "detrended_cumsum", "Fit",
     "ScalingExponents", "scaling_exponents", "Decomposition", "decompose", "Study", "study",
-    "effective_parameters", "gradient", "denoised_loss",
+    "effective_parameters", "gradient", "denoised_loss", "denoised_losses",
 ]
 
 ACTIVATIONS = {"identity": 0, "tanh": 1, "relu": 2}
@@ -1126,6 +1127,41 @@ def denoised_loss(result, trend_A, trend_b, X, Y):
         delta = result.delta
     return evaluate(trend_A, trend_b, delta, X, Y, activation=result.activation,
                     delta_type=result.delta_type)
+
+
+def denoised_losses(results, beta, X, Y, *, n_times=500, reference=None):
+    """Re-evaluate every network with its denoised weights (P2-code ``denoising.coupling``).
+
+    The effective weights and biases of all runs are decomposed with :func:`decompose` (same
+    ``beta``, ``n_times`` and ``reference`` depths), and each network is evaluated on ``(X, Y)``
+    with the trends ``(Tbar_k, bbar_k)`` in place of its weights (:func:`denoised_loss`).
+
+    Parameters
+    ----------
+    results : dict depth -> TrainResult, sequence of TrainResult, or a Study
+    beta : float
+    X, Y : array (n, d)
+
+    Returns
+    -------
+    dict depth -> (original loss, denoised loss)
+    """
+    if isinstance(results, Study):
+        results = results.results
+    runs = results.values() if isinstance(results, dict) else results
+    runs = {r.depth: r for r in runs if isinstance(r, TrainResult) and not r.diverged}
+    if not runs:
+        raise ValueError("results holds no finite TrainResult")
+    wA = decompose({L: r.effective_weights for L, r in runs.items()}, beta, n_times=n_times,
+                   reference=reference)
+    wb = decompose({L: r.effective_biases for L, r in runs.items()}, beta, n_times=n_times,
+                   reference=wA.reference)
+    out = {}
+    for L, r in sorted(runs.items()):
+        orig = evaluate(r.A, r.b, r.delta, X, Y, activation=r.activation,
+                        delta_type=r.delta_type)
+        out[L] = (orig, denoised_loss(r, wA.trend[L], wb.trend[L], X, Y))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

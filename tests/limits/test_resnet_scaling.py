@@ -457,3 +457,30 @@ def test_flattening_profile_is_h1_and_rough_part_is_neither():
     assert e.beta == pytest.approx(beta, abs=4 * e.beta_stderr + 0.02)
     assert abs(e.increment_slope + 0.5) <= 4 * e.increment_stderr + 0.1
     assert e.verdict == "neither" and not e.h1 and not e.h2
+
+
+def test_denoised_loss_with_exact_weights_is_the_network():
+    """relu is positively homogeneous: delta relu(A h + b) = sign(delta) relu(|delta| A h +
+    |delta| b), so the effective-weight network with sign(delta) is the trained network."""
+    data = rs.ode_data(train_size=64, test_size=32)
+    for act, dt in (("relu", "multi"), ("tanh", "shared"), ("identity", "multi")):
+        r = rs.train(15, data, activation=act, delta_type=dt, max_epochs=2)
+        ref = rs.evaluate(r.A, r.b, r.delta, data.X_test, data.Y_test, activation=act,
+                          delta_type=dt)
+        assert ref == pytest.approx(r.test_loss, rel=1e-14)
+        got = rs.denoised_loss(r, r.effective_weights, r.effective_biases, data.X_test,
+                               data.Y_test)
+        assert got == pytest.approx(ref, rel=1e-12), (act, dt)
+
+
+def test_denoised_losses_runs_over_a_study():
+    data = rs.ode_data(train_size=64, test_size=32)
+    runs = [rs.train(L, data, max_epochs=2) for L in (10, 20, 40, 80)]
+    out = rs.denoised_losses(runs, 0.4, data.X, data.Y, n_times=20)
+    assert sorted(out) == [10, 20, 40, 80]
+    for L, (orig, den) in out.items():
+        assert orig == pytest.approx(rs.evaluate(runs[[10, 20, 40, 80].index(L)].A,
+                                                 runs[[10, 20, 40, 80].index(L)].b,
+                                                 runs[[10, 20, 40, 80].index(L)].delta,
+                                                 data.X, data.Y), rel=1e-14)
+        assert math.isfinite(den) and den != orig
