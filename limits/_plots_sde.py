@@ -5,7 +5,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["sde_paths", "limit_vs_network"]
+__all__ = ["sde_paths", "limit_vs_network", "resnet_mlp_equivalence"]
 
 
 def sde_paths(solution, n_show=40, label="rho", ax=None):
@@ -62,5 +62,39 @@ def limit_vs_network(limit, networks, times, label="rho", bins=60):
         ax.set_xlabel(label)
     axes[0][0].set_ylabel("density")
     axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def resnet_mlp_equivalence(c_r=1.0, rho0=0.3, depths=(8, 32, 128)):
+    """Correlation against layer time tau = l / L for the ReLU ResNet with branch scale L^-1/2
+    (weight_var = c_r), the shaped ReLU MLP with (c+ - c-)^2 = c_r (rate depth^-1/2,
+    normalised), both at infinite width and finite depth L, and their common ODE
+    ``d rho / d tau = (c_r / 2 pi) h(arccos rho)`` (theory/sde.md §3.1-§3.2).
+    """
+    import math
+
+    import kernels as kn
+
+    from .sde import ResNetODE
+    from .solve import solve
+    K0 = np.array([[1.0, rho0], [rho0, 1.0]])
+    tau = np.linspace(0, 1, 101)
+    ode = solve(ResNetODE(kn.ReLU(), c_r), K0, tau).values
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(tau, ode[:, 0, 1] / ode[:, 0, 0], "k-", lw=2, label="ODE")
+    c = math.sqrt(c_r) / 2
+    for L in depths:
+        res = kn.ResNet(depth=L, activation=kn.ReLU(), weight_var=c_r).trajectory(K0=K0)
+        s_p, s_m = 1 + c / math.sqrt(L), 1 - c / math.sqrt(L)
+        mlp = kn.MLP(depth=L, activation=kn.ShapedReLU(c, -c),
+                     weight_var=2 / (s_p ** 2 + s_m ** 2)).trajectory(K0=K0)
+        t = np.arange(L + 1) / L
+        ax.plot(t, res.correlation[:, 0, 1], "--", label=f"ResNet L = {L}")
+        ax.plot(t, mlp.correlation[:, 0, 1], ":", label=f"shaped MLP L = {L}")
+    ax.set_xlabel("tau = l / L")
+    ax.set_ylabel("rho")
+    ax.set_title(f"ResNet = shaped MLP in the limit, (c+ - c-)^2 = c_r = {c_r:g}", fontsize=10)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
