@@ -1178,28 +1178,36 @@ class Study:
 
 
 def _point(params, rng_seed=None):
-    """One grid point for ``limits.sweep.run_grid``: a JSON-able dict of the trained network."""
+    """One grid point for ``limits.sweep.run_grid``: trains with ``params["seed"]`` (the run is
+    deterministic from it; ``rng_seed`` is not used) and returns the weights as arrays."""
     p = dict(params)
-    data_kw = p.pop("data_kw", {})
+    data_kw = p.pop("data_kw", {}) or {}
     data = (digits_data if p.pop("data") == "digits" else ode_data)(**data_kw)
-    p.pop("betas", None)
+    if "betas" in p:
+        p["betas"] = tuple(p["betas"])
     r = train(p.pop("depth"), data, **p)
-    return dict(depth=r.depth, d=r.d, activation=r.activation, delta_type=r.delta_type,
-                A=r.A.tolist() if not r.diverged else None,
-                b=r.b.tolist() if not r.diverged else None,
-                delta=r.delta.tolist() if not r.diverged else None,
-                loss_history=[float(v) for v in r.loss_history], test_loss=r.test_loss,
-                stop=r.stop)
+    out = dict(depth=r.depth, d=r.d, activation=r.activation, delta_type=r.delta_type,
+               loss_history=np.asarray(r.loss_history, dtype=float), test_loss=r.test_loss,
+               stop=r.stop, A=None, b=None, delta=None)
+    if not r.diverged:
+        out.update(A=r.A, b=r.b, delta=np.asarray(r.delta, dtype=float))
+    return out
 
 
 def _from_record(rec):
-    d, L = rec["d"], rec["depth"]
+    d, L = int(rec["d"]), int(rec["depth"])
     if rec["stop"] == "diverged" or rec["A"] is None:
         A, b, delta = np.full((L, d, d), np.nan), np.full((L, d), np.nan), np.zeros(0)
     else:
-        A, b, delta = np.array(rec["A"]), np.array(rec["b"]), np.array(rec["delta"])
+        A, b, delta = (np.asarray(rec[k], dtype=float) for k in ("A", "b", "delta"))
     return TrainResult(L, d, rec["activation"], rec["delta_type"], A, b, delta, None, None, None,
-                       np.array(rec["loss_history"]), rec["test_loss"], rec["stop"], {})
+                       np.asarray(rec["loss_history"], dtype=float), float(rec["test_loss"]),
+                       rec["stop"], {})
+
+
+def _canonical(params):
+    import json
+    return json.dumps(json.loads(json.dumps(dict(params))), sort_keys=True)
 
 
 def study(depths, *, data="ode", data_kw=None, seed=0, executor=None, store=None, name=None,
@@ -1259,13 +1267,11 @@ def study(depths, *, data="ode", data_kw=None, seed=0, executor=None, store=None
                      f"{train_kw.get('delta_type', 'shared')}_{data}"
         sweep.run_grid(_point, points, store, name=nm, executor=executor, seed=seed,
                        progress=progress, retries=0)
-        want = {L: p for L, p in zip(ds, points)}
+        want = {_canonical(p): L for L, p in zip(ds, points)}
         for rec in sweep.load(store, nm):
-            params, res = (rec["params"], rec.get("results", rec.get("result"))) \
-                if isinstance(rec, dict) and "params" in rec else rec
-            L = params.get("depth") if isinstance(params, dict) else None
-            if L in want and params == want[L] and isinstance(res, dict):
-                results[L] = _from_record(res)
+            L = want.get(_canonical(rec.params))
+            if L is not None and isinstance(rec.results, dict):
+                results[L] = _from_record(rec.results)
     elif executor is not None:
         futs = {L: executor.submit(_point, p) for L, p in zip(ds, points)}
         results = {L: _from_record(f.result()) for L, f in futs.items()}

@@ -484,3 +484,19 @@ def test_denoised_losses_runs_over_a_study():
                                                  runs[[10, 20, 40, 80].index(L)].delta,
                                                  data.X, data.Y), rel=1e-14)
         assert math.isfinite(den) and den != orig
+
+
+def test_study_through_the_sweep_store(tmp_path):
+    sweep = pytest.importorskip("limits.sweep")
+    from concurrent.futures import ThreadPoolExecutor
+    kw = dict(data_kw=dict(train_size=64, test_size=16), max_epochs=2)
+    local = rs.study([3, 5, 8], **kw)
+    store = str(tmp_path / "runs.sqlite")
+    with ThreadPoolExecutor(2) as ex:
+        stored = rs.study([3, 5, 8], store=store, executor=ex, name="rs", **kw)
+        again = rs.study([3, 5, 8], store=store, executor=ex, name="rs", **kw)   # resumes
+    assert len(sweep.load(store, "rs")) == 3
+    for L in (3, 5, 8):
+        np.testing.assert_array_equal(stored.results[L].A, local.results[L].A)
+        np.testing.assert_array_equal(again.results[L].delta, local.results[L].delta)
+    assert stored.weights.beta == local.weights.beta
