@@ -130,17 +130,19 @@ def detrended_cumsums(runs, beta, entry=(0, 1), depths=None):
     """
     w = _weights_of(runs)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    for L in _pick(w, depths):
+    for n, L in enumerate(_pick(w, depths)):
+        color = f"C{n}"
         x = np.concatenate([[0.0], np.cumsum(_entry(w[L], entry))]) * L ** (beta - 1.0)
         t = np.arange(L + 1) / L
-        a1.plot(t, x, lw=0.8, label=f"L = {L}")
+        a1.plot(t, x, lw=0.8, color=color, label=f"L = {L}")
         if L >= 10:
             win = max(3, int(0.1 * L))
             C = np.concatenate([[0.0], np.cumsum(x)])
             k = np.arange(1, L)
             lo = np.where(k < win, 0, np.where(k < L - win, k - win, 2 * k - L))
             hi = np.where(k < win, 2 * k, np.where(k < L - win, k + win, L))
-            a2.plot(k / L, x[k] - (C[hi] - C[lo]) / (hi - lo), lw=0.8, label=f"L = {L}")
+            a2.plot(k / L, x[k] - (C[hi] - C[lo]) / (hi - lo), lw=0.8, color=color,
+                    label=f"L = {L}")
     a1.set(xlabel="k / L", ylabel=fr"$L^{{\beta-1}}\sum_{{j<k}} T_j$ ($\beta$ = {beta:.2f})",
            title="cumulative sums")
     a2.set(xlabel="k / L", ylabel="minus moving average", title="detrended cumulative sums")

@@ -500,3 +500,27 @@ def test_study_through_the_sweep_store(tmp_path):
         np.testing.assert_array_equal(stored.results[L].A, local.results[L].A)
         np.testing.assert_array_equal(again.results[L].delta, local.results[L].delta)
     assert stored.weights.beta == local.weights.beta
+
+
+def test_figures_show_the_statistics():
+    from limits import plots
+    M = np.random.default_rng(2).standard_normal((3, 3))
+    w = {L: _smooth(L, 0.3, M) for L in (10, 20, 40, 80)}
+    e = rs.scaling_exponents(w)
+    fig = plots.max_norm_vs_depth(e)
+    pts, line = fig.axes[0].lines[:2]
+    np.testing.assert_allclose(pts.get_ydata(), [np.linalg.norm(M) * L ** -0.3
+                                                 for L in (10, 20, 40, 80)], rtol=1e-12)
+    x, y = line.get_xdata(), line.get_ydata()
+    assert np.polyfit(np.log(x), np.log(y), 1)[0] == pytest.approx(-0.3, abs=1e-12)
+    fig = plots.hypothesis_diagnostic(e)
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), e.statistics["increment"])
+    fig = plots.weight_paths(w, entry=(1, 2), depths=[20])
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), w[20][:, 1, 2])
+    fig = plots.detrended_cumsums(w, 0.3, entry=(0, 0), depths=[40])
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata()[-1],
+                               40 ** (0.3 - 1) * w[40][:, 0, 0].sum(), rtol=1e-12)
+    with pytest.raises(ValueError, match="depths"):
+        plots.weight_paths(w, depths=[7])
+    import matplotlib.pyplot as plt
+    plt.close("all")
