@@ -1002,6 +1002,9 @@ def scaling_exponents(weights, deltas=None, *, z=3.0, tol=0.2):
                          f"weights, got {sorted(items)} (excluded: {excluded})")
     depths = np.array(sorted(items))
     stats0 = [statistics(items[L][0]) for L in depths]
+    for L, st in zip(depths, stats0):
+        if st["maximum"] == 0.0:
+            raise ValueError(f"weights[{L}] is identically zero: log max norm is undefined")
     fb = _fit(depths, [s["maximum"] for s in stats0])
     beta, beta_se = -fb.slope, fb.stderr
     stats = {k: np.array([s[k] for s in stats0]) for k in stats0[0]}

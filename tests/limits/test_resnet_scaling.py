@@ -399,6 +399,8 @@ def test_bad_input_statistics():
     with pytest.raises(ValueError, match="weights\\[5\\]"):
         rs.scaling_exponents({3: np.ones((3, 2, 2)), 4: np.ones((4, 2, 2)),
                               5: np.ones((6, 2, 2))})
+    with pytest.raises(ValueError, match="identically zero"):
+        rs.scaling_exponents({3: np.ones((3, 2)), 4: np.zeros((4, 2)), 5: np.ones((5, 2))})
     with pytest.raises(ValueError, match="keys"):
         rs.scaling_exponents({0: np.ones((0, 2, 2))})
     with pytest.raises(ValueError, match="shape"):
