@@ -20,8 +20,10 @@ homogeneous activation (relu, identity) with per-layer delta, since
 Why hand-written numba and not a framework: at this size (d <= 32, L up to ~10^4, batch 32) every
 layer is a 32 x d x d product, far below the size where a framework's kernels pay for their
 per-operation dispatch (a few microseconds per op, about 15 ops per layer and pass); a fused
-float64 loop over the layers in one compiled call is 5-20x faster than vectorised NumPy on 2 cores
-(``benchmarks/resnet_scaling.py`` measures it) and has no dependency beyond numba.  Gradients are
+float64 loop over the layers in one compiled call (batch innermost, so the inner loops vectorise)
+has no dependency beyond numba.  ``benchmarks/resnet_scaling.py`` measures one epoch (d = 10,
+L = 1000, batch 32, 1024 samples) against the same maths in vectorised NumPy: about 0.07 s and 9x
+for relu, 0.18 s and 3.4x for tanh (tanh itself dominates: ours does not vectorise, NumPy's does).  Gradients are
 tested against finite differences and the optimiser against a hand-computed Adam update.
 
 Scaling statistics (P2-code ``regression.compute_statistics``; training.md §2.3) on a per-layer
