@@ -4,7 +4,8 @@ Expected values: the trainer against an independent NumPy forward pass, finite d
 the Adam recurrence; the statistics against sequences with a known answer (smooth: the input beta
 and H1; random walk: beta = 1/2 and H2; i.i.d.: neither); the regimes of training.md §2.5 (P2,
 provisional): tanh + shared delta on the ODE data is H1 with beta in [0, 1/2), ReLU + per-layer
-delta is H2 with beta = 1/2 +- 0.15.
+delta is H2 with beta = 1/2 +- 0.15; on the digits stand-in for MNIST, tanh + shared H1 and
+ReLU + per-layer delta H2 with beta = 0.4 +- 0.15.
 """
 import math
 
@@ -20,10 +21,18 @@ REGIME_SETTINGS = dict(optimizer="adam", lr=1e-3, max_epochs=200, epsilon=1e-3, 
 EXPECTED = {("tanh", "shared"): ("ode", (0.0, 0.5)), ("relu", "multi"): ("sde", (0.35, 0.65))}
 
 
-def regime_study(activation, delta_type, depths, seed=0, executor=None, store=None):
-    """The regime study of training.md §2.5 on the ODE data with :data:`REGIME_SETTINGS`."""
+# MNIST rows of training.md §2.5 (provisional), on our stand-in (scikit-learn digits, d = 25):
+# tanh + shared "H1 (presumed)", beta not recoverable; relu + multi H2 with beta ~ 0.4 (+- 0.15)
+EXPECTED_DIGITS = {("tanh", "shared"): ("ode", (0.0, 1.0)),
+                   ("relu", "multi"): ("sde", (0.25, 0.55))}
+
+
+def regime_study(activation, delta_type, depths, seed=0, executor=None, store=None,
+                 data="ode"):
+    """The regime study of training.md §2.5 (ODE data, or the digits stand-in for MNIST) with
+    :data:`REGIME_SETTINGS`."""
     from limits import resnet_scaling as rs
-    return rs.study(depths, activation=activation, delta_type=delta_type, seed=seed,
+    return rs.study(depths, data=data, activation=activation, delta_type=delta_type, seed=seed,
                     executor=executor, store=store, **REGIME_SETTINGS)
 
 
@@ -130,13 +139,14 @@ def _known(ctx):
     return out
 
 
-def _regimes(ctx, max_depth):
+def _regimes(ctx, max_depth, data="ode"):
     from limits import resnet_scaling as rs
     from limits import plots
     depths = rs.depth_grid(1.2, 3, max_depth)
     out = []
-    for (act, dt), (verdict, (lo, hi)) in EXPECTED.items():
-        st = regime_study(act, dt, depths)
+    expected = EXPECTED if data == "ode" else EXPECTED_DIGITS
+    for (act, dt), (verdict, (lo, hi)) in expected.items():
+        st = regime_study(act, dt, depths, data=data)
         e = st.weights
         ok = e is not None and e.verdict == verdict and lo <= e.beta < hi and not st.failures
         meas = "no fit" if e is None else f"{e.verdict}, beta {e.beta:.3f} +- {e.beta_stderr:.3f}"
@@ -147,17 +157,17 @@ def _regimes(ctx, max_depth):
                      f"RootSSQ slope {e.root_ssq_slope:.2f}")
             stops = [r.stop for r in st.results.values()]
             meas += "; stops " + ", ".join(f"{k} {stops.count(k)}" for k in sorted(set(stops)))
-            data = rs.ode_data()
-            den = rs.denoised_losses(st, e.beta, data.X, data.Y,
+            ds = rs.ode_data() if data == "ode" else rs.digits_data()
+            den = rs.denoised_losses(st, e.beta, ds.X, ds.Y,
                                      n_times=min(500, max(20, depths[-1])))
             ratio = np.median([b / a for a, b in den.values()])
             meas += f"; denoised/original train MSE (median over depths) {ratio:.2g}"
-        r = Result(f"{act} + {dt} delta, ODE data, depths 3..{depths[-1]} (training.md §2.5)",
+        r = Result(f"{act} + {dt} delta, {data} data, depths 3..{depths[-1]} (training.md §2.5)",
                    f"{verdict}, beta in [{lo}, {hi})", meas + (f"; failures {st.failures}"
                                                              if st.failures else ""),
                    "verdict exact (tol 0.2 + 3 se)", ok)
         if e is not None:
-            tag = f"{act}_{dt}_{max_depth}"
+            tag = f"{act}_{dt}_{data}_{max_depth}"
             ctx.save(plots.max_norm_vs_depth(e), f"resnet_scaling_maxnorm_{tag}.png")
             ctx.save(plots.weight_paths(st.results), f"resnet_scaling_paths_{tag}.png")
             ctx.save(plots.detrended_cumsums(st.results, beta=e.beta),
@@ -177,3 +187,14 @@ def _regimes_quick(ctx):
 def _regimes_full(ctx):
     # depth_grid(1.2, 3, 2116) stops at 1763 (int(log 2116 / log 1.2) = 41): ask for 2500
     return _regimes(ctx, 2500)
+
+
+@check("resnet_scaling: regimes on the digits stand-in for MNIST, depths <= 1000",
+       full_only=True)
+def _regimes_digits(ctx):
+    import importlib.util
+    if importlib.util.find_spec("sklearn") is None:
+        return [Result("regimes on digits (training.md §2.5, MNIST rows)", "ode; sde",
+                       "not run: scikit-learn missing (pip install nn-limits[data])", "-",
+                       False)]
+    return _regimes(ctx, 1000, data="digits")
