@@ -1238,7 +1238,10 @@ def study(depths, *, data="ode", data_kw=None, seed=0, executor=None, store=None
     Study
         ``.results`` depth -> TrainResult; ``.weights`` / ``.biases`` the
         :class:`ScalingExponents` of the effective weights / biases (None when fewer than 3
-        depths are usable); ``.failures`` diverged runs.
+        depths are usable); ``.failures`` diverged runs.  Runs that stopped on 'plateau' or
+        'max_epochs' (loss still >= epsilon) are fitted, as in P2-code; to leave them out,
+        pass ``[r for r in study.results.values() if r.stop == 'epsilon']`` to
+        :func:`scaling_exponents`.
     """
     try:
         ds = sorted({_int("depths", L, 1) for L in depths})
