@@ -139,17 +139,32 @@ def _known(ctx):
     return out
 
 
-def _regimes(ctx, max_depth, data="ode"):
+def _regimes(ctx, max_depth, data="ode", seeds=(0,)):
+    """One study per seed; the verdict must hold for every seed and the seed-averaged beta
+    (standard error from the scatter between seeds, which the single-fit stderr understates)
+    must lie in the expected band."""
     from limits import resnet_scaling as rs
     from limits import plots
     depths = rs.depth_grid(1.2, 3, max_depth)
     out = []
     expected = EXPECTED if data == "ode" else EXPECTED_DIGITS
     for (act, dt), (verdict, (lo, hi)) in expected.items():
-        st = regime_study(act, dt, depths, data=data)
+        studies = [regime_study(act, dt, depths, data=data, seed=s) for s in seeds]
+        st = studies[0]
         e = st.weights
-        ok = e is not None and e.verdict == verdict and lo <= e.beta < hi and not st.failures
+        fits = [x.weights for x in studies]
+        ok = (all(f is not None and f.verdict == verdict for f in fits)
+              and not any(x.failures for x in studies))
+        if ok:
+            betas = np.array([f.beta for f in fits])
+            beta = betas.mean()
+            ok = lo <= beta < hi
         meas = "no fit" if e is None else f"{e.verdict}, beta {e.beta:.3f} +- {e.beta_stderr:.3f}"
+        if len(seeds) > 1 and all(f is not None for f in fits):
+            b = np.array([f.beta for f in fits])
+            meas = (f"verdicts {', '.join(f.verdict for f in fits)} (seeds {list(seeds)}); "
+                    f"beta {b.mean():.3f} +- {b.std(ddof=1) / math.sqrt(len(b)):.3f} over seeds "
+                    f"({', '.join(f'{v:.3f}' for v in b)}); seed {seeds[0]}: " + meas)
         if e is not None and not math.isnan(e.alpha):
             meas += f", alpha {e.alpha:.3f}"
         if e is not None:
@@ -180,13 +195,13 @@ def _regimes(ctx, max_depth, data="ode"):
 
 @check("resnet_scaling: regimes on depths <= 300")
 def _regimes_quick(ctx):
-    return _regimes(ctx, 300)
+    return _regimes(ctx, 300, seeds=(0, 1, 2))
 
 
 @check("resnet_scaling: regimes on depths <= 2116", full_only=True)
 def _regimes_full(ctx):
     # depth_grid(1.2, 3, 2116) stops at 1763 (int(log 2116 / log 1.2) = 41): ask for 2500
-    return _regimes(ctx, 2500)
+    return _regimes(ctx, 2500, seeds=(0, 1, 2))
 
 
 @check("resnet_scaling: regimes on the digits stand-in for MNIST, depths <= 1000",
