@@ -346,14 +346,21 @@ def test_shaped_network_is_consistent_with_the_correlation_sde():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("C, T", [(1.0, 0.25), (4.0, 1.0)])
+@pytest.mark.parametrize("C, T", [(1.0, 0.25), (4.0, 0.5), (4.0, 1.0)])
 def test_shaped_network_ks_distance_decreases_with_width(C, T):
-    lim = limits.solve(limits.CorrelationSDE(0.0, -math.sqrt(C)), 0.3, [T], paths=10_000,
-                       seed=1, dt=5e-4).values[0]
-    ks = [stats.ks_2samp(_shaped_rho(n, T, C, 10_000, seed=n), lim).statistic
-          for n in (64, 128, 256, 512)]
+    """Shaping c+ = 0, c- = -sqrt(C) (as in sde.md §6 B's network check): the finite-n drift
+    bias C (c+ + c-)/sqrt(n) is visible and must fade; 10,000 vs 10,000 samples."""
+    sde = limits.CorrelationSDE(0.0, -math.sqrt(C))
+    lim = limits.solve(sde, 0.3, [T], paths=10_000, seed=1, dt=5e-4).values[0]
+    ks = []
+    for n in (64, 128, 256, 512):
+        net, x = sde.network(n, T, 0.3)
+        rho = kn.simulate_paths(net, x, width=n, samples=10_000, seed=n, layers=[net.depth],
+                                record="rho", progress=False).rho[:, 0]
+        ks.append(stats.ks_2samp(rho, lim).statistic)
+    noise = 1.36 * math.sqrt(2 / 10_000)         # KS statistic at p = 0.05 for equal laws
     assert ks[-1] < 0.05, ks
-    assert ks[-1] < ks[0], ks
+    assert ks[-1] < ks[0] or ks[0] < noise, ks  # decreases, unless already at the noise level
 
 
 @pytest.mark.slow
