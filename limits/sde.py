@@ -420,6 +420,18 @@ class LinearSDE(_SDE):
         return super().to_coords(0.5 * K_UNSHAPED if y0 is None else y0)
 
 
+def _set_activation_and_variances(obj):
+    """Validate ``activation`` (default ReLU), ``weight_var`` and ``bias_var`` of a frozen
+    dataclass in place."""
+    import kernels as kn
+    if obj.activation is None:
+        object.__setattr__(obj, "activation", kn.ReLU())
+    if not isinstance(obj.activation, kn.Activation):
+        raise TypeError(f"activation must be a kernels activation, got {obj.activation!r}")
+    for name in ("weight_var", "bias_var"):
+        object.__setattr__(obj, name, _checks.nonneg_float(getattr(obj, name), name))
+
+
 @dataclass(frozen=True)
 class PeluchettiFavaroSDE(_SDE):
     """Depth limit of a *finite-width* ResNet with block variances ~ 1/depth (Peluchetti &
@@ -459,14 +471,8 @@ class PeluchettiFavaroSDE(_SDE):
     code = _PF
 
     def __post_init__(self):
-        import kernels as kn
-        if self.activation is None:
-            object.__setattr__(self, "activation", kn.ReLU())
-        if not isinstance(self.activation, kn.Activation):
-            raise TypeError(f"activation must be a kernels activation, got {self.activation!r}")
+        _set_activation_and_variances(self)
         object.__setattr__(self, "width", _checks.positive_int(self.width, "width"))
-        for name in ("weight_var", "bias_var"):
-            object.__setattr__(self, name, _checks.nonneg_float(getattr(self, name), name))
         for name in ("weight_mean", "bias_mean"):
             object.__setattr__(self, name, _finite(getattr(self, name), name))
 
@@ -512,14 +518,7 @@ class ResNetODE:
     ode = True
 
     def __post_init__(self):
-        import kernels as kn
-        if self.activation is None:
-            object.__setattr__(self, "activation", kn.ReLU())
-        if not isinstance(self.activation, kn.Activation):
-            raise TypeError(f"activation must be a kernels activation, got {self.activation!r}")
-        object.__setattr__(self, "weight_var", _checks.nonneg_float(self.weight_var,
-                                                                    "weight_var"))
-        object.__setattr__(self, "bias_var", _checks.nonneg_float(self.bias_var, "bias_var"))
+        _set_activation_and_variances(self)
 
     def rhs(self, K, Theta=None):
         """Right-hand sides (dK/dt, dTheta/dt) for symmetric (N, N) K (and Theta)."""
