@@ -344,5 +344,9 @@ def _write_report(results, out, quick):
         fig = f"[{r.figure}]({r.figure})" if r.figure else ""
         lines.append(f"| {r.name} | {r.expected} | {r.measured} | {r.tolerance} | "
                      f"{'pass' if r.passed else '**FAIL**'} | {fig} | {r.seconds:.1f} |")
+    linked = {r.figure for r in results if r.figure}
+    extra = sorted(f for f in os.listdir(out) if f.endswith(".png") and f not in linked)
+    if extra:                               # figures a check drew besides its linked one
+        lines += ["", "## Further figures", ""] + [f"- [{f}]({f})" for f in extra]
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
