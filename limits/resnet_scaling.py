@@ -23,7 +23,7 @@ per-operation dispatch (a few microseconds per op, about 15 ops per layer and pa
 float64 loop over the layers in one compiled call (batch innermost, so the inner loops vectorise)
 has no dependency beyond numba.  ``benchmarks/resnet_scaling.py`` measures one epoch (d = 10,
 L = 1000, batch 32, 1024 samples) against the same maths in vectorised NumPy: about 0.065 s and
-10x for relu, 0.086 s and 7.6x for tanh.  (The forward pass and Adam are compiled with
+10-13x for relu, 0.086-0.09 s and 7.2-7.6x for tanh.  (The passes and Adam are compiled with
 ``error_model="numpy"``: with Python's error model every division carries a zero check and the
 loops over the batch do not vectorise; tanh was then 0.18 s and 3.4x.)  Gradients are tested
 against finite differences and the optimiser against a hand-computed Adam update.
@@ -352,7 +352,7 @@ def _forward(A, b, delta, dtype, act, X, idx, H, U):
                 H[k + 1, i, r] = H[k, i, r] + s * U[k, i, r]
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"contract", "reassoc"})
+@numba.njit(nogil=True, cache=True, fastmath={"contract", "reassoc"}, error_model="numpy")
 def _backward(A, b, delta, dtype, act, Y, idx, H, U, G, gA, gb, gd):
     """Loss and gradients of mean((h_L - y)^2) over the batch rows ``idx`` (G: (d, B) work).
 
