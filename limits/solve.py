@@ -388,6 +388,9 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
     paths = _checks.positive_int(paths, "paths")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if sde.code == _PF and method != "euler":
+        raise ValueError(f"PeluchettiFavaroSDE is solved by Euler-Maruyama only (its noise is "
+                         f"not commutative), got method={method!r}")
     if method == "milstein" and sde.dim != 1:
         raise ValueError("method='milstein' needs a scalar SDE (no Levy areas are simulated); "
                          "use 'euler'")
@@ -446,9 +449,10 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
     finally:
         if bar is not None:
             bar.close()
-    values = sde.from_coords(out if sde.dim > 1 else out[..., None])
     if sde.code == _PF:
-        values = out
+        values = out                        # Grams (times, paths, N, N)
+    else:
+        values = sde.from_coords(out if sde.dim > 1 else out[..., None])
     if not np.all(np.isfinite(values)):
         bad = int(np.count_nonzero(~np.isfinite(values)))
         raise FloatingPointError(f"{bad} non-finite values: the SDE left its domain or exploded "

@@ -440,6 +440,10 @@ def test_compare_statistics():
     (lambda: limits.solve(limits.ResNetODE(), [[1, 2], [3, 1]], [1.0]), ValueError,
      "symmetric"),
     (lambda: limits.solve("sde", 0.3, [1.0]), TypeError, "sde"),
+    (lambda: limits.solve(limits.PeluchettiFavaroSDE(width=4), np.eye(2), [1.0],
+                          method="milstein"), ValueError, "Euler"),
+    (lambda: limits.solve(limits.PeluchettiFavaroSDE(width=4), [[1, 2], [2, 1]], [1.0]),
+     ValueError, "semi-definite"),
     (lambda: limits.CorrelationSDE(float("nan")), ValueError, "c_plus"),
 ])
 def test_bad_input(call, exc, match):
