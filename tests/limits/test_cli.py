@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import kernels as kn
 
@@ -146,3 +147,24 @@ def test_kernel_subcommand_bad_input_is_a_one_line_error(tmp_path):
     assert r.returncode == 2 and "depth" in r.stderr
     r = _run("limits", "sde", "--paths", "abc")
     assert r.returncode == 2 and "invalid int value" in r.stderr        # argparse
+
+
+def test_validate_runs_on_a_dask_executor(monkeypatch, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    from limits import validate
+
+    def ok(ctx):
+        return [validate.Result("ok", "1", "1", "0", True)]
+
+    def bad(ctx):
+        return [validate.Result("bad", "1", "2", "0", False)]
+
+    monkeypatch.setattr(validate, "CHECKS", [validate._Check(ok, "ok", False),
+                                             validate._Check(bad, "bad", False)])
+    monkeypatch.setattr(validate, "_load_check_modules", lambda: None)
+    with distributed.LocalCluster(n_workers=1, processes=False, threads_per_worker=2,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        res = validate.run(out=str(tmp_path), progress=False, executor=client.get_executor())
+    assert [(r.name, r.passed) for r in res] == [("ok", True), ("bad", False)]
+    assert "**FAIL**" in (tmp_path / "report.md").read_text()
