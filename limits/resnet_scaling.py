@@ -688,16 +688,10 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
                        float(test_loss), stop, settings)
 
 
-def evaluate(A, b, delta, X, Y, *, activation="tanh", delta_type="shared"):
-    """MSE ``mean((h_L - y)^2)`` of the ResNet with weights ``A`` (L, d, d), ``b`` (L, d) and
-    ``delta`` on ``(X, Y)`` (training.md §2.1).  Used for the denoised re-evaluation of P2-code
-    ``denoising.coupling``: for relu with 'multi' pass the trend of the effective weights and
-    ``delta = sign(delta_k)`` (the weights already carry |delta_k|).
-
-    Returns
-    -------
-    float
-    """
+def _network_args(A, b, delta, X, Y, activation, delta_type, none_lengths):
+    """Checked arrays of :func:`evaluate` / :func:`gradient`: ``(A, b, delta, X, Y, activation,
+    delta_type, L, d)``; ``delta`` must have length 1 ('shared'), L ('multi') or one of
+    ``none_lengths`` ('none')."""
     A = np.ascontiguousarray(np.asarray(A, dtype=np.float64))
     if A.ndim != 3 or A.shape[1] != A.shape[2] or A.shape[0] < 1:
         raise ValueError(f"A must have shape (L, d, d) with L >= 1, got {A.shape}")
@@ -712,10 +706,25 @@ def evaluate(A, b, delta, X, Y, *, activation="tanh", delta_type="shared"):
     act = _choice("activation", activation, tuple(ACTIVATIONS))
     dt = _choice("delta_type", delta_type, DELTA_TYPES)
     delta = np.asarray(delta, dtype=np.float64).reshape(-1)
-    want = {"none": (0, 1), "shared": (1,), "multi": (L,)}[dt]
+    want = {"none": none_lengths, "shared": (1,), "multi": (L,)}[dt]
     if delta.shape[0] not in want:
         raise ValueError(f"delta must have length {want[0]} for delta_type {dt!r}, got "
                          f"{delta.shape[0]}")
+    return A, b, delta, X, Y, act, dt, L, d
+
+
+def evaluate(A, b, delta, X, Y, *, activation="tanh", delta_type="shared"):
+    """MSE ``mean((h_L - y)^2)`` of the ResNet with weights ``A`` (L, d, d), ``b`` (L, d) and
+    ``delta`` on ``(X, Y)`` (training.md §2.1).  Used for the denoised re-evaluation of P2-code
+    ``denoising.coupling``: for relu with 'multi' pass the trend of the effective weights and
+    ``delta = sign(delta_k)`` (the weights already carry |delta_k|).
+
+    Returns
+    -------
+    float
+    """
+    A, b, delta, X, Y, act, dt, L, d = _network_args(A, b, delta, X, Y, activation, delta_type,
+                                                     none_lengths=(0, 1))
     if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b)) and np.all(np.isfinite(delta))):
         raise ValueError("A, b and delta must be finite")
     dvec = delta if dt != "none" else np.zeros(1)
@@ -732,24 +741,8 @@ def gradient(A, b, delta, X, Y, *, activation="tanh", delta_type="shared"):
     (float, ndarray like A, ndarray like b, ndarray like delta)
         For 'shared' the delta gradient is ``sign(delta) dL/d|delta|``; for 'none' it is empty.
     """
-    A = np.ascontiguousarray(np.asarray(A, dtype=np.float64))
-    if A.ndim != 3 or A.shape[1] != A.shape[2] or A.shape[0] < 1:
-        raise ValueError(f"A must have shape (L, d, d) with L >= 1, got {A.shape}")
-    L, d = A.shape[0], A.shape[1]
-    b = np.ascontiguousarray(np.asarray(b, dtype=np.float64))
-    if b.shape != (L, d):
-        raise ValueError(f"b must have shape {(L, d)}, got {b.shape}")
-    X, Y = _matrix("X", X, cols=d), _matrix("Y", Y, cols=d)
-    if X.shape[0] != Y.shape[0]:
-        raise ValueError(f"X and Y must have the same number of rows, got {X.shape[0]} and "
-                         f"{Y.shape[0]}")
-    act = _choice("activation", activation, tuple(ACTIVATIONS))
-    dt = _choice("delta_type", delta_type, DELTA_TYPES)
-    delta = np.asarray(delta, dtype=np.float64).reshape(-1)
-    want = {"none": 0, "shared": 1, "multi": L}[dt]
-    if delta.shape[0] != want:
-        raise ValueError(f"delta must have length {want} for delta_type {dt!r}, got "
-                         f"{delta.shape[0]}")
+    A, b, delta, X, Y, act, dt, L, d = _network_args(A, b, delta, X, Y, activation, delta_type,
+                                                     none_lengths=(0,))
     dvec = np.ascontiguousarray(delta) if dt != "none" else np.zeros(1)
     B = X.shape[0]
     idx = np.arange(B, dtype=np.int64)
