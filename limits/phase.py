@@ -425,6 +425,51 @@ def _gd(a, W, Xa, y, c, tol, max_steps, F, delta, lr_fixed, slack, loss_out):
     return _BUDGET, max_steps, time
 
 
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _step_and_forward(a, w0, w1, x0, ga, g0, g1, lr_cn, update, lo, hi, f):
+    """Neurons lo..hi-1 of ``_gd2``: the GD update (if ``update``; step lr c/n) from the previous
+    gradients, then their outputs added to f; returns their part of the trace of the Gram."""
+    n = x0.shape[0]
+    tr = 0.0
+    for k in range(lo, hi):
+        ak = a[k]
+        if update:
+            a[k] = ak - lr_cn * ga[k]
+            w0[k] -= lr_cn * ak * g0[k]
+            w1[k] -= lr_cn * ak * g1[k]
+            ak = a[k]
+        for i in range(n):
+            z = w0[k] * x0[i] + w1[k]
+            h = max(z, 0.0)
+            ind = 1.0 if z > 0.0 else 0.0
+            f[i] += ak * h
+            tr += h * h + ak * ak * (x0[i] * x0[i] + 1.0) * ind
+    return tr
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _gradients(w0, w1, x0, e, ga, g0, g1, lo, hi):
+    """Neurons lo..hi-1 of ``_gd2``: gradient sums (ga, g0, g1) from the residual e; returns
+    the largest ``g0^2 + g1^2`` among them."""
+    n = x0.shape[0]
+    vm = 0.0
+    for k in range(lo, hi):
+        g = 0.0
+        s0 = 0.0
+        s1 = 0.0
+        for i in range(n):
+            z = w0[k] * x0[i] + w1[k]
+            g += e[i] * max(z, 0.0)
+            ei = e[i] if z > 0.0 else 0.0
+            s0 += ei * x0[i]
+            s1 += ei
+        ga[k] = g
+        g0[k] = s0
+        g1[k] = s1
+        vm = max(vm, s0 * s0 + s1 * s1)
+    return vm
+
+
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _gd2(a, w0, w1, x0, y, c, tol, max_steps, F, delta, lr_fixed, slack, loss_out):
     """The same as ``_gd`` for 1-d inputs (x, 1): the two input-weight columns w0 (slope) and
@@ -442,20 +487,7 @@ def _gd2(a, w0, w1, x0, y, c, tol, max_steps, F, delta, lr_fixed, slack, loss_ou
     cn = c / n
     for step in range(max_steps + 1):
         f[:] = 0.0
-        tr = 0.0
-        for k in range(M):
-            ak = a[k]
-            if step > 0:
-                a[k] = ak - lr * cn * ga[k]
-                w0[k] -= lr * cn * ak * g0[k]
-                w1[k] -= lr * cn * ak * g1[k]
-                ak = a[k]
-            for i in range(n):
-                z = w0[k] * x0[i] + w1[k]
-                h = max(z, 0.0)
-                ind = 1.0 if z > 0.0 else 0.0
-                f[i] += ak * h
-                tr += h * h + ak * ak * (x0[i] * x0[i] + 1.0) * ind
+        tr = _step_and_forward(a, w0, w1, x0, ga, g0, g1, lr * cn, step > 0, 0, M, f)
         loss = 0.0
         for i in range(n):
             e[i] = c * f[i] - y[i]
@@ -468,21 +500,7 @@ def _gd2(a, w0, w1, x0, y, c, tol, max_steps, F, delta, lr_fixed, slack, loss_ou
             return code, step, time
         if loss < prev:
             prev = loss                # running minimum of R_S
-        vm = 0.0
-        for k in range(M):
-            g = 0.0
-            s0 = 0.0
-            s1 = 0.0
-            for i in range(n):
-                z = w0[k] * x0[i] + w1[k]
-                g += e[i] * max(z, 0.0)
-                ei = e[i] if z > 0.0 else 0.0
-                s0 += ei * x0[i]
-                s1 += ei
-            ga[k] = g
-            g0[k] = s0
-            g1[k] = s1
-            vm = max(vm, s0 * s0 + s1 * s1)
+        vm = _gradients(w0, w1, x0, e, ga, g0, g1, 0, M)
         code, lr = _check_and_lr(loss, np.inf, slack, tol, -1, max_steps, tr, vm, n, c, F, delta,
                                  lr_fixed)
         if code != -1:
@@ -515,20 +533,7 @@ def _gd2_par(a, w0, w1, x0, y, c, tol, max_steps, F, delta, lr_fixed, slack, nch
             lo = (M * ch) // nch
             hi = (M * (ch + 1)) // nch
             fl = np.zeros(n)
-            tr = 0.0
-            for k in range(lo, hi):
-                ak = a[k]
-                if step > 0:
-                    a[k] = ak - lr * cn * ga[k]
-                    w0[k] -= lr * cn * ak * g0[k]
-                    w1[k] -= lr * cn * ak * g1[k]
-                    ak = a[k]
-                for i in range(n):
-                    z = w0[k] * x0[i] + w1[k]
-                    h = max(z, 0.0)
-                    ind = 1.0 if z > 0.0 else 0.0
-                    fl[i] += ak * h
-                    tr += h * h + ak * ak * (x0[i] * x0[i] + 1.0) * ind
+            tr = _step_and_forward(a, w0, w1, x0, ga, g0, g1, lr * cn, step > 0, lo, hi, fl)
             for i in range(n):
                 fpart[ch, i] = fl[i]
             trpart[ch] = tr
@@ -553,22 +558,7 @@ def _gd2_par(a, w0, w1, x0, y, c, tol, max_steps, F, delta, lr_fixed, slack, nch
         for ch in prange(nch):
             lo = (M * ch) // nch
             hi = (M * (ch + 1)) // nch
-            vm = 0.0
-            for k in range(lo, hi):
-                g = 0.0
-                s0 = 0.0
-                s1 = 0.0
-                for i in range(n):
-                    z = w0[k] * x0[i] + w1[k]
-                    g += e[i] * max(z, 0.0)
-                    ei = e[i] if z > 0.0 else 0.0
-                    s0 += ei * x0[i]
-                    s1 += ei
-                ga[k] = g
-                g0[k] = s0
-                g1[k] = s1
-                vm = max(vm, s0 * s0 + s1 * s1)
-            vpart[ch] = vm
+            vpart[ch] = _gradients(w0, w1, x0, e, ga, g0, g1, lo, hi)
         vm = 0.0
         for ch in range(nch):
             vm = max(vm, vpart[ch])
