@@ -26,7 +26,7 @@ import numpy as np
 from numba import prange
 
 from kernels import _checks
-from kernels.montecarlo import _chol_upper, _normal_pair, _phi, _sample_keys
+from kernels.montecarlo import _chol_upper, _fill, _normal_pair, _phi, _sample_keys
 
 from .sde import _CORR, _COV2, _PF, _corr_drift, _drift1, _model3, _vol1
 
@@ -158,18 +158,6 @@ def _solve_cov2(p, y0, grid, save, keys, out):
                 k += 1
 
 
-@numba.njit(inline="always", cache=True, error_model="numpy")
-def _fill_normals(k1, k2, c0, z):
-    """z.ravel() <- normals number c0, c0 + 1, ... of the stream (c0 even)."""
-    zf = z.reshape(z.size)
-    m = zf.shape[0]
-    for q in range(0, m, 2):
-        a, b = _normal_pair(k1, k2, np.uint64(c0 + q))
-        zf[q] = a
-        if q + 1 < m:
-            zf[q + 1] = b
-
-
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _solve_pf(code, ap, fn, D, U0, p, grid, save, keys, out):
     """Peluchetti-Favaro diffusion: X (N, D) from a stem X_0 = U0^T Z; Euler-Maruyama with the
@@ -179,7 +167,6 @@ def _solve_pf(code, ap, fn, D, U0, p, grid, save, keys, out):
     N = U0.shape[0]
     sw2, sb2, mw, mb = p[0], p[1], p[2], p[3]
     nsteps = grid.shape[0] - 1
-    block = N * D + (N * D) % 2            # normals per step (even: pairs never straddle)
     for j in prange(paths):
         k1, k2 = keys[j, 0], keys[j, 1]
         X = np.zeros((N, D))
@@ -189,7 +176,8 @@ def _solve_pf(code, ap, fn, D, U0, p, grid, save, keys, out):
         U = np.empty((N, N))
         A = np.empty((N, N))
         mu = np.empty(N)
-        _fill_normals(k1, k2, 0, Z)
+        Zf = Z.reshape(N * D)
+        _fill(k1, k2, 0, Zf)                # stream 0: the stem; stream i + 1: step i
         for a in range(N):
             for b in range(a + 1):
                 ub = U0[b, a]
@@ -217,7 +205,7 @@ def _solve_pf(code, ap, fn, D, U0, p, grid, save, keys, out):
                     G[a, b] = sb2 + sw2 * s / D
                     G[b, a] = G[a, b]
             _chol_upper(G, U, A)
-            _fill_normals(k1, k2, (i + 1) * block, Z)
+            _fill(k1, k2, i + 1, Zf)
             for a in range(N):
                 for c in range(D):
                     X[a, c] += mu[a] * h
