@@ -139,12 +139,11 @@ def _finite(v, name):
 
 
 class _SDE:
-    """Common interface: ``dim``, ``noise_dim``, ``params``, ``to_coords``, ``from_coords``."""
+    """Common interface: ``dim``, ``params``, ``to_coords``, ``from_coords`` (the compiled
+    model functions are selected by ``code``)."""
 
-    ode = False
     singular_at_zero = False
     dim = 1
-    noise_dim = 1
     additive = False
 
     def to_coords(self, y0):
@@ -155,13 +154,6 @@ class _SDE:
 
     def from_coords(self, z):
         return z[..., 0]
-
-    def drift(self, t, y):
-        """Drift in solver coordinates (NumPy, vectorised over leading axes of y)."""
-        raise NotImplementedError
-
-    def volatility(self, t, y):
-        raise NotImplementedError
 
 
 class _Shaped:
@@ -250,13 +242,6 @@ class CorrelationSDE(_Shaped, _SDE):
     def from_coords(self, z):
         return np.tanh(z[..., 0])
 
-    def drift(self, t, y):
-        x = np.asarray(y, float)
-        return np.vectorize(lambda v: _corr_drift(v, self.C))(x)
-
-    def volatility(self, t, y):
-        return np.ones_like(np.asarray(y, float))
-
     def derivation(self):
         """The SymPy derivation of this SDE in the solver's Fisher-z coordinates
         (``limits.derive.correlation_derivation(..., coordinates="artanh")``)."""
@@ -286,8 +271,6 @@ class CovarianceSDE(_Shaped, _SDE):
     c_minus: float = 0.0
     code = _COV2
     dim = 3
-    noise_dim = 3
-
 
     def to_coords(self, y0):
         V = np.asarray(y0, dtype=np.float64)
@@ -515,7 +498,6 @@ class ResNetODE:
     activation: object = None
     weight_var: float = 1.0
     bias_var: float = 0.0
-    ode = True
 
     def __post_init__(self):
         _set_activation_and_variances(self)
