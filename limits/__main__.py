@@ -101,11 +101,10 @@ def _phase_diagram(args):
         fig.savefig(args.out, dpi=110, bbox_inches="tight")
         print(f"theoretical phase diagram: {args.out}")
         return 0
-    executor = None
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     d = phase.diagram(args.gammas, args.gamma_primes, widths=tuple(args.widths),
-                      seeds=tuple(args.seeds), executor=executor, store=args.store,
+                      seeds=tuple(args.seeds), store=args.store,
                       progress=not args.no_progress, workers=args.workers)
     print("S_w (rows: gamma', columns: gamma " + " ".join(f"{g:g}" for g in d.gammas) + ")")
     for gp, row, err in zip(d.gamma_primes, d.slope, d.stderr):
