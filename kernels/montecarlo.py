@@ -133,6 +133,38 @@ def _i2f(typingctx, x):
     return types.float64(types.int64), codegen
 
 
+# Integer <-> float conversions by the "magic number" trick.  AVX2 has no packed int64 <-> double
+# conversion (that is AVX-512DQ), so ``float(int64)`` / ``int64(float)`` in a loop are done one
+# lane at a time; these use only 64-bit integer add/and/or/shift and float add, which vectorise
+# on every x86-64 target, and give bit-identical results.
+_MAGIC = 6755399441055744.0                 # 1.5 * 2^52
+_MAGIC_BITS = 0x4338000000000000            # its bit pattern
+_TWO52 = 4503599627370496.0                 # 2^52, bits 0x4330000000000000
+_TWO84 = 19342813113834066795298816.0       # 2^84, bits 0x4530000000000000
+
+
+@numba.njit(inline="always", cache=True)
+def _u53_to_float(x):
+    """``float(x)`` for an integer 0 <= x < 2^53 (int64): the high 21 and low 32 bits are placed in
+    the mantissas of 2^84 and 2^52, and the exact sum of the two differences is x."""
+    hi = _i2f((x >> 32) | 0x4530000000000000) - _TWO84
+    lo = _i2f((x & 0xFFFFFFFF) | 0x4330000000000000) - _TWO52
+    return hi + lo
+
+
+@numba.njit(inline="always", cache=True)
+def _small_to_float(e):
+    """``float(e)`` for an int64 with |e| < 2^51."""
+    return _i2f(e + _MAGIC_BITS) - _MAGIC
+
+
+@numba.njit(inline="always", cache=True)
+def _round_to_int(x):
+    """``int64(round-half-even(x))`` for a float64 with |x| < 2^51 (an already integral x is
+    returned exactly)."""
+    return _f2i(x + _MAGIC) - _MAGIC_BITS
+
+
 @numba.njit(inline="always", cache=True)
 def _mix(z):
     """SplitMix64 output function (a bijection of uint64 with full avalanche)."""
@@ -179,7 +211,7 @@ def _minus2log(u):
     R = (z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
          + w * (_LG2 + w * (_LG4 + w * _LG6)))
     hfsq = 0.5 * f * f
-    dk = float(e)
+    dk = _small_to_float(e)
     return -2.0 * (dk * _LN2_HI - ((hfsq - (s * (hfsq + R) + dk * _LN2_LO)) - f))
 
 
@@ -191,7 +223,7 @@ def _sincos_2pi(v):
     z = x * x
     sn = x + x * z * (_S1 + z * (_S2 + z * (_S3 + z * (_S4 + z * (_S5 + z * _S6)))))
     cs = 1.0 - 0.5 * z + z * z * (_C1 + z * (_C2 + z * (_C3 + z * (_C4 + z * (_C5 + z * _C6)))))
-    qi = np.int64(q)
+    qi = _round_to_int(q)
     odd = (qi & 1) != 0
     a = cs if odd else sn
     b = sn if odd else cs
@@ -205,8 +237,8 @@ def _normal_pair(k1, k2, c):
     """Two independent N(0, 1) from words c, c + 1 (Box-Muller)."""
     b1 = _word(k1, k2, c)
     b2 = _word(k1, k2, c + np.uint64(1))
-    u = (float(np.int64(b1 >> np.uint64(11))) + 0.5) * _TWO_M53     # (0, 1]
-    v = float(np.int64(b2 >> np.uint64(11))) * _TWO_M53              # [0, 1)
+    u = (_u53_to_float(np.int64(b1 >> np.uint64(11))) + 0.5) * _TWO_M53     # (0, 1]
+    v = _u53_to_float(np.int64(b2 >> np.uint64(11))) * _TWO_M53              # [0, 1)
     r = math.sqrt(_minus2log(u))
     sn, cs = _sincos_2pi(v)
     return r * cs, r * sn

@@ -4,18 +4,17 @@ library here, and a libm call in a loop stops vectorisation; see kernels/_fastma
 * ``vexp``: Cody-Waite reduction ``x = k ln2 + r`` (|r| <= ln2/2), degree-13 Taylor polynomial
   of e^r (truncation < 3e-17 relative), scaling by 2^k through the exponent bits.
   Arguments are clamped to [-708, 709] (no subnormals, no overflow).
-* ``vatan``: Cephes ``atan.c`` (S. L. Moshier, 1989): reduction to |x| <= 0.66 by
-  atan(x) = pi/4 + atan((x - 1)/(x + 1)) or pi/2 - atan(1/x), then a rational approximation,
-  with selects instead of branches.
+* ``vatan01``: Cephes ``atan.c`` (S. L. Moshier, 1989) on [0, 1]: reduction to |x| <= 0.66 by
+  atan(x) = pi/4 + atan((x - 1)/(x + 1)), then a rational approximation, with a select instead
+  of a branch; it also returns atan(x) - x without cancellation.
 
 Both are tested against ``math`` to a few ulp (tests/limits/test_solve.py).
 """
 import math
 
 import numba
-import numpy as np
 
-from kernels.montecarlo import _i2f
+from kernels.montecarlo import _MAGIC, _f2i, _i2f
 
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
@@ -28,7 +27,9 @@ _E = [1.0 / math.factorial(k) for k in range(14)]
 def vexp(x):
     """e^x for x in [-708, 709] (clamped outside), about 1 ulp."""
     x = min(max(x, -708.0), 709.0)
-    k = math.floor(x * _INV_LN2 + 0.5)
+    # k = round(x / ln 2) by the magic-number trick (vectorises without AVX-512 conversions)
+    kb = x * _INV_LN2 + _MAGIC
+    k = kb - _MAGIC
     r = (x - k * _LN2_HI) - k * _LN2_LO
     p = _E13
     p = p * r + _E12
@@ -44,7 +45,7 @@ def vexp(x):
     p = p * r + _E2
     p = p * r + _E1
     p = p * r + _E0
-    scale = _i2f((np.int64(k) + 1023) << 52)
+    scale = _i2f((_f2i(kb) - 0x4338000000000000 + 1023) << 52)
     return p * scale
 
 
@@ -55,22 +56,20 @@ _AP0, _AP1, _AP2, _AP3, _AP4 = (-8.750608600031904122785e-01, -1.615753718733365
 _AQ0, _AQ1, _AQ2, _AQ3, _AQ4 = (2.485846490142306297962e+01, 1.650270098316988542046e+02,
                                 4.328810604912902668951e+02, 4.853903996359136964868e+02,
                                 1.945506571482613964425e+02)
-_T3P8 = 2.41421356237309504880
 _MOREBITS = 6.123233995736765886130e-17
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def vatan(x):
-    """atan(x) for x >= 0 (Cephes), branch-free."""
-    big = x > _T3P8
-    mid = (x > 0.66) & (~big)
-    # one division for the three reductions: xr = -1/x, (x - 1)/(x + 1) or x
-    top = -1.0 if big else (x - 1.0 if mid else x)
-    bot = x if big else (x + 1.0 if mid else 1.0)
-    xr = top / bot
-    y0 = 0.5 * math.pi if big else (0.25 * math.pi if mid else 0.0)
-    extra = _MOREBITS if big else (0.5 * _MOREBITS if mid else 0.0)
+def vatan01(x):
+    """``(atan(x), atan(x) - x)`` for 0 <= x <= 1 (Cephes, branch-free), the second without the
+    cancellation of ``atan(x) - x = -x^3/3 + ...`` for small x (it is the rational term itself)."""
+    mid = x > 0.66
+    xr = (x - 1.0) / (x + 1.0) if mid else x
     z = xr * xr
     num = (((_AP0 * z + _AP1) * z + _AP2) * z + _AP3) * z + _AP4
     den = ((((z + _AQ0) * z + _AQ1) * z + _AQ2) * z + _AQ3) * z + _AQ4
-    return y0 + (xr * (z * num / den) + xr + extra)
+    rat = xr * (z * num / den)
+    at_mid = 0.25 * math.pi + (rat + xr + 0.5 * _MOREBITS)
+    at = at_mid if mid else x + rat
+    tail = at_mid - x if mid else rat
+    return at, tail

@@ -27,9 +27,7 @@ import numba
 import numpy as np
 
 from kernels import _checks
-from kernels._fastmath import _HC1, _HC2, _HC3, _HC4, _HC5, _HC6, _HC7, _HC8, _HC9, _HC10
-
-from ._vecmath import vatan, vexp
+from ._vecmath import vatan01, vexp
 
 __all__ = ["CorrelationSDE", "CovarianceSDE", "UnshapedCorrelationSDE", "ResNetODE",
            "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "PeluchettiFavaroSDE", "K_UNSHAPED",
@@ -51,27 +49,31 @@ def _corr_drift(x, C):
     x and branch-free (so that loops over paths vectorise; exp / atan from ``_vecmath``).
 
     With a = |x| (clamped at 300, where the C-term is below 1e-130 for x > 0 and rho = -1 to
-    rounding for x < 0) and e = e^-a: tanh x = sign(x) (1 - e^2)/(1 + e^2),
-    theta = 2 atan(e) (x >= 0) or pi - 2 atan(e) (x < 0), sin theta = 2e/(1 + e^2), and
-    nu / sin^2 theta = C/(2 pi) h(theta) (1 + e^2)^2 / (4 e^2), with h by its series for
-    theta < 1 (no cancellation near rho = 1) and sin theta - theta cos theta otherwise.
+    rounding for x < 0) and e = e^-a: tanh x = sign(x) (1 - e^2)/(1 + e^2), sin theta =
+    2e/(1 + e^2), theta = 2 atan(e) (x >= 0) or pi - 2 atan(e) (x < 0), and with
+    H = (1 + e^2) h(theta), h = sin theta - theta cos theta:
+    nu / sin^2 theta = C/(2 pi) h / sin^2 theta = C/(8 pi) H (1 + e^2) / e^2, where
+
+    * x >= 0:  H = 2e - 2 atan(e) (1 - e^2) = 2 e^3 + 2 t (e^2 - 1), t = atan(e) - e ~ -e^3/3
+      taken from the rational term of the atan approximation (``vatan01``): both terms are
+      positive, so there is no cancellation as theta -> 0 (rho -> 1);
+    * x < 0:   H = 2e + (pi - 2 atan(e)) (1 - e^2), a sum of non-negative terms.
+
+    One division besides the one inside ``vatan01``: d = 1/(e^2 (1 + e^2)).  (Fewer constants
+    than a series of h also matters on AVX2, whose 16 vector registers cannot hold them all.)
     """
     a = min(abs(x), 300.0)
     e = vexp(-a)
     e2 = e * e
     one_p = 1.0 + e2
-    d = 1.0 / (e2 * one_p)          # the only division: 1/(1 + e^2) = e^2 d, 1/e^2 = (1 + e^2) d
-    inv = e2 * d
-    rr = (1.0 - e2) * inv
-    r = rr if x >= 0.0 else -rr
-    t0 = 2.0 * vatan(e)
-    theta = t0 if x >= 0.0 else math.pi - t0
-    sn = 2.0 * e * inv
-    t2 = theta * theta
-    series = theta * t2 * (_HC1 + t2 * (_HC2 + t2 * (_HC3 + t2 * (_HC4 + t2 * (_HC5 + t2 * (
-        _HC6 + t2 * (_HC7 + t2 * (_HC8 + t2 * (_HC9 + t2 * _HC10)))))))))
-    h = series if theta < 1.0 else sn - theta * r
-    return C / (8.0 * math.pi) * h * one_p * one_p * (one_p * d) + 0.5 * r
+    one_m = 1.0 - e2
+    d = 1.0 / (e2 * one_p)          # 1/(1 + e^2) = e^2 d, 1/e^2 = (1 + e^2) d
+    at, t = vatan01(e)
+    pos = x >= 0.0
+    H = 2.0 * (e2 * e) - 2.0 * t * one_m if pos else 2.0 * e + (math.pi - 2.0 * at) * one_m
+    rr = one_m * (e2 * d)
+    r = rr if pos else -rr
+    return C / (8.0 * math.pi) * H * (one_p * one_p * d) + 0.5 * r
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
