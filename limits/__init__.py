@@ -1,16 +1,18 @@
 """limits: the depth-and-width limits of random networks, and the checks that validate them.
 
-Limit objects (``CorrelationSDE``, ``CovarianceSDE``, ``UnshapedCorrelationSDE``, ``ResNetODE``),
+Limit objects (``CorrelationSDE``, ``CovarianceSDE``, ``SmoothCovarianceSDE``,
+``UnshapedCorrelationSDE``, ``ResNetODE``),
 one solver (``solve``) and the comparison with finite networks (``compare``); SymPy derivations in
 ``limits.derive``; the validation report (``python -m limits validate``) and figures
 (``limits.plots``).
 """
 from . import plots, validate
 from .sde import (CorrelationSDE, CovarianceSDE, GeometricBM, LinearSDE, OrnsteinUhlenbeck,
-                  PeluchettiFavaroSDE, ResNetODE, UnshapedCorrelationSDE)
+                  PeluchettiFavaroSDE, ResNetODE, SmoothCovarianceSDE, UnshapedCorrelationSDE)
 from .solve import Comparison, Solution, compare, solve
 
-__all__ = ["plots", "validate", "CorrelationSDE", "CovarianceSDE", "UnshapedCorrelationSDE",
+__all__ = ["plots", "validate", "CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE",
+           "UnshapedCorrelationSDE",
            "ResNetODE", "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "PeluchettiFavaroSDE",
            "solve", "Solution",
            "compare", "Comparison"]

@@ -27,9 +27,11 @@ import numba
 import numpy as np
 
 from kernels import _checks
+from kernels._fastmath import h_of
 from ._vecmath import vatan01, vexp
 
-__all__ = ["CorrelationSDE", "CovarianceSDE", "UnshapedCorrelationSDE", "ResNetODE",
+__all__ = ["CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE", "UnshapedCorrelationSDE",
+           "ResNetODE",
            "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "PeluchettiFavaroSDE", "K_UNSHAPED",
            "Q_STAR"]
 
@@ -37,7 +39,7 @@ K_UNSHAPED = 2.0 * math.sqrt(2.0) / (3.0 * math.pi)     # sde.md §1, §3.3
 Q_STAR = 9.0 * math.pi ** 2 / 2.0                        # = 4 / k^2
 
 # model codes of the compiled solver (limits.solve)
-_CORR, _COV2, _LOGQ, _GBM, _LINW, _OU, _PF = 0, 1, 2, 3, 4, 5, 6
+_CORR, _COV2, _LOGQ, _GBM, _LINW, _OU, _PF, _COVS = 0, 1, 2, 3, 4, 5, 6, 7
 
 
 # ----------------------------------------------------------------------------------------------
@@ -131,6 +133,57 @@ def _model3(y, p, a, B):
     B[2, 0] = r / s2
     B[2, 1] = r * math.sqrt(one_m_r2 / one_p_r2) / s2
     B[2, 2] = 1.0 / math.sqrt(one_p_r2)
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _cov_drift(code, p, V, B):
+    """Drift b(V) (m x m, symmetric) of a covariance SDE, sde.md §2.3 / §2.6.
+
+    * ``_COV2`` (shaped ReLU, p = [C]): ``b^{ab} = nu(rho^{ab}) sqrt(V^{aa} V^{bb})``,
+      ``b^{aa} = 0``, ``nu(rho) = C/(2 pi) h(arccos rho)`` (h by its series for small theta);
+    * ``_COVS`` (smooth, p = [a2, a3, beta_sub]): ``b^{ab} = a2^2 (V^{aa} V^{bb} + 2 (V^{ab})^2)
+      + 3 a3 V^{ab} (V^{aa} + V^{bb}) - beta_sub V^{ab}``.
+
+    rho is clamped to [-1, 1] against rounding only (V is positive definite)."""
+    m = V.shape[0]
+    if code == _COV2:
+        for a in range(m):
+            B[a, a] = 0.0
+            for c in range(a):
+                s = math.sqrt(V[a, a] * V[c, c])
+                rho = min(max(V[a, c] / s, -1.0), 1.0)
+                B[a, c] = p[0] / (2.0 * math.pi) * h_of(math.acos(rho), 1.0 - rho) * s
+                B[c, a] = B[a, c]
+    else:
+        a2, a3, bs = p[0], p[1], p[2]
+        for a in range(m):
+            for c in range(a + 1):
+                v = V[a, c]
+                B[a, c] = (a2 * a2 * (V[a, a] * V[c, c] + 2.0 * v * v)
+                           + 3.0 * a3 * v * (V[a, a] + V[c, c]) - bs * v)
+                B[c, a] = B[a, c]
+
+
+def _check_V0(y0, min_inputs):
+    """A finite symmetric positive definite m x m matrix, m >= min_inputs (float64 copy)."""
+    V = np.array(y0, dtype=np.float64)
+    if V.ndim != 2 or V.shape[0] != V.shape[1] or V.shape[0] < min_inputs:
+        raise ValueError(f"y0 must be an m x m covariance V0 with m >= {min_inputs}, got shape "
+                         f"{V.shape}")
+    if not np.all(np.isfinite(V)):
+        raise ValueError(f"y0 = V0 must be finite, got {V.tolist()}")
+    if not np.array_equal(V, V.T):
+        raise ValueError(f"y0 = V0 must be symmetric, got {V.tolist()}")
+    try:
+        np.linalg.cholesky(V)
+    except np.linalg.LinAlgError:
+        raise ValueError(f"y0 = V0 must be positive definite, got {V.tolist()}") from None
+    return V
+
+
+def _matrix_from_flat(z):
+    m = math.isqrt(z.shape[-1])
+    return z.reshape(z.shape[:-1] + (m, m))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,39 +306,47 @@ class CorrelationSDE(_Shaped, _SDE):
 
 @dataclass(frozen=True)
 class CovarianceSDE(_Shaped, _SDE):
-    """Covariance SDE of two inputs through a shaped-ReLU network (theory/sde.md §2.3)::
+    """Covariance SDE of m >= 2 inputs through a shaped-ReLU network (theory/sde.md §2.3)::
 
-        dV = b(V) dt + Sigma(V)^{1/2} dB,   b^{12} = nu(rho) sqrt(V11 V22),  b^{aa} = 0,
+        dV = b(V) dt + Sigma(V)^{1/2} dB,   b^{ab} = nu(rho^{ab}) sqrt(V^{aa} V^{bb}),  b^{aa} = 0,
         Sigma^{ab,cd} = V^{ac} V^{bd} + V^{ad} V^{bc}
 
-    in time ``t = l/n``.  Solved in ``(ln V11, ln V22, artanh rho)``, which stay in the PSD cone
-    (sde.md §2.3, "PSD-preserving alternative")::
+    in time ``t = l/n``.  The state stays in the cone of positive definite matrices:
 
-        du_a = -dt + dM_a,  dx = [nu/(1 - rho^2) + rho/2] dt + dM_3,
-        d<M> / dt = [[2, 2 rho^2, rho], [2 rho^2, 2, rho], [rho, rho, 1]]
+    * m = 2: solved in ``(ln V11, ln V22, artanh rho)`` (sde.md §2.3, "PSD-preserving
+      alternative")::
 
-    ``y0`` is the 2 x 2 input covariance ``V0`` (positive definite); values come back as
-    (..., 2, 2) matrices.  For the shaped MLP at rate ``depth^-1/2`` (sde.md §3.1) use
-    ``tau = t / T0`` and ``c_pm -> c_pm / sqrt(T0)``.
+          du_a = -dt + dM_a,  dx = [nu/(1 - rho^2) + rho/2] dt + dM_3,
+          d<M> / dt = [[2, 2 rho^2, rho], [2 rho^2, 2, rho], [rho, rho, 1]]
+
+    * m >= 3: a multiplicative Euler scheme on a square root of V (``limits.solve``'s module
+      docstring): ``V' = (L M)(L M)^T`` with V = L L^T, M = I + H + D dt, H the symmetrised
+      Brownian increment; the noise is sde.md §2.3's ``(L dW L^T + L dW^T L^T)/sqrt 2``.
+
+    ``y0`` is the m x m input covariance ``V0`` (positive definite); values come back as
+    (..., m, m) matrices.  Every 2 x 2 sub-block evolves as the m = 2 SDE (sde.md §2.4).  For the
+    shaped MLP at rate ``depth^-1/2`` (sde.md §3.1) use ``tau = t / T0`` and
+    ``c_pm -> c_pm / sqrt(T0)``.
     """
 
     c_plus: float = 0.0
     c_minus: float = 0.0
     code = _COV2
     dim = 3
+    matrix_state = True
 
     def to_coords(self, y0):
-        V = np.asarray(y0, dtype=np.float64)
-        if V.shape != (2, 2) or not np.all(np.isfinite(V)):
-            raise ValueError(f"y0 must be a finite 2 x 2 covariance V0, got {V!r}")
-        if V[0, 1] != V[1, 0]:
-            raise ValueError(f"y0 = V0 must be symmetric, got {V.tolist()}")
-        if V[0, 0] <= 0 or V[1, 1] <= 0 or V[0, 1] ** 2 >= V[0, 0] * V[1, 1]:
+        V = _check_V0(y0, 2)
+        if V.shape[0] > 2:
+            return V.ravel()                 # the multiplicative scheme works on V itself
+        if V[0, 1] ** 2 >= V[0, 0] * V[1, 1]:    # rounding-level PD matrices
             raise ValueError(f"y0 = V0 must be positive definite (|rho0| < 1), got {V.tolist()}")
         rho = V[0, 1] / math.sqrt(V[0, 0] * V[1, 1])
         return np.array([math.log(V[0, 0]), math.log(V[1, 1]), math.atanh(rho)])
 
     def from_coords(self, z):
+        if z.shape[-1] != 3:                 # m >= 3: V flattened (3 is not a square)
+            return _matrix_from_flat(z)
         v11, v22 = np.exp(z[..., 0]), np.exp(z[..., 1])
         v12 = np.tanh(z[..., 2]) * np.sqrt(v11 * v22)
         out = np.empty(z.shape[:-1] + (2, 2))
@@ -293,11 +354,86 @@ class CovarianceSDE(_Shaped, _SDE):
         out[..., 0, 1] = out[..., 1, 0] = v12
         return out
 
-    def derivation(self):
-        """The SymPy derivation in the solver's coordinates (ln V11, ln V22, artanh rho)
-        (``limits.derive.correlation_sde_coordinates``)."""
+    def derivation(self, n_inputs=2):
+        """The SymPy derivation: for ``n_inputs = 2`` in the m = 2 solver's coordinates
+        (ln V11, ln V22, artanh rho) (``limits.derive.correlation_sde_coordinates``); otherwise
+        in the entries V_ab, a <= b (``limits.derive.covariance_sde(n_inputs, "relu", ...)``)."""
         from . import derive
-        return derive.correlation_sde_coordinates(self.c_plus, self.c_minus)
+        if n_inputs == 2:
+            return derive.correlation_sde_coordinates(self.c_plus, self.c_minus)
+        return derive.covariance_sde(n_inputs, "relu", self.c_plus, self.c_minus)
+
+
+@dataclass(frozen=True)
+class SmoothCovarianceSDE(_SDE):
+    """Covariance SDE of m >= 1 inputs through a network with a smooth shaped activation
+    ``phi_s(x) = s phi(x/s) = x + a2 x^2/sqrt(n) + a3 x^3/n + ...``, ``s = a sqrt(n)``
+    (Li, Nica & Roy 2022; theory/sde.md §2.6), weights N(0, 1/n)::
+
+        dV = b(V) dt + Sigma(V)^{1/2} dB,  Sigma^{ab,cd} = V^{ac} V^{bd} + V^{ad} V^{bc},
+        b^{ab} = a2^2 (V^{aa} V^{bb} + 2 (V^{ab})^2) + 3 a3 V^{ab} (V^{aa} + V^{bb}) [- beta V^{ab}]
+
+    with ``a2 = phi''(0)/(2a)``, ``a3 = phi'''(0)/(6 a^2)`` and ``beta = 3 a2^2 + 6 a3``; the
+    bracket only with ``normalise=True`` (c = 1/E[phi_s(g)^2]; sde.md §2.6 AMBIGUITY: which
+    normalisation [P2] uses is unverified, so it is a parameter).  On the diagonal
+    ``dV = beta V^2 dt + sqrt 2 V dB`` (c = 1): the norm explodes in finite time with positive
+    probability iff beta > 0 (Feller), and then ``limits.solve`` reports non-finite values.
+
+    Solved by the multiplicative Euler scheme of ``limits.solve`` (V stays positive definite).
+
+    Parameters
+    ----------
+    a2, a3 : float
+        Coefficients of the polynomial form; see :meth:`from_activation` for phi''(0), phi'''(0).
+    normalise : bool
+        Subtract ``beta V^{ab}`` (normalised weights), default False.
+
+    Examples
+    --------
+    tanh (phi'' = 0, phi''' = -2) with a = 1: ``SmoothCovarianceSDE.from_activation(0, -2)``,
+    beta = -2 < 0, so the norm does not explode.
+    """
+
+    a2: float = 0.0
+    a3: float = 0.0
+    normalise: bool = False
+    code = _COVS
+    dim = 0
+    matrix_state = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "a2", _finite(self.a2, "a2"))
+        object.__setattr__(self, "a3", _finite(self.a3, "a3"))
+        if not isinstance(self.normalise, (bool, np.bool_)):
+            raise TypeError(f"normalise must be a bool, got {self.normalise!r}")
+
+    @classmethod
+    def from_activation(cls, phi2, phi3, a=1.0, normalise=False):
+        """From ``phi''(0)``, ``phi'''(0)`` and the shaping scale ``a`` (s = a sqrt(n))."""
+        a = _checks.positive_float(a, "a")
+        return cls(_finite(phi2, "phi2") / (2.0 * a), _finite(phi3, "phi3") / (6.0 * a * a),
+                   normalise)
+
+    @property
+    def beta(self):
+        """``3 a2^2 + 6 a3``: the diagonal drift is beta V^2 (c = 1)."""
+        return 3.0 * self.a2 ** 2 + 6.0 * self.a3
+
+    @property
+    def params(self):
+        return np.array([self.a2, self.a3, self.beta if self.normalise else 0.0])
+
+    def to_coords(self, y0):
+        V = np.array(y0, dtype=np.float64)
+        return _check_V0(V.reshape(1, 1) if V.ndim == 0 else V, 1).ravel()
+
+    def from_coords(self, z):
+        return _matrix_from_flat(z)
+
+    def derivation(self, n_inputs=2):
+        """``limits.derive.covariance_sde(n_inputs, "smooth", normalise=...)`` (params a2, a3)."""
+        from . import derive
+        return derive.covariance_sde(n_inputs, "smooth", normalise=self.normalise)
 
 
 @dataclass(frozen=True)

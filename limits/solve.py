@@ -15,6 +15,19 @@ Schemes (``method``):
   ``y' = y + (a(y) + a(y*)) h / 2 + b dW``: strong order 1 and weak order 2 (Kloeden & Platen
   1992, §15.1).
 
+Covariance SDEs of m inputs (``CovarianceSDE`` with m >= 3, ``SmoothCovarianceSDE``) use a
+multiplicative Euler scheme that keeps V positive definite without clipping: with V = L L^T
+(Cholesky), W an m x m matrix of independent N(0, h) increments and B = b(V),
+
+    V' = (L M)(L M)^T,   M = I + H + D h,   H = (W + W^T) / (2 sqrt 2),
+    D = L^-1 B L^-T / 2 - (m + 1)/8 I.
+
+Since E[H^2] = (m + 1) h / 4 I, E[V' - V] = B h + O(h^2), and V' - V = L (W + W^T) L^T / sqrt 2
++ O(h) is the noise of sde.md §2.3 (``(L dW L^T + L dW^T L^T) / sqrt 2``), whose covariance is
+Sigma^{ab,cd} = V^{ac} V^{bd} + V^{ad} V^{bc}; the remaining O(h) terms have mean zero and
+variance O(h^2).  So the scheme is weakly of order 1, like Euler-Maruyama, and V' is a Gram
+matrix by construction.
+
 ODEs (``ResNetODE``) go to ``scipy.integrate.solve_ivp`` with DOP853.
 """
 import math
@@ -28,7 +41,7 @@ from numba import prange
 from kernels import _checks
 from kernels.montecarlo import _chol_upper, _fill, _normal_pair, _phi, _sample_keys
 
-from .sde import _CORR, _COV2, _PF, _corr_drift, _drift1, _model3, _vol1
+from .sde import _CORR, _COV2, _COVS, _PF, _corr_drift, _cov_drift, _drift1, _model3, _vol1
 
 __all__ = ["solve", "Solution", "compare", "Comparison"]
 
@@ -156,6 +169,93 @@ def _solve_cov2(p, y0, grid, save, keys, out):
             while k < save.shape[0] and save[k] == i + 1:
                 out[k, j, :] = y
                 k += 1
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _solve_gram(code, p, V0, grid, save, keys, out):
+    """Covariance SDE of m inputs by the multiplicative Euler scheme (module docstring);
+    out (len(save), paths, m * m) holds V flattened.  A non-positive Cholesky pivot (V lost
+    definiteness to rounding) makes the path NaN, which ``solve`` reports."""
+    paths = keys.shape[0]
+    m = V0.shape[0]
+    nsteps = grid.shape[0] - 1
+    r8 = 1.0 / math.sqrt(8.0)
+    shift = (m + 1) / 8.0
+    for j in prange(paths):
+        k1, k2 = keys[j, 0], keys[j, 1]
+        V = V0.copy()
+        U = np.empty((m, m))
+        A = np.empty((m, m))
+        B = np.empty((m, m))
+        Z = np.empty((m, m))
+        W = np.empty((m, m))
+        F = np.empty((m, m))
+        k = 0
+        while k < save.shape[0] and save[k] == 0:
+            for a in range(m):
+                for c in range(m):
+                    out[k, j, a * m + c] = V[a, c]
+            k += 1
+        for i in range(nsteps):
+            h = grid[i + 1] - grid[i]
+            sh = math.sqrt(h)
+            _chol_upper(V, U, A)                     # V = U^T U: L = U^T
+            ok = True
+            for a in range(m):
+                ok = ok and U[a, a] > 0.0
+            if not ok:
+                for a in range(m):
+                    for c in range(m):
+                        V[a, c] = np.nan
+                break
+            _cov_drift(code, p, V, B)
+            # Z = L^-1 B (forward substitution, column by column), then D2 = L^-1 Z^T
+            # = L^-1 B L^-T (symmetric: only its lower triangle is used below)
+            for c in range(m):
+                for a in range(m):
+                    s = B[a, c]
+                    for q in range(a):
+                        s -= U[q, a] * Z[q, c]
+                    Z[a, c] = s / U[a, a]
+            for c in range(m):
+                for a in range(m):
+                    s = Z[c, a]
+                    for q in range(a):
+                        s -= U[q, a] * A[q, c]
+                    A[a, c] = s / U[a, a]
+            # M = I + H + D h, H = (W + W^T) / (2 sqrt 2), D = A / 2 - (m + 1)/8 I
+            base = m * m * i
+            for a in range(m):
+                for c in range(m):
+                    W[a, c] = sh * _gauss(k1, k2, base + a * m + c)
+            for a in range(m):
+                for c in range(m):
+                    Z[a, c] = (W[a, c] + W[c, a]) * r8 + 0.25 * h * (A[a, c] + A[c, a])
+                Z[a, a] += 1.0 - shift * h
+            # F = L M (L = U^T lower triangular), V = F F^T
+            for a in range(m):
+                for c in range(m):
+                    s = 0.0
+                    for q in range(a + 1):
+                        s += U[q, a] * Z[q, c]
+                    F[a, c] = s
+            for a in range(m):
+                for c in range(a + 1):
+                    s = 0.0
+                    for q in range(m):
+                        s += F[a, q] * F[c, q]
+                    V[a, c] = s
+                    V[c, a] = s
+            while k < save.shape[0] and save[k] == i + 1:
+                for a in range(m):
+                    for c in range(m):
+                        out[k, j, a * m + c] = V[a, c]
+                k += 1
+        while k < save.shape[0]:                 # after a breakdown
+            for a in range(m):
+                for c in range(m):
+                    out[k, j, a * m + c] = np.nan
+            k += 1
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -308,7 +408,7 @@ class Solution:
         Save times.
     values : array
         ``(S, paths)`` for scalar SDEs, ``(S, paths, ...)`` for matrix states (e.g.
-        ``(S, paths, 2, 2)`` for ``CovarianceSDE``); ``(S, N, N)`` for ``ResNetODE``.
+        ``(S, paths, m, m)`` for ``CovarianceSDE``); ``(S, N, N)`` for ``ResNetODE``.
     method : str
     steps : int
         Number of time steps taken (SDEs) or right-hand-side evaluations (ODEs).
@@ -330,10 +430,11 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
     Parameters
     ----------
     sde : limits.sde object
-        ``CorrelationSDE``, ``CovarianceSDE``, ``UnshapedCorrelationSDE``, ``GeometricBM``,
+        ``CorrelationSDE``, ``CovarianceSDE``, ``SmoothCovarianceSDE``,
+        ``UnshapedCorrelationSDE``, ``GeometricBM``,
         ``LinearSDE`` or ``ResNetODE``.
     y0 : initial value in the user's variables
-        rho0 (correlation), V0 (2 x 2 covariance), q0 (None = q*), K0 ((N, N) kernel, ODE).
+        rho0 (correlation), V0 (m x m covariance), q0 (None = q*), K0 ((N, N) kernel, ODE).
     times : increasing sequence of save times >= 0 (> t0 for SDEs singular at 0).
     paths : int >= 1
         Independent paths (SDEs).
@@ -376,6 +477,9 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
     paths = _checks.positive_int(paths, "paths")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if getattr(sde, "matrix_state", False) and method != "euler":
+        raise ValueError(f"{type(sde).__name__} is solved by Euler-Maruyama only (multiplicative "
+                         f"noise in several dimensions), got method={method!r}")
     if sde.code == _PF and method != "euler":
         raise ValueError(f"PeluchettiFavaroSDE is solved by Euler-Maruyama only (its noise is "
                          f"not commutative), got method={method!r}")
@@ -401,8 +505,8 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
     keys = _keys(seed, paths)
     if sde.code == _PF:
         out = np.empty((len(times), paths, z0.shape[0], z0.shape[0]))
-    elif sde.dim > 1:
-        out = np.empty((len(times), paths, sde.dim))
+    elif sde.dim != 1:
+        out = np.empty((len(times), paths, z0.shape[0]))
     else:
         out = np.empty((len(times), paths))
     code = {"euler": _EULER, "milstein": _MILSTEIN, "heun": _HEUN}[method]
@@ -426,6 +530,10 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
             elif sde.dim == 1:
                 blk = np.empty((len(times), hi - lo))
                 _solve_scalar(sde.code, p, float(z0[0]), grid, save, keys[lo:hi], code, blk)
+            elif sde.code == _COVS or (sde.code == _COV2 and z0.shape[0] != 3):
+                m = math.isqrt(z0.shape[0])
+                blk = np.empty((len(times), hi - lo, m * m))
+                _solve_gram(sde.code, p, z0.reshape(m, m), grid, save, keys[lo:hi], blk)
             elif sde.code == _COV2:
                 blk = np.empty((len(times), hi - lo, 3))
                 _solve_cov2(p, z0, grid, save, keys[lo:hi], blk)
@@ -440,7 +548,7 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
     if sde.code == _PF:
         values = out                        # Grams (times, paths, N, N)
     else:
-        values = sde.from_coords(out if sde.dim > 1 else out[..., None])
+        values = sde.from_coords(out if sde.dim != 1 else out[..., None])
     if not np.all(np.isfinite(values)):
         bad = int(np.count_nonzero(~np.isfinite(values)))
         raise FloatingPointError(f"{bad} non-finite values: the SDE left its domain or exploded "

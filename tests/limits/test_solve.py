@@ -449,7 +449,7 @@ def test_compare_statistics():
     (lambda: limits.solve(limits.CovarianceSDE(), [[1, 2], [2, 1]], [1.0]), ValueError,
      "positive definite"),
     (lambda: limits.solve(limits.CovarianceSDE(), [[1, 0], [0, 1]], [1.0], method="milstein"),
-     ValueError, "scalar"),
+     ValueError, "Euler-Maruyama only"),
     (lambda: limits.solve(limits.GeometricBM(), 1.0, [1.0], method="heun"), ValueError,
      "additive"),
     (lambda: limits.solve(limits.UnshapedCorrelationSDE(), None, [0.0, 1.0]), ValueError,
