@@ -20,9 +20,17 @@ multiplicative Euler scheme that keeps V positive definite without clipping: wit
 (Cholesky), W an m x m matrix of independent N(0, h) increments and B = b(V),
 
     V' = (L M)(L M)^T,   M = I + H + D h,   H = (W + W^T) / (2 sqrt 2),
-    D = L^-1 B L^-T / 2 - (m + 1)/8 I.
+    D = lower triangle of A + diag(A) / 2 - (m + 1)/8 I,   A = L^-1 B L^-T
 
-Since E[H^2] = (m + 1) h / 4 I, E[V' - V] = B h + O(h^2), and V' - V = L (W + W^T) L^T / sqrt 2
+(so D + D^T = A - (m + 1)/4 I).  D is lower triangular, not A/2: near a singular V (inputs
+becoming collinear, which smooth activations drive V towards exponentially fast) the entries of
+A grow like lambda_min^-1/2, but those of L D stay bounded (the small pivot of L multiplies the
+large column of D), so the step's error h^2 (L D)(L D)^T stays O(h^2); with a symmetric D it
+grows like h^2 / lambda_min and the scheme breaks down once lambda_min ~ h.
+
+The state carried is L itself: L' is the lower factor of F F^T, F = L M, by modified
+Gram-Schmidt on F's rows (no Cholesky of a possibly ill-conditioned V).  Since
+E[H^2] = (m + 1) h / 4 I, E[V' - V] = B h + O(h^2), and V' - V = L (W + W^T) L^T / sqrt 2
 + O(h) is the noise of sde.md §2.3 (``(L dW L^T + L dW^T L^T) / sqrt 2``), whose covariance is
 Sigma^{ab,cd} = V^{ac} V^{bd} + V^{ad} V^{bc}; the remaining O(h) terms have mean zero and
 variance O(h^2).  So the scheme is weakly of order 1, like Euler-Maruyama, and V' is a Gram
@@ -172,90 +180,112 @@ def _solve_cov2(p, y0, grid, save, keys, out):
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
-def _solve_gram(code, p, V0, grid, save, keys, out):
-    """Covariance SDE of m inputs by the multiplicative Euler scheme (module docstring);
-    out (len(save), paths, m * m) holds V flattened.  A non-positive Cholesky pivot (V lost
-    definiteness to rounding) makes the path NaN, which ``solve`` reports."""
+def _solve_gram(code, p, L0, grid, save, keys, out):
+    """Covariance SDE of m inputs by the multiplicative Euler scheme (module docstring); the
+    state is the Cholesky factor L of V (lower, L0 at t = 0), re-triangularised after each step
+    by modified Gram-Schmidt on the rows of F = L M (L' = F Q), which works with the condition
+    number of L, the square root of V's.  out (len(save), paths, m * m) holds V flattened; a
+    zero pivot (V singular to rounding) makes the path NaN, which ``solve`` reports."""
     paths = keys.shape[0]
-    m = V0.shape[0]
+    m = L0.shape[0]
     nsteps = grid.shape[0] - 1
     r8 = 1.0 / math.sqrt(8.0)
     shift = (m + 1) / 8.0
+    npair = (m * m + 1) // 2
     for j in prange(paths):
         k1, k2 = keys[j, 0], keys[j, 1]
-        V = V0.copy()
-        U = np.empty((m, m))
+        L = L0.copy()
+        V = np.empty((m, m))
         A = np.empty((m, m))
         B = np.empty((m, m))
         Z = np.empty((m, m))
         W = np.empty((m, m))
         F = np.empty((m, m))
+        _gram_lower(L, V)
         k = 0
         while k < save.shape[0] and save[k] == 0:
-            for a in range(m):
-                for c in range(m):
-                    out[k, j, a * m + c] = V[a, c]
+            _save_flat(V, out, k, j)
             k += 1
         for i in range(nsteps):
             h = grid[i + 1] - grid[i]
             sh = math.sqrt(h)
-            _chol_upper(V, U, A)                     # V = U^T U: L = U^T
-            ok = True
-            for a in range(m):
-                ok = ok and U[a, a] > 0.0
-            if not ok:
-                for a in range(m):
-                    for c in range(m):
-                        V[a, c] = np.nan
-                break
             _cov_drift(code, p, V, B)
-            # Z = L^-1 B (forward substitution, column by column), then D2 = L^-1 Z^T
-            # = L^-1 B L^-T (symmetric: only its lower triangle is used below)
+            # Z = L^-1 B (forward substitution, column by column), then A = L^-1 Z^T
+            # = L^-1 B L^-T (symmetric up to rounding; symmetrised below)
             for c in range(m):
                 for a in range(m):
                     s = B[a, c]
                     for q in range(a):
-                        s -= U[q, a] * Z[q, c]
-                    Z[a, c] = s / U[a, a]
+                        s -= L[a, q] * Z[q, c]
+                    Z[a, c] = s / L[a, a]
             for c in range(m):
                 for a in range(m):
                     s = Z[c, a]
                     for q in range(a):
-                        s -= U[q, a] * A[q, c]
-                    A[a, c] = s / U[a, a]
-            # M = I + H + D h, H = (W + W^T) / (2 sqrt 2), D = A / 2 - (m + 1)/8 I
-            base = m * m * i
+                        s -= L[a, q] * A[q, c]
+                    A[a, c] = s / L[a, a]
+            # M = I + H + D h, H = (W + W^T) / (2 sqrt 2), D lower triangular with
+            # D + D^T = A - (m + 1)/4 I (see the module docstring for why not symmetric)
+            base = np.uint64(2 * npair * i)              # whole Box-Muller pairs per step
+            for q in range(0, m * m, 2):
+                z1, z2 = _normal_pair(k1, k2, base + np.uint64(q))
+                W[q // m, q % m] = sh * z1
+                if q + 1 < m * m:
+                    W[(q + 1) // m, (q + 1) % m] = sh * z2
             for a in range(m):
                 for c in range(m):
-                    W[a, c] = sh * _gauss(k1, k2, base + a * m + c)
-            for a in range(m):
-                for c in range(m):
-                    Z[a, c] = (W[a, c] + W[c, a]) * r8 + 0.25 * h * (A[a, c] + A[c, a])
-                Z[a, a] += 1.0 - shift * h
-            # F = L M (L = U^T lower triangular), V = F F^T
+                    Z[a, c] = (W[a, c] + W[c, a]) * r8
+                    if c < a:
+                        Z[a, c] += 0.5 * h * (A[a, c] + A[c, a])
+                Z[a, a] += 1.0 + h * (0.5 * A[a, a] - shift)
+            # F = L M; L' = lower factor of F F^T by modified Gram-Schmidt on F's rows
             for a in range(m):
                 for c in range(m):
                     s = 0.0
                     for q in range(a + 1):
-                        s += U[q, a] * Z[q, c]
+                        s += L[a, q] * Z[q, c]
                     F[a, c] = s
-            for a in range(m):
-                for c in range(a + 1):
+            for c in range(m):
+                nrm = 0.0
+                for q in range(m):
+                    nrm += F[c, q] * F[c, q]
+                nrm = math.sqrt(nrm)
+                L[c, c] = nrm if nrm > 0.0 else np.nan
+                for q in range(m):
+                    F[c, q] /= nrm
+                for a in range(c + 1, m):
                     s = 0.0
                     for q in range(m):
                         s += F[a, q] * F[c, q]
-                    V[a, c] = s
-                    V[c, a] = s
+                    L[a, c] = s
+                    L[c, a] = 0.0
+                    for q in range(m):
+                        F[a, q] -= s * F[c, q]
+            _gram_lower(L, V)
             while k < save.shape[0] and save[k] == i + 1:
-                for a in range(m):
-                    for c in range(m):
-                        out[k, j, a * m + c] = V[a, c]
+                _save_flat(V, out, k, j)
                 k += 1
-        while k < save.shape[0]:                 # after a breakdown
-            for a in range(m):
-                for c in range(m):
-                    out[k, j, a * m + c] = np.nan
-            k += 1
+
+
+@numba.njit(inline="always", cache=True)
+def _gram_lower(L, V):
+    """V = L L^T for a lower-triangular L."""
+    m = L.shape[0]
+    for a in range(m):
+        for c in range(a + 1):
+            s = 0.0
+            for q in range(c + 1):
+                s += L[a, q] * L[c, q]
+            V[a, c] = s
+            V[c, a] = s
+
+
+@numba.njit(inline="always", cache=True)
+def _save_flat(V, out, k, j):
+    m = V.shape[0]
+    for a in range(m):
+        for c in range(m):
+            out[k, j, a * m + c] = V[a, c]
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -533,7 +563,8 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
             elif sde.code == _COVS or (sde.code == _COV2 and z0.shape[0] != 3):
                 m = math.isqrt(z0.shape[0])
                 blk = np.empty((len(times), hi - lo, m * m))
-                _solve_gram(sde.code, p, z0.reshape(m, m), grid, save, keys[lo:hi], blk)
+                _solve_gram(sde.code, p, np.linalg.cholesky(z0.reshape(m, m)), grid, save,
+                            keys[lo:hi], blk)
             elif sde.code == _COV2:
                 blk = np.empty((len(times), hi - lo, 3))
                 _solve_cov2(p, z0, grid, save, keys[lo:hi], blk)
