@@ -17,6 +17,15 @@ from .validate import Result, check  # noqa: F401
 # (P2's 50 does not divide 1024); init 'xavier-depth' with the example's initial_sd 0.01
 REGIME_SETTINGS = dict(optimizer="adam", lr=1e-3, max_epochs=200, epsilon=1e-3, batch_size=32,
                        init="xavier-depth", initial_sd=0.01, patience=5)
+# Sensitivity of relu + multi (ODE data, 3 seeds, all runs fitted) to the plateau patience,
+# measured 2026-12-01 with these settings otherwise (seed mean +- stderr):
+#   patience        5 (P2)        10            20            50            200
+#   depths <= 2116  0.764+-0.040  0.685+-0.042  0.517+-0.012  0.145+-0.012  0.050+-0.006
+#   depths <= 284   0.607+-0.060  0.625+-0.043  0.643+-0.027  0.659+-0.014  0.673+-0.010
+# Deep nets stopped on the plateau rule keep near-initial (small) weights, which raises beta;
+# trained to epsilon (patience >= 50: 28 of 36 runs) beta is about 0.1.  The verdict is "sde"
+# throughout.  So the published beta ~ 0.5 (UNVERIFIED) matches only patience ~ 20; the check
+# keeps P2-code's patience 5 rather than the value that happens to pass (see issue 7's note).
 # training.md §2.5 (provisional): (verdict, beta interval)
 EXPECTED = {("tanh", "shared"): ("ode", (0.0, 0.5)), ("relu", "multi"): ("sde", (0.35, 0.65))}
 
