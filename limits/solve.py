@@ -479,7 +479,8 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
     seed : int or SeedSequence
         Path j uses the keys of sample j of ``kernels.montecarlo``'s scheme.
     method : {"euler", "milstein", "heun"}
-        See the module docstring; "milstein" needs a scalar SDE, "heun" additive noise.
+        See the module docstring; "milstein" needs a scalar SDE, "heun" additive noise;
+        covariance SDEs and ``PeluchettiFavaroSDE`` take "euler" only.
     dt : float, optional
         Step size (default ``times[-1] / 1000``).  For SDEs singular at t = 0 it is the
         *relative* step ``h`` of the geometric grid ``t_{i+1} = (1 + h) t_i`` (default 2e-3;
