@@ -207,8 +207,10 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
         A = np.empty((m, m))
         B = np.empty((m, m))
         Z = np.empty((m, m))
-        W = np.empty((m, m))
+        w = np.empty(m * m)
+        W = w.reshape((m, m))
         F = np.empty((m, m))
+        dinv = np.empty(m)
         _gram_lower(L, V)
         k = 0
         while k < save.shape[0] and save[k] == 0:
@@ -218,6 +220,8 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
             h = grid[i + 1] - grid[i]
             sh = math.sqrt(h)
             _cov_drift(code, p, V, B)
+            for a in range(m):
+                dinv[a] = 1.0 / L[a, a]
             # Z = L^-1 B (forward substitution, column by column), then A = L^-1 Z^T
             # = L^-1 B L^-T (symmetric up to rounding; symmetrised below)
             for c in range(m):
@@ -225,21 +229,22 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
                     s = B[a, c]
                     for q in range(a):
                         s -= L[a, q] * Z[q, c]
-                    Z[a, c] = s / L[a, a]
+                    Z[a, c] = s * dinv[a]
             for c in range(m):
                 for a in range(m):
                     s = Z[c, a]
                     for q in range(a):
                         s -= L[a, q] * A[q, c]
-                    A[a, c] = s / L[a, a]
+                    A[a, c] = s * dinv[a]
             # M = I + H + D h, H = (W + W^T) / (2 sqrt 2), D lower triangular with
             # D + D^T = A - (m + 1)/4 I (see the module docstring for why not symmetric)
             base = np.uint64(2 * npair * i)              # whole Box-Muller pairs per step
-            for q in range(0, m * m, 2):
+            for q in range(0, m * m - 1, 2):
                 z1, z2 = _normal_pair(k1, k2, base + np.uint64(q))
-                W[q // m, q % m] = sh * z1
-                if q + 1 < m * m:
-                    W[(q + 1) // m, (q + 1) % m] = sh * z2
+                w[q] = sh * z1
+                w[q + 1] = sh * z2
+            if (m * m) & 1:
+                w[m * m - 1] = sh * _normal_pair(k1, k2, base + np.uint64(m * m - 1))[0]
             for a in range(m):
                 for c in range(m):
                     Z[a, c] = (W[a, c] + W[c, a]) * r8
@@ -259,8 +264,9 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
                     nrm += F[c, q] * F[c, q]
                 nrm = math.sqrt(nrm)
                 L[c, c] = nrm if nrm > 0.0 else np.nan
+                inv = 1.0 / nrm
                 for q in range(m):
-                    F[c, q] /= nrm
+                    F[c, q] *= inv
                 for a in range(c + 1, m):
                     s = 0.0
                     for q in range(m):
