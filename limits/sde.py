@@ -27,7 +27,7 @@ import numba
 import numpy as np
 
 from kernels import _checks
-from kernels._fastmath import h_of
+from kernels._fastmath import acos1m, h_of
 from ._vecmath import vatan01, vexp
 
 __all__ = ["CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE", "UnshapedCorrelationSDE",
@@ -137,7 +137,8 @@ def _model3(y, p, a, B):
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
 def _cov_drift(code, p, V, B):
-    """Drift b(V) (m x m, symmetric) of a covariance SDE, sde.md §2.3 / §2.6.
+    """Drift b(V) of a covariance SDE, sde.md §2.3 / §2.6, for V, B of shape (m, m, lanes)
+    (independent matrices side by side, lanes innermost; B is symmetric).
 
     * ``_COV2`` (shaped ReLU, p = [C]): ``b^{ab} = nu(rho^{ab}) sqrt(V^{aa} V^{bb})``,
       ``b^{aa} = 0``, ``nu(rho) = C/(2 pi) h(arccos rho)`` (h by its series for small theta);
@@ -146,22 +147,26 @@ def _cov_drift(code, p, V, B):
 
     rho is clamped to [-1, 1] against rounding only (V is positive definite)."""
     m = V.shape[0]
+    nl = V.shape[2]
     if code == _COV2:
         for a in range(m):
-            B[a, a] = 0.0
+            for l in range(nl):
+                B[a, a, l] = 0.0
             for c in range(a):
-                s = math.sqrt(V[a, a] * V[c, c])
-                rho = min(max(V[a, c] / s, -1.0), 1.0)
-                B[a, c] = p[0] / (2.0 * math.pi) * h_of(math.acos(rho), 1.0 - rho) * s
-                B[c, a] = B[a, c]
+                for l in range(nl):
+                    s = math.sqrt(V[a, a, l] * V[c, c, l])
+                    rho = min(max(V[a, c, l] / s, -1.0), 1.0)
+                    B[a, c, l] = p[0] / (2.0 * math.pi) * h_of(acos1m(1.0 - rho), 1.0 - rho) * s
+                    B[c, a, l] = B[a, c, l]
     else:
         a2, a3, bs = p[0], p[1], p[2]
         for a in range(m):
             for c in range(a + 1):
-                v = V[a, c]
-                B[a, c] = (a2 * a2 * (V[a, a] * V[c, c] + 2.0 * v * v)
-                           + 3.0 * a3 * v * (V[a, a] + V[c, c]) - bs * v)
-                B[c, a] = B[a, c]
+                for l in range(nl):
+                    v = V[a, c, l]
+                    B[a, c, l] = (a2 * a2 * (V[a, a, l] * V[c, c, l] + 2.0 * v * v)
+                                  + 3.0 * a3 * v * (V[a, a, l] + V[c, c, l]) - bs * v)
+                    B[c, a, l] = B[a, c, l]
 
 
 def _check_V0(y0, min_inputs):

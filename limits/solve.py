@@ -49,7 +49,8 @@ from numba import prange
 from kernels import _checks
 from kernels.montecarlo import _chol_upper, _fill, _normal_pair, _phi, _sample_keys
 
-from .sde import _CORR, _COV2, _COVS, _PF, _corr_drift, _cov_drift, _drift1, _model3, _vol1
+from .sde import (_CORR, _COV2, _COVS, _PF, _corr_drift, _cov_drift, _drift1, _model3,
+                  _vol1)
 
 __all__ = ["solve", "Solution", "compare", "Comparison"]
 
@@ -187,119 +188,162 @@ def _solve_cov2(p, y0, grid, save, keys, out):
                 k += 1
 
 
+_GLANES = 16
+
+
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def _solve_gram(code, p, L0, grid, save, keys, out):
     """Covariance SDE of m inputs by the multiplicative Euler scheme (module docstring); the
     state is the Cholesky factor L of V (lower, L0 at t = 0), re-triangularised after each step
     by modified Gram-Schmidt on the rows of F = L M (L' = F Q), which works with the condition
     number of L, the square root of V's.  out (len(save), paths, m * m) holds V flattened; a
-    zero pivot (V singular to rounding) makes the path NaN, which ``solve`` reports."""
+    zero pivot (V singular to rounding) makes the path NaN, which ``solve`` reports.
+
+    _GLANES paths per task are advanced together, lanes innermost, so that the small dense
+    algebra of different paths overlaps instead of waiting on one path's dependency chain
+    (hand-written: this is the hot loop; the numbers per path do not depend on the grouping)."""
     paths = keys.shape[0]
     m = L0.shape[0]
     nsteps = grid.shape[0] - 1
     r8 = 1.0 / math.sqrt(8.0)
     shift = (m + 1) / 8.0
     npair = (m * m + 1) // 2
-    for j in prange(paths):
-        k1, k2 = keys[j, 0], keys[j, 1]
-        L = L0.copy()
-        V = np.empty((m, m))
-        A = np.empty((m, m))
-        B = np.empty((m, m))
-        Z = np.empty((m, m))
-        w = np.empty(m * m)
-        W = w.reshape((m, m))
-        F = np.empty((m, m))
-        dinv = np.empty(m)
+    NL = _GLANES
+    for b in prange((paths + NL - 1) // NL):
+        lo = b * NL
+        nl = min(paths, lo + NL) - lo
+        L = np.empty((m, m, NL))
+        for l in range(NL):
+            L[:, :, l] = L0
+        V = np.empty((m, m, NL))
+        A = np.empty((m, m, NL))
+        B = np.empty((m, m, NL))
+        Z = np.empty((m, m, NL))
+        w = np.empty((m * m, NL))
+        F = np.empty((m, m, NL))
+        dinv = np.empty((m, NL))
+        s = np.empty(NL)
+        k1 = np.zeros(NL, dtype=np.uint64)
+        k2 = np.zeros(NL, dtype=np.uint64)
+        for l in range(nl):
+            k1[l] = keys[lo + l, 0]
+            k2[l] = keys[lo + l, 1]
         _gram_lower(L, V)
         k = 0
         while k < save.shape[0] and save[k] == 0:
-            _save_flat(V, out, k, j)
+            _save_flat(V, out, k, lo, nl)
             k += 1
         for i in range(nsteps):
             h = grid[i + 1] - grid[i]
             sh = math.sqrt(h)
             _cov_drift(code, p, V, B)
             for a in range(m):
-                dinv[a] = 1.0 / L[a, a]
+                for l in range(NL):
+                    dinv[a, l] = 1.0 / L[a, a, l]
             # Z = L^-1 B (forward substitution, column by column), then A = L^-1 Z^T
             # = L^-1 B L^-T (symmetric up to rounding; symmetrised below)
             for c in range(m):
                 for a in range(m):
-                    s = B[a, c]
+                    for l in range(NL):
+                        s[l] = B[a, c, l]
                     for q in range(a):
-                        s -= L[a, q] * Z[q, c]
-                    Z[a, c] = s * dinv[a]
+                        for l in range(NL):
+                            s[l] -= L[a, q, l] * Z[q, c, l]
+                    for l in range(NL):
+                        Z[a, c, l] = s[l] * dinv[a, l]
             for c in range(m):
                 for a in range(m):
-                    s = Z[c, a]
+                    for l in range(NL):
+                        s[l] = Z[c, a, l]
                     for q in range(a):
-                        s -= L[a, q] * A[q, c]
-                    A[a, c] = s * dinv[a]
+                        for l in range(NL):
+                            s[l] -= L[a, q, l] * A[q, c, l]
+                    for l in range(NL):
+                        A[a, c, l] = s[l] * dinv[a, l]
             # M = I + H + D h, H = (W + W^T) / (2 sqrt 2), D lower triangular with
             # D + D^T = A - (m + 1)/4 I (see the module docstring for why not symmetric)
             base = np.uint64(2 * npair * i)              # whole Box-Muller pairs per step
             for q in range(0, m * m - 1, 2):
-                z1, z2 = _normal_pair(k1, k2, base + np.uint64(q))
-                w[q] = sh * z1
-                w[q + 1] = sh * z2
+                for l in range(NL):
+                    z1, z2 = _normal_pair(k1[l], k2[l], base + np.uint64(q))
+                    w[q, l] = sh * z1
+                    w[q + 1, l] = sh * z2
             if (m * m) & 1:
-                w[m * m - 1] = sh * _normal_pair(k1, k2, base + np.uint64(m * m - 1))[0]
+                for l in range(NL):
+                    w[m * m - 1, l] = sh * _normal_pair(k1[l], k2[l],
+                                                        base + np.uint64(m * m - 1))[0]
             for a in range(m):
                 for c in range(m):
-                    Z[a, c] = (W[a, c] + W[c, a]) * r8
+                    for l in range(NL):
+                        Z[a, c, l] = (w[a * m + c, l] + w[c * m + a, l]) * r8
                     if c < a:
-                        Z[a, c] += 0.5 * h * (A[a, c] + A[c, a])
-                Z[a, a] += 1.0 + h * (0.5 * A[a, a] - shift)
+                        for l in range(NL):
+                            Z[a, c, l] += 0.5 * h * (A[a, c, l] + A[c, a, l])
+                for l in range(NL):
+                    Z[a, a, l] += 1.0 + h * (0.5 * A[a, a, l] - shift)
             # F = L M; L' = lower factor of F F^T by modified Gram-Schmidt on F's rows
             for a in range(m):
                 for c in range(m):
-                    s = 0.0
+                    for l in range(NL):
+                        s[l] = 0.0
                     for q in range(a + 1):
-                        s += L[a, q] * Z[q, c]
-                    F[a, c] = s
+                        for l in range(NL):
+                            s[l] += L[a, q, l] * Z[q, c, l]
+                    for l in range(NL):
+                        F[a, c, l] = s[l]
             for c in range(m):
-                nrm = 0.0
+                for l in range(NL):
+                    s[l] = 0.0
                 for q in range(m):
-                    nrm += F[c, q] * F[c, q]
-                nrm = math.sqrt(nrm)
-                L[c, c] = nrm if nrm > 0.0 else np.nan
-                inv = 1.0 / nrm
+                    for l in range(NL):
+                        s[l] += F[c, q, l] * F[c, q, l]
+                for l in range(NL):
+                    nrm = math.sqrt(s[l])
+                    L[c, c, l] = nrm if nrm > 0.0 else np.nan
+                    dinv[c, l] = 1.0 / nrm
                 for q in range(m):
-                    F[c, q] *= inv
+                    for l in range(NL):
+                        F[c, q, l] *= dinv[c, l]
                 for a in range(c + 1, m):
-                    s = 0.0
+                    for l in range(NL):
+                        s[l] = 0.0
                     for q in range(m):
-                        s += F[a, q] * F[c, q]
-                    L[a, c] = s
-                    L[c, a] = 0.0
+                        for l in range(NL):
+                            s[l] += F[a, q, l] * F[c, q, l]
+                    for l in range(NL):
+                        L[a, c, l] = s[l]
+                        L[c, a, l] = 0.0
                     for q in range(m):
-                        F[a, q] -= s * F[c, q]
+                        for l in range(NL):
+                            F[a, q, l] -= s[l] * F[c, q, l]
             _gram_lower(L, V)
             while k < save.shape[0] and save[k] == i + 1:
-                _save_flat(V, out, k, j)
+                _save_flat(V, out, k, lo, nl)
                 k += 1
 
 
 @numba.njit(inline="always", cache=True)
 def _gram_lower(L, V):
-    """V = L L^T for a lower-triangular L."""
+    """V = L L^T for lower-triangular L, per lane: L, V (m, m, lanes)."""
     m = L.shape[0]
     for a in range(m):
         for c in range(a + 1):
-            s = 0.0
+            for l in range(L.shape[2]):
+                V[a, c, l] = 0.0
             for q in range(c + 1):
-                s += L[a, q] * L[c, q]
-            V[a, c] = s
-            V[c, a] = s
+                for l in range(L.shape[2]):
+                    V[a, c, l] += L[a, q, l] * L[c, q, l]
+            for l in range(L.shape[2]):
+                V[c, a, l] = V[a, c, l]
 
 
 @numba.njit(inline="always", cache=True)
-def _save_flat(V, out, k, j):
+def _save_flat(V, out, k, lo, nl):
     m = V.shape[0]
-    for a in range(m):
-        for c in range(m):
-            out[k, j, a * m + c] = V[a, c]
+    for l in range(nl):
+        for a in range(m):
+            for c in range(m):
+                out[k, lo + l, a * m + c] = V[a, c, l]
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
