@@ -107,6 +107,17 @@ def _solve_scalar(code, p, y0, grid, save, keys, method, out):
 _LANES = 16
 
 
+@numba.njit(inline="always", cache=True)
+def _lane_keys(keys, lo, n, lanes):
+    """Generator keys of paths lo .. lo + n - 1 as two lane arrays (unused lanes: zero keys)."""
+    k1 = np.zeros(lanes, dtype=np.uint64)
+    k2 = np.zeros(lanes, dtype=np.uint64)
+    for l in range(n):
+        k1[l] = keys[lo + l, 0]
+        k2[l] = keys[lo + l, 1]
+    return k1, k2
+
+
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _solve_corr(C, y0, grid, save, keys, method, out):
     """``CorrelationSDE`` (Fisher-z, additive noise): the scalar scheme of ``_solve_scalar`` with
@@ -120,11 +131,7 @@ def _solve_corr(C, y0, grid, save, keys, method, out):
         y = np.full(_LANES, y0)
         za = np.zeros(_LANES)
         zb = np.zeros(_LANES)
-        k1 = np.zeros(_LANES, dtype=np.uint64)
-        k2 = np.zeros(_LANES, dtype=np.uint64)
-        for l in range(m):
-            k1[l] = keys[lo + l, 0]
-            k2[l] = keys[lo + l, 1]
+        k1, k2 = _lane_keys(keys, lo, m, _LANES)
         k = 0
         while k < save.shape[0] and save[k] == 0:
             out[k, lo:lo + m] = y[:m]
@@ -223,11 +230,7 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
         F = np.empty((m, m, NL))
         dinv = np.empty((m, NL))
         s = np.empty(NL)
-        k1 = np.zeros(NL, dtype=np.uint64)
-        k2 = np.zeros(NL, dtype=np.uint64)
-        for l in range(nl):
-            k1[l] = keys[lo + l, 0]
-            k2[l] = keys[lo + l, 1]
+        k1, k2 = _lane_keys(keys, lo, nl, NL)
         _gram_lower(L, V)
         k = 0
         while k < save.shape[0] and save[k] == 0:
@@ -240,26 +243,10 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
             for a in range(m):
                 for l in range(NL):
                     dinv[a, l] = 1.0 / L[a, a, l]
-            # Z = L^-1 B (forward substitution, column by column), then A = L^-1 Z^T
-            # = L^-1 B L^-T (symmetric up to rounding; symmetrised below)
-            for c in range(m):
-                for a in range(m):
-                    for l in range(NL):
-                        s[l] = B[a, c, l]
-                    for q in range(a):
-                        for l in range(NL):
-                            s[l] -= L[a, q, l] * Z[q, c, l]
-                    for l in range(NL):
-                        Z[a, c, l] = s[l] * dinv[a, l]
-            for c in range(m):
-                for a in range(m):
-                    for l in range(NL):
-                        s[l] = Z[c, a, l]
-                    for q in range(a):
-                        for l in range(NL):
-                            s[l] -= L[a, q, l] * A[q, c, l]
-                    for l in range(NL):
-                        A[a, c, l] = s[l] * dinv[a, l]
+            # A = L^-1 B L^-T = L^-1 (L^-1 B^T)^T (B is symmetric); A is symmetric up to
+            # rounding and is symmetrised below
+            _lower_solve_t(L, dinv, B, Z, s)
+            _lower_solve_t(L, dinv, Z, A, s)
             # M = I + H + D h, H = (W + W^T) / (2 sqrt 2), D lower triangular with
             # D + D^T = A - (m + 1)/4 I (see the module docstring for why not symmetric)
             base = np.uint64(2 * npair * i)              # whole Box-Muller pairs per step
@@ -292,11 +279,7 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
                     for l in range(NL):
                         F[a, c, l] = s[l]
             for c in range(m):
-                for l in range(NL):
-                    s[l] = 0.0
-                for q in range(m):
-                    for l in range(NL):
-                        s[l] += F[c, q, l] * F[c, q, l]
+                _row_dot(F, c, c, s)
                 for l in range(NL):
                     nrm = math.sqrt(s[l])
                     L[c, c, l] = nrm if nrm > 0.0 else np.nan
@@ -305,11 +288,7 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
                     for l in range(NL):
                         F[c, q, l] *= dinv[c, l]
                 for a in range(c + 1, m):
-                    for l in range(NL):
-                        s[l] = 0.0
-                    for q in range(m):
-                        for l in range(NL):
-                            s[l] += F[a, q, l] * F[c, q, l]
+                    _row_dot(F, a, c, s)
                     for l in range(NL):
                         L[a, c, l] = s[l]
                         L[c, a, l] = 0.0
@@ -320,6 +299,33 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
             while k < save.shape[0] and save[k] == i + 1:
                 _save_flat(V, out, k, lo, nl)
                 k += 1
+
+
+@numba.njit(inline="always", cache=True)
+def _row_dot(F, a, c, s):
+    """s = <F[a], F[c]> per lane (F (m, m, lanes))."""
+    for l in range(F.shape[2]):
+        s[l] = 0.0
+    for q in range(F.shape[1]):
+        for l in range(F.shape[2]):
+            s[l] += F[a, q, l] * F[c, q, l]
+
+
+@numba.njit(inline="always", cache=True)
+def _lower_solve_t(L, dinv, Y, X, s):
+    """X = L^-1 Y^T per lane by forward substitution (L lower triangular, dinv = 1/diag L);
+    all (m, m, lanes), s (lanes,) scratch."""
+    m = L.shape[0]
+    nl = L.shape[2]
+    for c in range(m):
+        for a in range(m):
+            for l in range(nl):
+                s[l] = Y[c, a, l]
+            for q in range(a):
+                for l in range(nl):
+                    s[l] -= L[a, q, l] * X[q, c, l]
+            for l in range(nl):
+                X[a, c, l] = s[l] * dinv[a, l]
 
 
 @numba.njit(inline="always", cache=True)
