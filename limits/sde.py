@@ -28,6 +28,7 @@ import numpy as np
 
 from kernels import _checks
 from kernels._fastmath import acos1m, h_of
+
 from ._vecmath import vatan01, vexp
 
 __all__ = ["CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE", "UnshapedCorrelationSDE",
@@ -61,7 +62,7 @@ def _corr_drift(x, C):
       positive, so there is no cancellation as theta -> 0 (rho -> 1);
     * x < 0:   H = 2e + (pi - 2 atan(e)) (1 - e^2), a sum of non-negative terms.
 
-    One division besides the one inside ``vatan01``: d = 1/(e^2 (1 + e^2)).  (Fewer constants
+    One division besides those inside ``vatan01``: d = 1/(e^2 (1 + e^2)).  (Fewer constants
     than a series of h also matters on AVX2, whose 16 vector registers cannot hold them all.)
     """
     a = min(abs(x), 300.0)
@@ -403,7 +404,7 @@ class SmoothCovarianceSDE(_SDE):
     a3: float = 0.0
     normalise: bool = False
     code = _COVS
-    dim = 0
+    dim = 0                 # not scalar; the state size m * m comes from V0
     matrix_state = True
 
     def __post_init__(self):
