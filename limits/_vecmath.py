@@ -14,7 +14,7 @@ import math
 
 import numba
 
-from kernels.montecarlo import _MAGIC, _f2i, _i2f
+from kernels.montecarlo import _MAGIC, _MAGIC_BITS, _f2i, _i2f
 
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
@@ -40,7 +40,7 @@ def vexp(x):
     lo = ((_E4 + _E5 * r) + (_E6 + _E7 * r) * r2)
     mid = (_E2 + _E3 * r) * r2
     p = (_E0 + _E1 * r) + (mid + (lo * r4 + q * r8))
-    scale = _i2f((_f2i(kb) - 0x4338000000000000 + 1023) << 52)
+    scale = _i2f((_f2i(kb) - _MAGIC_BITS + 1023) << 52)
     return p * scale
 
 

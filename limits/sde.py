@@ -206,6 +206,7 @@ class _SDE:
     singular_at_zero = False
     dim = 1
     additive = False
+    euler_only = None       # why only Euler-Maruyama applies (None: every scheme of ``solve``)
 
     def to_coords(self, y0):
         y = np.asarray(y0, dtype=np.float64)
@@ -339,7 +340,7 @@ class CovarianceSDE(_Shaped, _SDE):
     c_minus: float = 0.0
     code = _COV2
     dim = 3
-    matrix_state = True
+    euler_only = "multiplicative noise in several dimensions"
 
     def to_coords(self, y0):
         V = _check_V0(y0, 2)
@@ -405,7 +406,7 @@ class SmoothCovarianceSDE(_SDE):
     normalise: bool = False
     code = _COVS
     dim = 0                 # not scalar; the state size m * m comes from V0
-    matrix_state = True
+    euler_only = "multiplicative noise in several dimensions"
 
     def __post_init__(self):
         object.__setattr__(self, "a2", _finite(self.a2, "a2"))
@@ -596,6 +597,7 @@ class PeluchettiFavaroSDE(_SDE):
     weight_mean: float = 0.0
     bias_mean: float = 0.0
     code = _PF
+    euler_only = "its noise is not commutative"
 
     def __post_init__(self):
         _set_activation_and_variances(self)

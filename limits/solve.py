@@ -232,6 +232,9 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
         s = np.empty(NL)
         k1, k2 = _lane_keys(keys, lo, nl, NL)
         _gram_lower(L, V)
+        for a in range(m):                      # 1 / diag L; kept current by the MGS below
+            for l in range(NL):
+                dinv[a, l] = 1.0 / L[a, a, l]
         k = 0
         while k < save.shape[0] and save[k] == 0:
             _save_flat(V, out, k, lo, nl)
@@ -240,9 +243,6 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
             h = grid[i + 1] - grid[i]
             sh = math.sqrt(h)
             _cov_drift(code, p, V, B)
-            for a in range(m):
-                for l in range(NL):
-                    dinv[a, l] = 1.0 / L[a, a, l]
             # A = L^-1 B L^-T = L^-1 (L^-1 B^T)^T (B is symmetric); A is symmetric up to
             # rounding and is symmetrised below
             _lower_solve_t(L, dinv, B, Z, s)
@@ -572,12 +572,9 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
     paths = _checks.positive_int(paths, "paths")
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    if getattr(sde, "matrix_state", False) and method != "euler":
-        raise ValueError(f"{type(sde).__name__} is solved by Euler-Maruyama only (multiplicative "
-                         f"noise in several dimensions), got method={method!r}")
-    if sde.code == _PF and method != "euler":
-        raise ValueError(f"PeluchettiFavaroSDE is solved by Euler-Maruyama only (its noise is "
-                         f"not commutative), got method={method!r}")
+    if sde.euler_only is not None and method != "euler":
+        raise ValueError(f"{type(sde).__name__} is solved by Euler-Maruyama only "
+                         f"({sde.euler_only}), got method={method!r}")
     if method == "milstein" and sde.dim != 1:
         raise ValueError("method='milstein' needs a scalar SDE (no Levy areas are simulated); "
                          "use 'euler'")
