@@ -144,15 +144,6 @@ _TWO84 = 19342813113834066795298816.0       # 2^84, bits 0x4530000000000000
 
 
 @numba.njit(inline="always", cache=True)
-def _u53_to_float(x):
-    """``float(x)`` for an integer 0 <= x < 2^53 (int64): the high 21 and low 32 bits are placed in
-    the mantissas of 2^84 and 2^52, and the exact sum of the two differences is x."""
-    hi = _i2f((x >> 32) | 0x4530000000000000) - _TWO84
-    lo = _i2f((x & 0xFFFFFFFF) | 0x4330000000000000) - _TWO52
-    return hi + lo
-
-
-@numba.njit(inline="always", cache=True)
 def _small_to_float(e):
     """``float(e)`` for an int64 with |e| < 2^51."""
     return _i2f(e + _MAGIC_BITS) - _MAGIC
@@ -165,65 +156,102 @@ def _round_to_int(x):
     return _f2i(x + _MAGIC) - _MAGIC_BITS
 
 
+# Constants as tuples: every function below has a ``*_k`` form taking its constants as a tuple
+# argument, and the plain form passes the module tuple (compile-time constants).  Hot loops
+# pass the tuple as a runtime argument instead, so that LLVM keeps the broadcast constants in
+# (spilled) vector registers rather than rematerialising each one inside the loop (an
+# absolute-address move plus a broadcast load: numba's JIT uses the large code model); see
+# limits/_vecmath.py.  The numbers are bit-identical either way.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MIX_K = (_GOLDEN, np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+
+
+@numba.njit(inline="always", cache=True)
+def _mix_k(z, mk):
+    """SplitMix64 output function (a bijection of uint64 with full avalanche); mk = MIX_K."""
+    z = (z ^ (z >> np.uint64(30))) * mk[1]
+    z = (z ^ (z >> np.uint64(27))) * mk[2]
+    return z ^ (z >> np.uint64(31))
+
+
 @numba.njit(inline="always", cache=True)
 def _mix(z):
     """SplitMix64 output function (a bijection of uint64 with full avalanche)."""
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    return _mix_k(z, MIX_K)
 
 
 @numba.njit(inline="always", cache=True)
 def _word(k1, k2, c):
     """Random 64-bit word number ``c`` of the stream with keys (k1, k2)."""
-    return _mix(_mix(c * np.uint64(0x9E3779B97F4A7C15) + k1) ^ k2)
+    return _mix(_mix(c * _GOLDEN + k1) ^ k2)
 
 
-# fdlibm e_log.c: log(1 + f) = f - hfsq + s (hfsq + R(z)), s = f / (2 + f)
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-_LG1, _LG2, _LG3, _LG4 = (6.666666666666735130e-01, 3.999999999940941908e-01,
-                          2.857142874366239149e-01, 2.222219843214978396e-01)
-_LG5, _LG6, _LG7 = 1.818357216161805012e-01, 1.531383769920937332e-01, 1.479819860511658591e-01
-# fdlibm k_sin.c / k_cos.c on [-pi/4, pi/4]
-_S1, _S2, _S3 = -1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04
-_S4, _S5, _S6 = 2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10
-_C1, _C2, _C3 = 4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05
-_C4, _C5, _C6 = -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11
-_TWO_PI = 2.0 * math.pi
-_SQRT2 = math.sqrt(2.0)
-_TWO_M53 = 2.0 ** -53
+# Box-Muller constants, BM_K:
+#   0, 1       ln 2 split (fdlibm e_log.c), 2..8 its LG1..LG7: log(1 + f) = f - hfsq + s (hfsq + R)
+#   9..14      fdlibm k_sin.c S1..S6,  15..20 k_cos.c C1..C6 (on [-pi/4, pi/4])
+#   21..26     2 pi, sqrt 2, 2^-53, 1.5 * 2^52 (magic), 2^52, 2^84
+BM_K = (6.93147180369123816490e-01, 1.90821492927058770002e-10,
+        6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
+        2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
+        1.479819860511658591e-01,
+        -1.66666666666666324348e-01, 8.33333333332248946124e-03, -1.98412698298579493134e-04,
+        2.75573137070700676789e-06, -2.50507602534068634195e-08, 1.58969099521155010221e-10,
+        4.16666666666666019037e-02, -1.38888888888741095749e-03, 2.48015872894767294178e-05,
+        -2.75573143513906633035e-07, 2.08757232129817482790e-09, -1.13596475577881948265e-11,
+        2.0 * math.pi, math.sqrt(2.0), 2.0 ** -53, _MAGIC, _TWO52, _TWO84)
+
+
+@numba.njit(inline="always", cache=True)
+def _u53_to_float_k(x, bk):
+    """``float(x)`` for an integer 0 <= x < 2^53 (int64): the high 21 and low 32 bits are placed in
+    the mantissas of 2^84 and 2^52, and the exact sum of the two differences is x."""
+    hi = _i2f((x >> 32) | 0x4530000000000000) - bk[26]
+    lo = _i2f((x & 0xFFFFFFFF) | 0x4330000000000000) - bk[25]
+    return hi + lo
+
+
+@numba.njit(inline="always", cache=True)
+def _u53_to_float(x):
+    """``float(x)`` for an integer 0 <= x < 2^53 (int64), exactly."""
+    return _u53_to_float_k(x, BM_K)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _minus2log(u):
+def _minus2log_k(u, bk):
     """``-2 log(u)`` for a normal double u in (0, 1] (fdlibm algorithm, < 1 ulp)."""
     ib = _f2i(u)
     e = (ib >> 52) - 1023
     m = _i2f((ib & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)        # [1, 2)
-    big = m > _SQRT2
+    big = m > bk[22]
     m = 0.5 * m if big else m
     e = e + 1 if big else e
     f = m - 1.0
     s = f / (2.0 + f)
     z = s * s
     w = z * z
-    R = (z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
-         + w * (_LG2 + w * (_LG4 + w * _LG6)))
+    R = (z * (bk[2] + w * (bk[4] + w * (bk[6] + w * bk[8])))
+         + w * (bk[3] + w * (bk[5] + w * bk[7])))
     hfsq = 0.5 * f * f
-    dk = _small_to_float(e)
-    return -2.0 * (dk * _LN2_HI - ((hfsq - (s * (hfsq + R) + dk * _LN2_LO)) - f))
+    dk = _i2f(e + _MAGIC_BITS) - bk[24]                          # float(e)
+    return -2.0 * (dk * bk[0] - ((hfsq - (s * (hfsq + R) + dk * bk[1])) - f))
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _sincos_2pi(v):
-    """``(sin 2 pi v, cos 2 pi v)`` for v in [0, 1), branch-free (quadrant selects)."""
-    q = math.floor(4.0 * v + 0.5)
-    x = _TWO_PI * (v - 0.25 * q)                          # [-pi/4, pi/4]
+def _sincos_2pi_k(v, bk):
+    """``(sin 2 pi v, cos 2 pi v)`` for v in [0, 1), branch-free (quadrant selects).
+
+    The quadrant q = round(4 v) comes from the magic-number trick (``math.floor`` would return
+    an int64, converted one lane at a time on AVX2); q is round-half-even, not half-up, which
+    differs only at 4 v = j + 1/2 exactly, where both give x = +-pi/4 and the same value."""
+    qb = 4.0 * v + bk[24]
+    q = qb - bk[24]
+    x = bk[21] * (v - 0.25 * q)                                   # [-pi/4, pi/4]
     z = x * x
-    sn = x + x * z * (_S1 + z * (_S2 + z * (_S3 + z * (_S4 + z * (_S5 + z * _S6)))))
-    cs = 1.0 - 0.5 * z + z * z * (_C1 + z * (_C2 + z * (_C3 + z * (_C4 + z * (_C5 + z * _C6)))))
-    qi = _round_to_int(q)
+    sn = x + x * z * (bk[9] + z * (bk[10] + z * (bk[11] + z * (bk[12] + z * (bk[13]
+                                                                            + z * bk[14])))))
+    cs = 1.0 - 0.5 * z + z * z * (bk[15] + z * (bk[16] + z * (bk[17] + z * (bk[18] + z * (
+        bk[19] + z * bk[20])))))
+    qi = _f2i(qb) - _MAGIC_BITS
     odd = (qi & 1) != 0
     a = cs if odd else sn
     b = sn if odd else cs
@@ -233,15 +261,19 @@ def _sincos_2pi(v):
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
+def _box_muller_k(b1, b2, bk):
+    """Two independent N(0, 1) from two random 64-bit words (their top 53 bits)."""
+    u = (_u53_to_float_k(np.int64(b1 >> np.uint64(11)), bk) + 0.5) * bk[23]     # (0, 1]
+    v = _u53_to_float_k(np.int64(b2 >> np.uint64(11)), bk) * bk[23]             # [0, 1)
+    r = math.sqrt(_minus2log_k(u, bk))
+    sn, cs = _sincos_2pi_k(v, bk)
+    return r * cs, r * sn
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
 def _normal_pair(k1, k2, c):
     """Two independent N(0, 1) from words c, c + 1 (Box-Muller)."""
-    b1 = _word(k1, k2, c)
-    b2 = _word(k1, k2, c + np.uint64(1))
-    u = (_u53_to_float(np.int64(b1 >> np.uint64(11))) + 0.5) * _TWO_M53     # (0, 1]
-    v = _u53_to_float(np.int64(b2 >> np.uint64(11))) * _TWO_M53              # [0, 1)
-    r = math.sqrt(_minus2log(u))
-    sn, cs = _sincos_2pi(v)
-    return r * cs, r * sn
+    return _box_muller_k(_word(k1, k2, c), _word(k1, k2, c + np.uint64(1)), BM_K)
 
 
 @numba.njit(inline="always", cache=True)

@@ -29,7 +29,7 @@ import numpy as np
 from kernels import _checks
 from kernels._fastmath import acos1m, h_of
 
-from ._vecmath import vatan01, vexp
+from ._vecmath import ATAN_TAIL_K, EXP_K, atan_tail_k, vexp_k
 
 __all__ = ["CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE", "UnshapedCorrelationSDE",
            "ResNetODE",
@@ -46,37 +46,50 @@ _CORR, _COV2, _LOGQ, _GBM, _LINW, _OU, _PF, _COVS = 0, 1, 2, 3, 4, 5, 6, 7
 # ----------------------------------------------------------------------------------------------
 # compiled model functions: drift a (dim,) and volatility B (dim, noise) in solver coordinates
 # ----------------------------------------------------------------------------------------------
+# constants of ``_corr_drift_k`` (a runtime argument in the solver's hot loop: see _vecmath)
+CORR_K = EXP_K + ATAN_TAIL_K + (1.0 / (4.0 * math.pi),)
+
+
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _corr_drift(x, C):
+def _corr_drift_k(x, C, k):
     """Fisher-z drift ``nu(tanh x) / (1 - tanh^2 x) + tanh(x) / 2`` (sde.md §2.4), stable for all
-    x and branch-free (so that loops over paths vectorise; exp / atan from ``_vecmath``).
+    x, branch-free (so that loops over paths vectorise) and with a single division; ``k`` =
+    ``CORR_K``.
 
     With a = |x| (clamped at 300, where the C-term is below 1e-130 for x > 0 and rho = -1 to
-    rounding for x < 0) and e = e^-a: tanh x = sign(x) (1 - e^2)/(1 + e^2), sin theta =
-    2e/(1 + e^2), theta = 2 atan(e) (x >= 0) or pi - 2 atan(e) (x < 0), and with
-    H = (1 + e^2) h(theta), h = sin theta - theta cos theta:
-    nu / sin^2 theta = C/(2 pi) h / sin^2 theta = C/(8 pi) H (1 + e^2) / e^2, where
+    rounding for x < 0), e = e^-a, s = e^2: tanh x = sign(x) (1 - s)/(1 + s), sin theta =
+    2e/(1 + s), theta = 2 atan(e) (x >= 0) or pi - 2 atan(e) (x < 0), and
+    nu / sin^2 theta = C/(8 pi) H (1 + s) / s with H = (1 + s) h(theta), h = sin theta -
+    theta cos theta.  Write atan(e) = e - e^3 A, A = P/Q (``atan_tail``, P, Q > 0) and
+    G = Q + P (1 - s) > 0.  Then
 
-    * x >= 0:  H = 2e - 2 atan(e) (1 - e^2) = 2 e^3 + 2 t (e^2 - 1), t = atan(e) - e ~ -e^3/3
-      taken from the rational term of the atan approximation (``vatan01``): both terms are
-      positive, so there is no cancellation as theta -> 0 (rho -> 1);
-    * x < 0:   H = 2e + (pi - 2 atan(e)) (1 - e^2), a sum of non-negative terms.
+    * x >= 0:  H = 2 e^3 (1 + A (1 - s)), so the C-term is C/(4 pi) e (1 + s) G / Q;
+    * x < 0:   H = 2e + (pi - 2 atan e)(1 - s) = [pi (1 - s) Q + 2 e s G] / Q;
 
-    One division besides those inside ``vatan01``: d = 1/(e^2 (1 + e^2)).  (Fewer constants
-    than a series of h also matters on AVX2, whose 16 vector registers cannot hold them all.)
+    all terms positive: no cancellation as theta -> 0 (rho -> 1) or theta -> pi.  Over one
+    common denominator, with T = C/(4 pi) e (1 + s)^2 G,
+
+        x >= 0:  drift = [T + (1 - s) Q / 2] / [Q (1 + s)],
+        x < 0:   drift = [s T + (1 - s) Q (C (1 + s)^2 / 8 - s / 2)] / [s Q (1 + s)].
     """
     a = min(abs(x), 300.0)
-    e = vexp(-a)
-    e2 = e * e
-    one_p = 1.0 + e2
-    one_m = 1.0 - e2
-    d = 1.0 / (e2 * one_p)          # 1/(1 + e^2) = e^2 d, 1/e^2 = (1 + e^2) d
-    at, t = vatan01(e)
+    e = vexp_k(-a, k)
+    s = e * e
+    p, q = atan_tail_k(s, k[18:32])
+    om = 1.0 - s
+    op = 1.0 + s
+    op2 = op * op
+    T = C * k[32] * e * op2 * (q + p * om)
     pos = x >= 0.0
-    H = 2.0 * (e2 * e) - 2.0 * t * one_m if pos else 2.0 * e + (math.pi - 2.0 * at) * one_m
-    rr = one_m * (e2 * d)
-    r = rr if pos else -rr
-    return C / (8.0 * math.pi) * H * (one_p * one_p * d) + 0.5 * r
+    sel = 1.0 if pos else s
+    c = 0.5 if pos else 0.125 * C * op2 - 0.5 * s
+    return (sel * T + om * q * c) / (sel * q * op)
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _corr_drift(x, C):
+    """``_corr_drift_k`` with the module's constants."""
+    return _corr_drift_k(x, C, CORR_K)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")

@@ -3,9 +3,14 @@
 
 SDEs are integrated path by path in compiled code (numba, parallel over paths, both cores);
 values are saved only at the requested times; the state lives in the SDE's domain-preserving
-coordinates (``sde.to_coords``), never clipped.  Random numbers come from the counter-based
-generator of ``kernels.montecarlo``: the normal of step ``i`` of path ``j`` depends only on
-(seed, j, i), so results do not depend on the thread count or on how paths are blocked.
+coordinates (``sde.to_coords``), never clipped.  Random numbers are counter-based: path ``j`` has
+the key kappa_j = mix(k1 ^ mix(k2)) from its generator keys (k1, k2) of ``kernels.montecarlo``
+(``_sample_keys``), its word ``c`` is mix(kappa_j + c G) (SplitMix64: Steele, Lea & Flood
+2014; G the 64-bit golden ratio), and words 2i, 2i + 1 give normals 2i, 2i + 1 by
+``kernels.montecarlo``'s Box-Muller transform.  So the normal of step ``i`` of path ``j``
+depends only on (seed, j, i), and results do not depend on the thread count or on how paths are
+blocked.  (One mix per word instead of the two of ``kernels.montecarlo._word``: AVX2 has no
+64-bit multiply, and the generator is half of the correlation solver's work.)
 
 Schemes (``method``):
 
@@ -47,9 +52,10 @@ import numpy as np
 from numba import prange
 
 from kernels import _checks
-from kernels.montecarlo import _chol_upper, _fill, _normal_pair, _phi, _sample_keys
+from kernels.montecarlo import (BM_K, MIX_K, _box_muller_k, _chol_upper, _fill, _mix, _mix_k,
+                               _phi, _sample_keys)
 
-from .sde import (_CORR, _COV2, _COVS, _PF, _corr_drift, _cov_drift, _drift1, _model3,
+from .sde import (_CORR, _COV2, _COVS, _PF, CORR_K, _corr_drift_k, _cov_drift, _drift1, _model3,
                   _vol1)
 
 __all__ = ["solve", "Solution", "compare", "Comparison"]
@@ -62,10 +68,29 @@ _PATH_BLOCK = 8192
 # ----------------------------------------------------------------------------------------------
 # compiled integrators
 # ----------------------------------------------------------------------------------------------
+@numba.njit(inline="always", cache=True)
+def _path_key(k1, k2):
+    """Key kappa of a path's stream from its generator keys (k1, k2)."""
+    return _mix(k1 ^ _mix(k2))
+
+
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _gauss(k1, k2, i):
-    """Standard normal number i of the stream (k1, k2) (pairs of the Box-Muller generator)."""
-    a, b = _normal_pair(k1, k2, np.uint64(2 * (i >> 1)))
+def _path_pair_k(kk, c, mk, bk):
+    """Normals c, c + 1 (c even) of the path with key kk; mk = MIX_K, bk = BM_K."""
+    g = mk[0]
+    return _box_muller_k(_mix_k(kk + c * g, mk), _mix_k(kk + (c + np.uint64(1)) * g, mk), bk)
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _path_pair(kk, c):
+    """Normals c, c + 1 (c even) of the path with key kk."""
+    return _path_pair_k(kk, c, MIX_K, BM_K)
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _gauss(kk, i):
+    """Standard normal number i of the path with key kk."""
+    a, b = _path_pair(kk, np.uint64(2 * (i >> 1)))
     return b if (i & 1) else a
 
 
@@ -75,7 +100,7 @@ def _solve_scalar(code, p, y0, grid, save, keys, method, out):
     paths = keys.shape[0]
     nsteps = grid.shape[0] - 1
     for j in prange(paths):
-        k1, k2 = keys[j, 0], keys[j, 1]
+        kk = _path_key(keys[j, 0], keys[j, 1])
         y = y0
         k = 0
         while k < save.shape[0] and save[k] == 0:
@@ -86,7 +111,7 @@ def _solve_scalar(code, p, y0, grid, save, keys, method, out):
             t = grid[i]
             h = grid[i + 1] - t
             if (i & 1) == 0:            # normals i and i + 1 come as one Box-Muller pair
-                z, z_odd = _normal_pair(k1, k2, np.uint64(i))
+                z, z_odd = _path_pair(kk, np.uint64(i))
             else:
                 z = z_odd
             dw = math.sqrt(h) * z
@@ -104,25 +129,26 @@ def _solve_scalar(code, p, y0, grid, save, keys, method, out):
                 k += 1
 
 
-_LANES = 16
+_LANES = 32
 
 
 @numba.njit(inline="always", cache=True)
 def _lane_keys(keys, lo, n, lanes):
-    """Generator keys of paths lo .. lo + n - 1 as two lane arrays (unused lanes: zero keys)."""
-    k1 = np.zeros(lanes, dtype=np.uint64)
-    k2 = np.zeros(lanes, dtype=np.uint64)
+    """Stream keys (``_path_key``) of paths lo .. lo + n - 1 as a lane array (unused lanes: 0)."""
+    kk = np.zeros(lanes, dtype=np.uint64)
     for l in range(n):
-        k1[l] = keys[lo + l, 0]
-        k2[l] = keys[lo + l, 1]
-    return k1, k2
+        kk[l] = _path_key(keys[lo + l, 0], keys[lo + l, 1])
+    return kk
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _solve_corr(C, y0, grid, save, keys, method, out):
+def _solve_corr(C, y0, grid, save, keys, method, out, kc=CORR_K, mk=MIX_K, bk=BM_K):
     """``CorrelationSDE`` (Fisher-z, additive noise): the scalar scheme of ``_solve_scalar`` with
     _LANES paths per task advanced together, so that the loops over paths vectorise (this is
-    hand-written because it is the hot loop of the limit studies; same numbers per path)."""
+    hand-written because it is the hot loop of the limit studies; same numbers per path).
+
+    ``kc``, ``mk``, ``bk``: the constants of the drift and the generator, which ``solve`` passes
+    as runtime arguments (see limits/_vecmath.py: 20% faster on AVX2)."""
     paths = keys.shape[0]
     nsteps = grid.shape[0] - 1
     for b in prange((paths + _LANES - 1) // _LANES):
@@ -131,7 +157,7 @@ def _solve_corr(C, y0, grid, save, keys, method, out):
         y = np.full(_LANES, y0)
         za = np.zeros(_LANES)
         zb = np.zeros(_LANES)
-        k1, k2 = _lane_keys(keys, lo, m, _LANES)
+        kk = _lane_keys(keys, lo, m, _LANES)
         k = 0
         while k < save.shape[0] and save[k] == 0:
             out[k, lo:lo + m] = y[:m]
@@ -143,25 +169,25 @@ def _solve_corr(C, y0, grid, save, keys, method, out):
             if method == _HEUN:
                 if (i & 1) == 0:
                     for l in range(_LANES):
-                        za[l], zb[l] = _normal_pair(k1[l], k2[l], np.uint64(i))
+                        za[l], zb[l] = _path_pair_k(kk[l], np.uint64(i), mk, bk)
                     z = za
                 else:
                     z = zb
                 for l in range(_LANES):
-                    a = _corr_drift(y[l], C)
+                    a = _corr_drift_k(y[l], C, kc)
                     ys = y[l] + a * h + sh * z[l]
-                    y[l] = y[l] + 0.5 * (a + _corr_drift(ys, C)) * h + sh * z[l]
+                    y[l] = y[l] + 0.5 * (a + _corr_drift_k(ys, C, kc)) * h + sh * z[l]
             elif (i & 1) == 0:
                 # Euler, even step: the normal pair of steps i, i + 1 is drawn in the same loop
                 # as the drift, so that its (y-independent) work fills the latency of the
                 # drift's dependency chain (8% faster than two loops, one AVX2 core)
                 for l in range(_LANES):
-                    z1, z2 = _normal_pair(k1[l], k2[l], np.uint64(i))
+                    z1, z2 = _path_pair_k(kk[l], np.uint64(i), mk, bk)
                     zb[l] = z2
-                    y[l] = y[l] + _corr_drift(y[l], C) * h + sh * z1
+                    y[l] = y[l] + _corr_drift_k(y[l], C, kc) * h + sh * z1
             else:
                 for l in range(_LANES):
-                    y[l] = y[l] + _corr_drift(y[l], C) * h + sh * zb[l]
+                    y[l] = y[l] + _corr_drift_k(y[l], C, kc) * h + sh * zb[l]
             while k < save.shape[0] and save[k] == i + 1:
                 out[k, lo:lo + m] = y[:m]
                 k += 1
@@ -173,7 +199,7 @@ def _solve_cov2(p, y0, grid, save, keys, out):
     paths = keys.shape[0]
     nsteps = grid.shape[0] - 1
     for j in prange(paths):
-        k1, k2 = keys[j, 0], keys[j, 1]
+        kk = _path_key(keys[j, 0], keys[j, 1])
         y = y0.copy()
         a = np.empty(3)
         B = np.empty((3, 3))
@@ -184,9 +210,9 @@ def _solve_cov2(p, y0, grid, save, keys, out):
         for i in range(nsteps):
             h = grid[i + 1] - grid[i]
             sh = math.sqrt(h)
-            z0 = _gauss(k1, k2, 3 * i)
-            z1 = _gauss(k1, k2, 3 * i + 1)
-            z2 = _gauss(k1, k2, 3 * i + 2)
+            z0 = _gauss(kk, 3 * i)
+            z1 = _gauss(kk, 3 * i + 1)
+            z2 = _gauss(kk, 3 * i + 2)
             _model3(y, p, a, B)
             for r in range(3):
                 y[r] += a[r] * h + sh * (B[r, 0] * z0 + B[r, 1] * z1 + B[r, 2] * z2)
@@ -230,7 +256,7 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
         F = np.empty((m, m, NL))
         dinv = np.empty((m, NL))
         s = np.empty(NL)
-        k1, k2 = _lane_keys(keys, lo, nl, NL)
+        kk = _lane_keys(keys, lo, nl, NL)
         _gram_lower(L, V)
         for a in range(m):                      # 1 / diag L; kept current by the MGS below
             for l in range(NL):
@@ -252,13 +278,12 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
             base = np.uint64(2 * npair * i)              # whole Box-Muller pairs per step
             for q in range(0, m * m - 1, 2):
                 for l in range(NL):
-                    z1, z2 = _normal_pair(k1[l], k2[l], base + np.uint64(q))
+                    z1, z2 = _path_pair(kk[l], base + np.uint64(q))
                     w[q, l] = sh * z1
                     w[q + 1, l] = sh * z2
             if (m * m) & 1:
                 for l in range(NL):
-                    w[m * m - 1, l] = sh * _normal_pair(k1[l], k2[l],
-                                                        base + np.uint64(m * m - 1))[0]
+                    w[m * m - 1, l] = sh * _path_pair(kk[l], base + np.uint64(m * m - 1))[0]
             for a in range(m):
                 for c in range(m):
                     for l in range(NL):
@@ -419,14 +444,14 @@ def _exact_q(keys, grid, save, qstar, out):
     paths = keys.shape[0]
     s2 = math.sqrt(2.0)
     for j in prange(paths):
-        k1, k2 = keys[j, 0], keys[j, 1]
+        kk = _path_key(keys[j, 0], keys[j, 1])
         B = 0.0
         f_prev = 1.0            # e^{-0 + sqrt2 B_0}
         integral = 0.0
         k = 0
         for i in range(grid.shape[0] - 1):
             h = grid[i + 1] - grid[i]
-            B += math.sqrt(h) * _gauss(k1, k2, i)
+            B += math.sqrt(h) * _gauss(kk, i)
             t = grid[i + 1]
             f = math.exp(-t + s2 * B)
             integral += 0.5 * h * (f_prev + f)
@@ -533,7 +558,8 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
     paths : int >= 1
         Independent paths (SDEs).
     seed : int or SeedSequence
-        Path j uses the keys of sample j of ``kernels.montecarlo``'s scheme.
+        Path j draws from the stream whose key comes from the keys of sample j of
+        ``kernels.montecarlo``'s scheme (module docstring).
     method : {"euler", "milstein", "heun"}
         See the module docstring; "milstein" needs a scalar SDE, "heun" additive noise;
         covariance SDEs and ``PeluchettiFavaroSDE`` take "euler" only.
@@ -618,7 +644,8 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
                 blk = _run_pf(sde, z0, grid, save, keys[lo:hi], len(times))
             elif sde.code == _CORR and method != "milstein":
                 blk = np.empty((len(times), hi - lo))
-                _solve_corr(float(p[0]), float(z0[0]), grid, save, keys[lo:hi], code, blk)
+                _solve_corr(float(p[0]), float(z0[0]), grid, save, keys[lo:hi], code, blk,
+                            CORR_K, MIX_K, BM_K)
             elif sde.dim == 1:
                 blk = np.empty((len(times), hi - lo))
                 _solve_scalar(sde.code, p, float(z0[0]), grid, save, keys[lo:hi], code, blk)

@@ -15,9 +15,9 @@ from scipy import integrate, stats
 
 import kernels as kn
 import limits
-from kernels.montecarlo import _normal_pair, _sample_keys
+from kernels.montecarlo import _GOLDEN, BM_K, _box_muller_k, _mix, _sample_keys
 from limits import sde as S
-from limits._vecmath import _AP4, _AQ4, vatan01, vexp
+from limits._vecmath import atan_tail, vexp
 
 Z = 3.0
 
@@ -40,21 +40,29 @@ def test_vector_exp_and_atan_are_accurate():
     _eval(vexp, x, out)
     assert np.max(np.abs(out / np.exp(x) - 1)) < 4e-16
     x = np.concatenate([np.linspace(0, 1, 100_001), np.geomspace(1e-300, 1, 5001)])
-    at, tail = np.empty_like(x), np.empty_like(x)
-    _eval_pair(vatan01, x, at, tail)
+    P, Q = np.empty_like(x), np.empty_like(x)
+    _eval_pair(atan_tail, x * x, P, Q)
+    A = P / Q                                       # (x - atan x) / x^3
+    at = x - x ** 3 * A
     assert np.max(np.abs(at[1:] / np.arctan(x[1:]) - 1)) < 4e-16 and at[0] == 0.0
-    # atan(x) - x in 40-digit arithmetic: relative accuracy also where it is ~ -x^3/3
+    # A in 40-digit arithmetic (below 1e-4 its series 1/3 - s/5 + s^2/7, error < s^3/9): the
+    # fit's own error is 5e-18; P and Q have positive terms, so each is within ~2 ulp and the
+    # quotient within ~5 ulp (1.1e-15)
     sub = x[::97]
-    with mp.workdps(40):       # below 1e-4 the series -x^3/3 + x^5/5 - x^7/7 (error < x^9)
-        expect = np.array([float(mp.atan(mp.mpf(v)) - mp.mpf(v)) if v > 1e-4 else
-                           float(-mp.mpf(v) ** 3 / 3 + mp.mpf(v) ** 5 / 5 - mp.mpf(v) ** 7 / 7)
+    with mp.workdps(40):
+        expect = np.array([float((mp.mpf(v) - mp.atan(mp.mpf(v))) / mp.mpf(v) ** 3) if v > 1e-4
+                           else float(mp.mpf(1) / 3 - mp.mpf(v) ** 2 / 5 + mp.mpf(v) ** 4 / 7)
                            for v in sub])
-    got = tail[::97]
-    nz = expect != 0
-    # Cephes' P/Q was fitted for atan's total error: P(0)/Q(0) = -64.850219/194.550657 is -1/3
-    # to 3.4e-15 relative, the tail's accuracy for small x (a 1/4 share of the drift's H term)
-    assert np.max(np.abs(got[nz] / expect[nz] - 1)) < 4e-15
-    assert abs(_AP4 / _AQ4 * 3 + 1) < 3.5e-15
+    assert np.max(np.abs(A[::97] / expect - 1)) < 1.1e-15
+
+
+@pytest.mark.slow
+def test_atan_tail_coefficients_are_reproduced_by_their_fit():
+    from limits import _vecmath as vm
+    p, q = vm._fit_atan_tail()
+    np.testing.assert_allclose([float(c) for c in p + q[1:]], vm._ATAN_P + vm._ATAN_Q[1:],
+                               rtol=1e-15)
+    assert vm._ATAN_Q[0] == 1.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,10 +135,13 @@ def test_model_functions_equal_the_sympy_derivation():
 # ----------------------------------------------------------------------------------------------
 @numba.njit
 def _brownian_end(keys, n, h, out):
+    """W_T of each path, rebuilt from the solver's streams (limits/solve.py docstring)."""
     for j in range(keys.shape[0]):
+        kk = _mix(keys[j, 0] ^ _mix(keys[j, 1]))
         s = 0.0
         for i in range(n):
-            a, b = _normal_pair(keys[j, 0], keys[j, 1], np.uint64(2 * (i >> 1)))
+            a, b = _box_muller_k(_mix(kk + np.uint64(2 * (i >> 1)) * _GOLDEN),
+                                 _mix(kk + np.uint64(2 * (i >> 1) + 1) * _GOLDEN), BM_K)
             s += b if (i & 1) else a
         out[j] = math.sqrt(h) * s
 
