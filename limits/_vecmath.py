@@ -1,9 +1,11 @@
 """Branch-free exp and atan for loops that LLVM should vectorise (numba has no vector math
 library here, and a libm call in a loop stops vectorisation; see kernels/_fastmath.py).
 
-* ``vexp``: Cody-Waite reduction ``x = k ln2 + r`` (|r| <= ln2/2), degree-13 Taylor polynomial
-  of e^r (truncation < 3e-17 relative), scaling by 2^k through the exponent bits.
-  Arguments are clamped to [-708, 709] (no subnormals, no overflow).
+* ``vexp``: Cody-Waite reduction ``x = k ln2 + r`` (|r| <= ln2/2), degree-11 Chebyshev
+  approximation of e^r on that interval (``mpmath.chebyfit``; error 3.2e-18, so the result is
+  within about 1 ulp), scaling by 2^k through the exponent bits.  Arguments are clamped to
+  [-708, 709] (no subnormals, no overflow); ``_exp_core_k`` is the unclamped kernel for callers
+  whose argument is known to be in range.
 * ``atan_tail``: ``(P(s), Q(s))`` with ``P/Q = (e - atan e) / e^3``, s = e^2 in [0, 1], a
   rational approximation of degree (6, 6) (positive coefficients, so no cancellation; relative
   error 5e-18 in exact arithmetic, about 2 ulp in floating point).  It gives atan(e) =
@@ -33,8 +35,12 @@ _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 _INV_LN2 = 1.0 / math.log(2.0)
 
-# e^r Taylor coefficients 1/k!, k = 0..13, then the reduction constants
-EXP_K = tuple(1.0 / math.factorial(k) for k in range(14)) + (_LN2_HI, _LN2_LO, _INV_LN2, _MAGIC)
+# e^r on [-ln2/2, ln2/2]: mpmath.chebyfit(exp, [-ln2/2, ln2/2], 12) (degree 11, error 3.2e-18),
+# coefficients of r^0 .. r^11, then the reduction constants
+EXP_K = (1.0, 1.0, 0.50000000000000183855, 0.16666666666666680806, 0.041666666666488095495,
+         0.0083333333333196006109, 0.0013888888952314774652, 0.00019841269890047113707,
+         0.000024801485482328492419, 2.7557240918578969823e-6, 2.7632639639041029749e-7,
+         2.5110037605963777712e-8) + (_LN2_HI, _LN2_LO, _INV_LN2, _MAGIC)
 
 # (e - atan e) / e^3 = P(s) / Q(s), s = e^2 in [0, 1]: _fit_atan_tail(6, 6)
 _ATAN_P = (0.3333333333333333316525, 0.8193369003041019162177, 0.7274424499146527257372,
@@ -46,24 +52,29 @@ ATAN_TAIL_K = _ATAN_P + _ATAN_Q
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def vexp_k(x, k):
-    """e^x for x in [-708, 709] (clamped outside), about 1 ulp; ``k`` = ``EXP_K``."""
-    x = min(max(x, -708.0), 709.0)
+def _exp_core_k(x, k):
+    """e^x for x in [-708, 709] (not checked), about 1 ulp; ``k`` = ``EXP_K``."""
     # n = round(x / ln 2) by the magic-number trick (vectorises without AVX-512 conversions)
-    nb = x * k[16] + k[17]
-    n = nb - k[17]
-    r = (x - n * k[14]) - n * k[15]
-    # Estrin's scheme (depth 4 instead of Horner's 13: the exp sits on the dependency chain
+    nb = x * k[14] + k[15]
+    n = nb - k[15]
+    r = (x - n * k[12]) - n * k[13]
+    # Estrin's scheme (depth 4 instead of Horner's 11: the exp sits on the dependency chain
     # of the SDE step); terms are added smallest first, so the rounding stays ~1 ulp
     r2 = r * r
     r4 = r2 * r2
     r8 = r4 * r4
-    q = ((k[8] + k[9] * r) + (k[10] + k[11] * r) * r2) + (k[12] + k[13] * r) * r4
-    lo = ((k[4] + k[5] * r) + (k[6] + k[7] * r) * r2)
+    hi = (k[8] + k[9] * r) + (k[10] + k[11] * r) * r2
+    lo = (k[4] + k[5] * r) + (k[6] + k[7] * r) * r2
     mid = (k[2] + k[3] * r) * r2
-    p = (k[0] + k[1] * r) + (mid + (lo * r4 + q * r8))
+    p = (k[0] + k[1] * r) + (mid + (lo * r4 + hi * r8))
     scale = _i2f((_f2i(nb) - _MAGIC_BITS + 1023) << 52)
     return p * scale
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def vexp_k(x, k):
+    """e^x for x in [-708, 709] (clamped outside), about 1 ulp; ``k`` = ``EXP_K``."""
+    return _exp_core_k(min(max(x, -708.0), 709.0), k)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")

@@ -29,7 +29,7 @@ import numpy as np
 from kernels import _checks
 from kernels._fastmath import acos1m, h_of
 
-from ._vecmath import ATAN_TAIL_K, EXP_K, atan_tail_k, vexp_k
+from ._vecmath import ATAN_TAIL_K, EXP_K, _exp_core_k, atan_tail_k
 
 __all__ = ["CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE", "UnshapedCorrelationSDE",
            "ResNetODE",
@@ -73,13 +73,13 @@ def _corr_drift_k(x, C, k):
         x < 0:   drift = [s T + (1 - s) Q (C (1 + s)^2 / 8 - s / 2)] / [s Q (1 + s)].
     """
     a = min(abs(x), 300.0)
-    e = vexp_k(-a, k)
+    e = _exp_core_k(-a, k)
     s = e * e
-    p, q = atan_tail_k(s, k[18:32])
+    p, q = atan_tail_k(s, k[16:30])
     om = 1.0 - s
     op = 1.0 + s
     op2 = op * op
-    T = C * k[32] * e * op2 * (q + p * om)
+    T = C * k[30] * e * op2 * (q + p * om)
     pos = x >= 0.0
     sel = 1.0 if pos else s
     c = 0.5 if pos else 0.125 * C * op2 - 0.5 * s
