@@ -145,13 +145,13 @@ def _lane_keys(keys, lo, n, lanes):
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _solve_corr(C, y0, grid, save, keys, method, out, kc=CORR_K, mk=MIX_K, bk=BM_K):
+def _solve_corr(C, y0, grid, save, keys, method, out, kc, mk, bk):
     """``CorrelationSDE`` (Fisher-z, additive noise): the scalar scheme of ``_solve_scalar`` with
     _LANES paths per task advanced together, so that the loops over paths vectorise (this is
     hand-written because it is the hot loop of the limit studies; same numbers per path).
 
-    ``kc``, ``mk``, ``bk``: the constants of the drift and the generator, which ``solve`` passes
-    as runtime arguments (see limits/_vecmath.py: 20% faster on AVX2)."""
+    ``kc``, ``mk``, ``bk``: the constants of the drift and the generator (``CORR_K``, ``MIX_K``,
+    ``BM_K``), passed as runtime arguments (see limits/_vecmath.py: 20% faster on AVX2)."""
     paths = keys.shape[0]
     nsteps = grid.shape[0] - 1
     for b in prange((paths + _LANES - 1) // _LANES):
