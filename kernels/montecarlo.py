@@ -135,25 +135,14 @@ def _i2f(typingctx, x):
 
 # Integer <-> float conversions by the "magic number" trick.  AVX2 has no packed int64 <-> double
 # conversion (that is AVX-512DQ), so ``float(int64)`` / ``int64(float)`` in a loop are done one
-# lane at a time; these use only 64-bit integer add/and/or/shift and float add, which vectorise
-# on every x86-64 target, and give bit-identical results.
+# lane at a time; the generator below (and limits/_vecmath.py's exp) convert instead with only
+# 64-bit integer add/and/or/shift and float add, which vectorise on every x86-64 target and give
+# bit-identical results: float(e) = bits(e + _MAGIC_BITS) - _MAGIC for |e| < 2^51, and
+# round(x) = bits(x + _MAGIC) - _MAGIC_BITS.
 _MAGIC = 6755399441055744.0                 # 1.5 * 2^52
 _MAGIC_BITS = 0x4338000000000000            # its bit pattern
 _TWO52 = 4503599627370496.0                 # 2^52, bits 0x4330000000000000
 _TWO84 = 19342813113834066795298816.0       # 2^84, bits 0x4530000000000000
-
-
-@numba.njit(inline="always", cache=True)
-def _small_to_float(e):
-    """``float(e)`` for an int64 with |e| < 2^51."""
-    return _i2f(e + _MAGIC_BITS) - _MAGIC
-
-
-@numba.njit(inline="always", cache=True)
-def _round_to_int(x):
-    """``int64(round-half-even(x))`` for a float64 with |x| < 2^51 (an already integral x is
-    returned exactly)."""
-    return _f2i(x + _MAGIC) - _MAGIC_BITS
 
 
 # Constants as tuples: every function below has a ``*_k`` form taking its constants as a tuple
@@ -208,12 +197,6 @@ def _u53_to_float_k(x, bk):
     hi = _i2f((x >> 32) | 0x4530000000000000) - bk[26]
     lo = _i2f((x & 0xFFFFFFFF) | 0x4330000000000000) - bk[25]
     return hi + lo
-
-
-@numba.njit(inline="always", cache=True)
-def _u53_to_float(x):
-    """``float(x)`` for an integer 0 <= x < 2^53 (int64), exactly."""
-    return _u53_to_float_k(x, BM_K)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")

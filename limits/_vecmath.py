@@ -17,8 +17,8 @@ Both are tested against mpmath / ``math`` (tests/limits/test_solve.py).
 
 Constants as arguments
 ----------------------
-Each function has a ``*_k`` form taking its constants as a tuple argument (``EXP_K``,
-``ATAN_TAIL_K``), and the plain form passes the module tuple.  Hot loops pass the tuple as a
+``_exp_core_k`` and ``atan_tail_k`` take their constants as a tuple argument (``EXP_K``,
+``ATAN_TAIL_K``); ``vexp`` and ``atan_tail`` pass the module tuple.  Hot loops pass the tuple as a
 *runtime* argument of the compiled kernel: LLVM then keeps the broadcast constants in (spilled)
 vector registers and folds them into the FMAs as memory operands, instead of rematerialising
 each one inside the loop by an absolute-address move plus a broadcast load (numba's JIT uses
@@ -29,10 +29,9 @@ import math
 
 import numba
 
-from kernels.montecarlo import _MAGIC, _MAGIC_BITS, _f2i, _i2f
+from kernels.montecarlo import _MAGIC, _MAGIC_BITS, BM_K, _f2i, _i2f
 
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
+_LN2_HI, _LN2_LO = BM_K[0], BM_K[1]          # ln 2 split into a short head and a tail (fdlibm)
 _INV_LN2 = 1.0 / math.log(2.0)
 
 # e^r on [-ln2/2, ln2/2]: mpmath.chebyfit(exp, [-ln2/2, ln2/2], 12) (degree 11, error 3.2e-18),
@@ -72,15 +71,9 @@ def _exp_core_k(x, k):
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def vexp_k(x, k):
-    """e^x for x in [-708, 709] (clamped outside), about 1 ulp; ``k`` = ``EXP_K``."""
-    return _exp_core_k(min(max(x, -708.0), 709.0), k)
-
-
-@numba.njit(inline="always", cache=True, error_model="numpy")
 def vexp(x):
     """e^x for x in [-708, 709] (clamped outside), about 1 ulp."""
-    return vexp_k(x, EXP_K)
+    return _exp_core_k(min(max(x, -708.0), 709.0), EXP_K)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")

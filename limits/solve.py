@@ -315,11 +315,10 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
                 for q in range(m):
                     for l in range(NL):
                         F[c, q, l] *= dinv[c, l]
-                for a in range(c + 1, m):
+                for a in range(c + 1, m):          # (L's upper triangle is never read)
                     _row_dot(F, a, c, s)
                     for l in range(NL):
                         L[a, c, l] = s[l]
-                        L[c, a, l] = 0.0
                     for q in range(m):
                         for l in range(NL):
                             F[a, q, l] -= s[l] * F[c, q, l]
