@@ -125,7 +125,8 @@ def _is_main_test(node):
 def _main_guard_hint(executor):
     """Why a process pool may break before running anything: a main script without an
     ``if __name__ == "__main__":`` block, which the workers (forkserver, spawn) import again,
-    so that the script's sweep starts again inside them.  "" when that is not the case."""
+    so that the script's sweep starts again inside them.  The text to add to the error, ""
+    when that is not the case."""
     if executor is not None and not isinstance(executor, cf.ProcessPoolExecutor):
         return ""
     ctx = getattr(executor, "_mp_context", None)
@@ -141,7 +142,7 @@ def _main_guard_hint(executor):
         return ""
     if any(isinstance(node, ast.If) and _is_main_test(node.test) for node in tree.body):
         return ""
-    return (f". The main script {path} has no `if __name__ == \"__main__\":` block: worker "
-            f"processes import the main module again, so a sweep started at its top level "
-            f"starts again in each worker and breaks the pool. Put the code that calls "
+    return (f": the main script {path} has no `if __name__ == \"__main__\":` block, and "
+            f"worker processes import the main module again, so a sweep started at its top "
+            f"level starts again in each of them and breaks the pool; put the code that calls "
             f"run_grid under `if __name__ == \"__main__\":`")

@@ -631,9 +631,9 @@ def _execute(con, job, todo, summary, started):
         try:
             err = pool.submit(_probe, job.ref, me).result()
         except cf.BrokenExecutor as exc:
-            raise RuntimeError(f"the executor's workers died before running anything "
-                               f"({type(exc).__name__}: {exc})"
-                               f"{_pool._main_guard_hint(job.executor)}") from exc
+            raise RuntimeError(f"the executor's workers died before running anything"
+                               f"{_pool._main_guard_hint(job.executor)} "
+                               f"({type(exc).__name__}: {exc})") from exc
         if err is not None:
             raise TypeError(f"fn is not importable as {job.ref} in the executor's workers: "
                             f"{err} (is the module on the workers' path?)")

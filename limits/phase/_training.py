@@ -143,43 +143,92 @@ def _scale_args(m, gamma, gamma_prime, alpha, beta_1, beta_2):
     return f"alpha={alpha!r}, beta_1={beta_1!r}, beta_2={beta_2!r} at m={m}"
 
 
-def _check_first_step(a, W, Xa, y, c, F, delta, lr_fixed, given):
-    """Refuse scales whose first gradient step is not representable in float64.
+def _check_first_step(a, W, Xa, y, c, F, delta, lr_fixed, tol, given):
+    """Refuse scales that float64 cannot train, before the compiled loop runs.
 
-    The first step of the compiled loop, redone in NumPy (the same formulas, see
-    :func:`train`): the loss, ``c^2 tr G``, the step size and the updates must be finite, and
-    the step size > 0.  Otherwise (e.g. gamma = -300 at m = 10: ``c^2 = 1e600`` overflows, the
-    step size becomes 0 and the weights never move) the run could only end in a meaningless
-    "budget" or "diverged"."""
+    Two checks on the initial state, with the formulas of :func:`train`:
+
+    * the output ``c sum_k a_k relu(w_k . x_i)`` must be computable to better than the scale
+      of the targets: its rounding error, at least ``eps |c| sum_k |a_k| relu(w_k . x_i)``,
+      must stay below ``max(max|y|, sqrt(2 n tol))``.  (E.g. gamma = -150 at m = 10: c = 1e150
+      turns the rounding residue of the antisymmetric initialisation into R_S = 1e269.)
+    * the first gradient step must be finite (loss, ``c^2 tr G``, step size > 0, updates) and
+      change some weight.  (E.g. gamma = -300 at m = 10: ``c^2 = 1e600`` overflows and the
+      step size is 0.)
+
+    Otherwise the run could only end in a meaningless "budget" or "diverged".  A run that
+    converges at once (R_S < tol) or cannot move at all (zero gradient) is left to
+    :func:`train`."""
     n = Xa.shape[0]
+    c = np.float64(c)                                # numpy division: inf, never an exception
     with np.errstate(all="ignore"):
         Z = W @ Xa.T
         H = np.maximum(Z, 0.0)
         ind = Z > 0.0
         e = c * (a @ H) - y
         loss = float(e @ e) / (2.0 * n)
-        tr = float(np.sum(H * H) + (a * a) @ (ind @ np.sum(Xa * Xa, 1)))
+        if loss < tol:
+            return
+        noise = float(np.finfo(float).eps * abs(c) * np.max(np.abs(a) @ H))
+        scale = max(float(np.max(np.abs(y))), math.sqrt(2.0 * n * tol))
+        if not noise < scale:
+            raise ValueError(f"{given}: the network output carries a float64 rounding error "
+                             f"of about {noise:.3g} at initialisation (output scale "
+                             f"c = 1/alpha = {c:.3g}), above the scale of the targets "
+                             f"({scale:.3g}); such extreme scales cannot be trained at this "
+                             f"width")
+        tr = np.float64(np.sum(H * H) + (a * a) @ (ind @ np.sum(Xa * Xa, 1)))
         S = (ind * e) @ Xa
-        vm = float(np.max(np.sum(S * S, 1)))
+        vm = np.float64(np.max(np.sum(S * S, 1)))
         if lr_fixed > 0.0:
-            lr = lr_fixed
+            lr = np.float64(lr_fixed)
         else:
-            lr = math.inf
+            lr = np.float64(np.inf)
             if tr > 0.0:
                 lr = F * n / (c * c * tr)
             if vm > 0.0:
-                lr = min(lr, delta * n / (abs(c) * math.sqrt(vm)))
-        if lr == math.inf:                 # nothing can move; train reports "budget"
+                lr = min(lr, delta * n / (abs(c) * np.sqrt(vm)))
+        if lr == np.inf and math.isfinite(loss):         # zero gradient: "budget" in train
             return
         step = lr * c / n
-        ok = (math.isfinite(loss) and math.isfinite(c * c * tr) and 0.0 < lr < math.inf
-              and np.all(np.isfinite(step * (H @ e)))
-              and np.all(np.isfinite(step * a[:, None] * S)))
+        a1 = a - step * (H @ e)
+        W1 = W - (step * a)[:, None] * S
+        ctr = c * c * tr
+        ok = bool(math.isfinite(loss) and np.isfinite(ctr) and 0.0 < lr < np.inf
+                  and np.all(np.isfinite(a1)) and np.all(np.isfinite(W1)))
+        moves = ok and not (np.array_equal(a1, a) and np.array_equal(W1, W))
     if not ok:
         raise ValueError(f"{given}: the first gradient step is not representable in float64 "
                          f"(output scale c = 1/alpha = {c:.3g}, R_S = {loss:.3g}, "
-                         f"c^2 tr G = {c * c * tr:.3g}, step size {lr:.3g}); such extreme "
+                         f"c^2 tr G = {ctr:.3g}, step size {lr:.3g}); such extreme "
                          f"scales cannot be trained at this width")
+    if not moves:
+        raise ValueError(f"{given}: the first gradient step changes no weight in float64 "
+                         f"(output scale c = 1/alpha = {c:.3g}, R_S = {loss:.3g}, step size "
+                         f"{lr:.3g}); such extreme scales cannot be trained at this width")
+
+
+def _norm(x):
+    """Frobenius norm, rescaled so that squares neither under- nor overflow."""
+    scale = float(np.max(np.abs(x))) if x.size else 0.0
+    if scale == 0.0 or not math.isfinite(scale):
+        return scale
+    return scale * float(np.linalg.norm(x / scale))
+
+
+def _relative_distance(W1, W0):
+    """``RD = ||W1 - W0||_F / ||W0||_F``.  The plain formula where its squares are safe (for
+    bit-identical results there); each norm rescaled where they under- or overflow (weights
+    below ~1e-154 or above ~1e154), where the plain formula gives 0, inf or nan."""
+    with np.errstate(all="ignore"):
+        num = np.linalg.norm(W1 - W0)
+        den = np.linalg.norm(W0)
+    if 0.0 < den < np.inf and num < np.inf and (num > 0.0 or np.array_equal(W1, W0)):
+        return float(num / den)
+    den = _norm(W0)
+    if den == 0.0:
+        raise ValueError("the initial input weights are all zero: RD is undefined")
+    return float(_norm(W1 - W0) / den)
 
 
 def initial_parameters(m, d, seed, beta_1=1.0, beta_2=1.0):
@@ -321,7 +370,7 @@ def train(m, gamma=None, gamma_prime=None, *, alpha=None, beta_1=None, beta_2=No
     else:
         a_init, W_init = a0.copy(), W0.copy()
     c = 1.0 / alpha
-    _check_first_step(a_init, W_init, Xa, y, c, F, delta, lr_fixed,
+    _check_first_step(a_init, W_init, Xa, y, c, F, delta, lr_fixed, tol,
                       _scale_args(m, gamma, gamma_prime, alpha, beta_1, beta_2))
     restarts = 0
     while True:
@@ -335,7 +384,7 @@ def train(m, gamma=None, gamma_prime=None, *, alpha=None, beta_1=None, beta_2=No
         restarts += 1
         F, delta, lr_fixed = F / 2, delta / 2, lr_fixed / 2
     a1, W1 = a[:m].copy(), W[:m].copy()
-    rd = float(np.linalg.norm(W1 - W0) / np.linalg.norm(W0))
+    rd = _relative_distance(W1, W0)
     return TrainResult(rd=rd, status=_STATUS[code], steps=int(steps), loss=loss[:steps + 1].copy(),
                        time=float(time), a0=a0, W0=W0, a=a1, W=W1, alpha=alpha, beta_1=beta_1,
                        beta_2=beta_2, m=m, step_factor=F, curvature_factor=delta,
