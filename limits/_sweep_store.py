@@ -200,7 +200,12 @@ def _owner_dead(owner):
         return True
     except OSError:                  # exists, owned by another user
         return False
-    return False
+    try:                             # a killed process not yet reaped by its parent (Linux)
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+        return stat[stat.rindex(")") + 2] in "ZX"
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def _claim(con, name, owner, keys, want, started, lease):
