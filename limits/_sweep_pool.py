@@ -95,7 +95,7 @@ def _window(executor):
     """Points a coordinator keeps submitted (and leased) at once: enough to keep every worker
     busy, few enough that coordinators sharing a store share the work."""
     n = _workers_of(executor)
-    return 4 * n if n else 256
+    return 8 * n if n else 256
 
 
 def _terminate(pool):

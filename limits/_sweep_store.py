@@ -24,6 +24,7 @@ refused before anything is written to it.
 """
 import datetime
 import io
+import itertools
 import json
 import os
 import socket
@@ -209,9 +210,11 @@ def _owner_dead(owner):
 
 
 def _claim(con, name, owner, keys, want, started, lease):
-    """Lease up to ``want`` of ``keys`` (in their order) to ``owner`` for ``lease`` seconds.
+    """Lease up to ``want`` of ``keys`` (an iterable, in its order) to ``owner`` for
+    ``lease`` seconds.
 
-    In one write transaction, every key looked at is classified:
+    In one write transaction, the keys are looked at in order, in small batches, and each is
+    classified:
 
     * ``done``: stored (by anyone);
     * ``failed``: marked failed by another coordinator since ``started`` (this call's start,
@@ -225,14 +228,16 @@ def _claim(con, name, owner, keys, want, started, lease):
     now = time.time()
     claimed, done, failed, held = [], [], [], []
     dead = {}
+    keys = iter(keys)
+    batch = max(2 * want, 32)
 
     def body():
-        for lo in range(0, len(keys), 256):
-            if len(claimed) >= want:
+        while len(claimed) < want:
+            chunk = list(itertools.islice(keys, batch))
+            if not chunk:
                 break
-            chunk = keys[lo:lo + 256]
             marks = ",".join("?" * len(chunk))
-            state = {k: (s, f, o, u) for k, s, f, o, u in con.execute(
+            state = {row[0]: row[1:] for row in con.execute(
                 f"SELECT p.key, p.status, p.finished, l.owner, l.until FROM points p "
                 f"LEFT JOIN leases l ON l.name = p.name AND l.key = p.key "
                 f"WHERE p.name = ? AND p.key IN ({marks})", (name, *chunk))}
@@ -265,7 +270,9 @@ def _release(con, owner):
 
 
 def _store_result(con, name, key, res, blobs, seconds):
-    """Store a completed point; False if it was already stored (by another coordinator)."""
+    """Store a completed point; False if it was already stored (by another coordinator).
+    Its lease is left to :func:`_release` at the end of the call (a stored point is never
+    claimed, whoever holds it), which saves a statement per point."""
     def body():
         cur = con.execute("UPDATE points SET status = 'done', results = ?, seconds = ?, "
                           "finished = ?, error = NULL WHERE name = ? AND key = ? "
@@ -273,7 +280,6 @@ def _store_result(con, name, key, res, blobs, seconds):
         if cur.rowcount == 1:
             con.executemany("INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?)",
                             [(name, key, f, b) for f, b in blobs.items()])
-        con.execute("DELETE FROM leases WHERE name = ? AND key = ?", (name, key))
         return cur.rowcount == 1
     return _transaction(con, body)
 

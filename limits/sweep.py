@@ -583,7 +583,7 @@ def _execute(con, job, todo, summary, started):
     done_q = queue.SimpleQueue()
     pending = {}
     params_of = dict(todo)
-    remaining = [key for key, _ in todo]          # not yet leased by this call nor settled
+    remaining = dict.fromkeys(key for key, _ in todo)   # not leased by this call, not settled
     failed_now = 0
     me = _db._new_owner()          # lease owner; also makes every submission a distinct task
     window = _pool._window(pool)
@@ -612,12 +612,10 @@ def _execute(con, job, todo, summary, started):
 
     def refill():
         """Lease and submit more points; count those settled elsewhere meanwhile."""
-        nonlocal remaining
         claimed, done, failed, _ = _db._claim(con, name, me, remaining, window - len(pending),
                                               started, job.lease)
-        settled = set(claimed) | set(done) | set(failed)
-        if settled:
-            remaining = [key for key in remaining if key not in settled]
+        for key in itertools.chain(claimed, done, failed):
+            del remaining[key]
         summary.others += len(done)
         bar.update(len(done))
         for key in failed:
