@@ -93,7 +93,11 @@ def finite_array(value, name):
         raise TypeError(f"{name} must be a real number or an array of real numbers, "
                         f"got {value!r}") from None
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        if arr.ndim == 0:
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ValueError(f"{name} must be finite: it contains NaN or inf (first at index "
+                         f"{bad}: {float(arr[bad])!r})")
     return arr
 
 
