@@ -15,7 +15,8 @@ import numpy as np
 from kernels._checks import finite_array, flag, int_in_range, positive_float
 
 from ._coordinates import from_gamma
-from ._training import TrainingFailed, _beta_1, _data, _max_steps, _phase_point
+from ._training import (TrainingFailed, _beta_1, _check_state_memory, _data, _max_steps,
+                        _phase_point)
 
 __all__ = ["DEFAULT_WIDTHS", "Slope", "slope", "zero_crossings", "Diagram", "diagram"]
 
@@ -139,15 +140,20 @@ def _slope_from_rd(rd, widths, seeds, gamma, gamma_prime):
 
 
 def _check_data_for_points(X, y):
-    if X is None and y is None:
-        return None, None
+    """The data as nested lists for the grid points (None, None for the default data), and
+    its (n, d)."""
+    default = X is None and y is None
     X, y = _data(X, y)
-    return X.tolist(), y.tolist()
+    n, d = X.shape
+    if default:
+        return None, None, n, d
+    return X.tolist(), y.tolist(), n, d
 
 
-def _check_scales(gammas, gamma_primes, widths, e1):
-    """Every (gamma, gamma', m) must give representable scales: refuse now, naming the
-    argument, rather than fail every run of the grid."""
+def _check_points(gammas, gamma_primes, widths, e1, n, d):
+    """Every (gamma, gamma', m) must give representable scales, and the widest run must fit in
+    memory: refuse now, naming the argument, rather than fail every run of the grid."""
+    _check_state_memory(max(widths), n, d)
     for m in widths:
         b1 = _beta_1(m, e1)
         for gp in gamma_primes:
@@ -246,9 +252,9 @@ def slope(gamma, gamma_prime, widths=DEFAULT_WIDTHS, seeds=(0, 1, 2), *, beta1_e
     widths = _widths(widths)
     seeds = _seeds(seeds)
     e1 = float(finite_array(beta1_exponent, "beta1_exponent"))
-    Xl, yl = _check_data_for_points(X, y)
+    Xl, yl, n, d = _check_data_for_points(X, y)
     kw = _train_kw(dict(train_kw))
-    _check_scales([gamma], [gamma_prime], widths, e1)
+    _check_points([gamma], [gamma_prime], widths, e1, n, d)
     points = [dict(gamma=gamma, gamma_prime=gamma_prime, m=m, seed=s, beta1_exponent=e1, X=Xl,
                    y=yl, **kw) for s in seeds for m in widths]
     res, errors, _ = _run_points(points, executor, store, name, workers, progress)
@@ -382,9 +388,9 @@ def diagram(gammas, gamma_primes, widths=DEFAULT_WIDTHS, seeds=(0,), executor=No
     widths = _widths(widths)
     seeds = _seeds(seeds)
     e1 = float(finite_array(beta1_exponent, "beta1_exponent"))
-    Xl, yl = _check_data_for_points(X, y)
+    Xl, yl, n, d = _check_data_for_points(X, y)
     kw = _train_kw(dict(train_kw))
-    _check_scales(g, gp, widths, e1)
+    _check_points(g, gp, widths, e1, n, d)
     points = [dict(gamma=float(a), gamma_prime=float(b), m=m, seed=s, beta1_exponent=e1,
                    X=Xl, y=yl, **kw)
               for b in gp for a in g for s in seeds for m in widths]

@@ -130,6 +130,13 @@ def _max_steps(max_steps):
     return max_steps
 
 
+def _check_state_memory(m, n, d):
+    """Refuse a width whose training state (2m neurons with ASI: weights, their copies,
+    gradients, the (2m, n) pre-activations and residual masks) cannot fit in memory."""
+    fits_in_memory(8 * 2 * m * (3 * (d + 1) + 2 * n + 6), f"m={m} with n={n}, d={d}: the "
+                                                             f"training state")
+
+
 def _beta_1(m, beta1_exponent):
     """``beta_1 = m^-beta1_exponent`` (:func:`limits.phase.slope`), or a ValueError."""
     return _representable(_power(m, -beta1_exponent), "beta_1 = m^-beta1_exponent",
@@ -349,8 +356,7 @@ def train(m, gamma=None, gamma_prime=None, *, alpha=None, beta_1=None, beta_2=No
     max_restarts = int_in_range(max_restarts, "max_restarts", 0)
     seed = int_in_range(seed, "seed", 0)
     n, d = X.shape
-    fits_in_memory(8 * 2 * m * (3 * (d + 1) + 2 * n + 6), f"m={m} with n={n}, d={d}: the "
-                                                             f"training state")
+    _check_state_memory(m, n, d)
     Xa = np.ascontiguousarray(np.hstack([X, np.ones((n, 1))]))
     y = np.ascontiguousarray(y, dtype=float)
     if init is None:
