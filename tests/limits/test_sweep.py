@@ -141,6 +141,31 @@ def test_identical_results_on_dask_local_cluster(tmp_path):
     assert _integrity(store) == [("ok",)]
 
 
+def test_collect_returns_the_grids_records_in_grid_order(tmp_path, monkeypatch):
+    """collect = run_grid + the grid's own records (in memory without a store): what the
+    library's studies call; failed points are None and in the summary, with no warning."""
+    monkeypatch.chdir(tmp_path)
+    grid = sweep.product(x=[3, 1, 2, 0], bad=[[2]])
+    with cf.ThreadPoolExecutor(2) as ex:
+        recs, s = sweep.collect(T.fail_on, grid, executor=ex, seed=4, progress=False)
+    assert os.listdir(tmp_path) == [] and s.store == ":memory:"           # nothing written
+    assert (s.total, s.skipped, s.completed, s.others) == (4, 0, 3, 0)
+    assert [f.params["x"] for f in s.failed] == [2] and recs[2] is None
+    for p, r in zip(grid, recs):
+        if p["x"] != 2:
+            assert r.params == p
+            _assert_same_results(r.results, _direct(T.fail_on, p, seed=4))
+    # with a store: the same records, and a second call reads them back without running
+    store = tmp_path / "s.sqlite"
+    with cf.ThreadPoolExecutor(2) as ex:
+        sweep.run_grid(T.fail_on, grid[:2], store, executor=ex, seed=4, progress=False)
+        recs2, s2 = sweep.collect(T.fail_on, grid, store, executor=ex, seed=4, progress=False)
+    assert (s2.skipped, s2.completed, len(s2.failed)) == (2, 1, 1)
+    assert [r and r.key for r in recs2] == [r and r.key for r in recs]
+    assert all(r is None or r.results["z"].tobytes() == q.results["z"].tobytes()
+               for r, q in zip(recs, recs2))
+
+
 # ----------------------------------------------------------------------------------------------
 # resuming
 # ----------------------------------------------------------------------------------------------
@@ -308,6 +333,8 @@ def _ghost_fn():
     (dict(retries=-1), ValueError, "retries.*-1"),
     (dict(name=""), TypeError, "name"),
     (dict(store=123), TypeError, "store.*123"),
+    (dict(lease=0), ValueError, "lease.*0"),
+    (dict(lease=float("inf")), ValueError, "lease"),
 ])
 def test_bad_input(tmp_path, kwargs, exc, match):
     args = dict(fn=T.noisy, grid=[{"x": 1}], store=tmp_path / "s.sqlite", progress=False)
