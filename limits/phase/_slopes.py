@@ -244,6 +244,9 @@ def slope(gamma, gamma_prime, widths=DEFAULT_WIDTHS, seeds=(0, 1, 2), *, beta1_e
 
     Raises
     ------
+    ValueError
+        Bad arguments, before any run; or scales that :func:`train` refuses for a seed's
+        initialisation (e.g. not trainable in float64).
     TrainingFailed
         If any run hit its step budget or diverged (failed runs are never fitted).
     """
@@ -259,6 +262,11 @@ def slope(gamma, gamma_prime, widths=DEFAULT_WIDTHS, seeds=(0, 1, 2), *, beta1_e
                    y=yl, **kw) for s in seeds for m in widths]
     res, errors, _ = _run_points(points, executor, store, name, workers, progress)
     failed = [(points[i]["m"], points[i]["seed"], errors[i]) for i in sorted(errors)]
+    refused = [f for f in failed if f[2].startswith("ValueError: ")]
+    if refused:                     # train refused the scales (e.g. not trainable in float64)
+        m, seed, error = refused[0]
+        raise ValueError(f"{error[len('ValueError: '):]} (seed={seed}; {len(refused)} of "
+                         f"{len(points)} runs refused)")
     if failed:
         raise TrainingFailed(f"{len(failed)} of {len(points)} runs failed at (gamma, gamma') = "
                              f"({gamma}, {gamma_prime}): {failed}")

@@ -458,6 +458,8 @@ def test_budget_is_a_failure():
     (lambda: ph.slope(1.0, 0.0, widths=(10, 20), max_steps=10 ** 12), ValueError, "max_steps"),
     (lambda: ph.slope(1.0, 0.0, widths=(10, 20), workers=0), ValueError, "workers"),
     (lambda: ph.slope(1.0, 0.0, widths=(10, 10 ** 12)), ValueError, "m=1000000000000.*memory"),
+    (lambda: ph.slope(-150.0, 0.0, widths=(10, 20), seeds=(0,)), ValueError,
+     r"gamma=-150.0.*rounding error.*\(seed=0; 2 of 2 runs refused\)"),
     (lambda: ph.diagram([0.5, 1000.0], [0.0], widths=(10, 20)), ValueError, "gamma=1000.0"),
     (lambda: ph.diagram([0.5], [0.0], widths=(10, 20), asi=1), TypeError, "asi"),
 ])
