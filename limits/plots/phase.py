@@ -2,11 +2,8 @@
 re-exported by ``limits.plots``.  Every function returns a ``Figure`` and never calls ``show()``."""
 import math
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 __all__ = ["phase_diagram", "slope_heatmap", "condensation_picture", "rd_vs_width"]
 

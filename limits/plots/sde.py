@@ -1,9 +1,6 @@
 """Figures of the SDE limits: paths and densities, limit against finite networks."""
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 __all__ = ["sde_paths", "limit_vs_network", "resnet_mlp_equivalence"]
 
