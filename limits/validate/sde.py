@@ -59,7 +59,7 @@ def _resnet_ode(ctx):
     rows = []
     table = reference_table("kernels_oracles")["resnet_ode"]["rows"]   # kernels.md §3.4
     for sw2, sb2, K0, K1, Th1 in [(sw2, sb2, [[q1, c], [c, q2]], (K1[0], K1[2]), (T1[0], T1[2]))
-                                  for sw2, sb2, (q1, q2, c), K1, T1 in table]:
+                                  for sw2, sb2, (q1, q2, c), K1, T1, _ in table]:
         sol = solve(ResNetODE(kn.ReLU(), sw2, sb2), np.array(K0, float), [1.0])
         got = (sol.values[0][0, 0], sol.values[0][0, 1], sol.ntk[0][0, 0], sol.ntk[0][0, 1])
         want = K1 + Th1
