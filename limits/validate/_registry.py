@@ -103,11 +103,14 @@ def _run_one(c, ctx):
 def _run_named(name, out, quick):
     """Run the check called ``name`` in this process (the worker side of ``run(executor=)``).
 
-    A worker is a fresh process that only writes figures to files: it selects matplotlib's
-    non-interactive Agg backend (the library's plot functions never choose a backend).
+    A worker process only writes figures to files: it selects matplotlib's non-interactive Agg
+    backend (the library's plot functions never choose a backend); a worker thread of the
+    calling process leaves the backend alone.
     """
-    import matplotlib
-    matplotlib.use("Agg")
+    import multiprocessing
+    if multiprocessing.parent_process() is not None:     # a worker process, not a thread
+        import matplotlib
+        matplotlib.use("Agg")
     _load_check_modules()
     c = next(c for c in CHECKS if c.name == name)
     return _run_one(c, Context(out=out, quick=quick))
