@@ -14,7 +14,7 @@ PI = math.pi
 
 
 def abrelu_maps(a, b):
-    """V and Vdot of ``phi = b relu(x) - a relu(-x)`` by quadrant probabilities (kernels.md §1.2)."""
+    """V, Vdot of ``phi = b relu(x) - a relu(-x)`` by quadrant probabilities (kernels.md §1.2)."""
     def maps(q1, q2, c):
         s = np.sqrt(q1 * q2)
         th = np.arctan2(np.sqrt(np.maximum(q1 * q2 - c * c, 0.0)), c)   # q1*q2 as a product
