@@ -10,9 +10,10 @@ import math
 import mpmath as mp
 import numpy as np
 import pytest
-from scipy.special import roots_hermite
 
 import kernels as kn
+from limits.validate import reference_table
+from tests._reference import abrelu_maps, erf_maps, gh_maps
 
 PI = math.pi
 E2 = np.array([[1.0, 0.0], [0.0, 1.0]])       # d = 2: K_1 = sw2 * I / 2, input correlation 0
@@ -21,45 +22,11 @@ E2 = np.array([[1.0, 0.0], [0.0, 1.0]])       # d = 2: K_1 = sw2 * I / 2, input 
 # ----------------------------------------------------------------------------------------------
 # independent reference implementation of kernels.md §2.2
 # ----------------------------------------------------------------------------------------------
-def _abrelu_maps(a, b):
-    def maps(q1, q2, c):
-        s = np.sqrt(q1 * q2)
-        th = np.arctan2(np.sqrt(np.maximum(q1 * q2 - c * c, 0.0)), c)   # q1*q2 as a product
-        # phi = b relu(x) - a relu(-x); quadrant probabilities (kernels.md §1.2 derivation)
-        e_rr = s * (np.sin(th) + (PI - th) * np.cos(th)) / (2 * PI)
-        e_rm = s * (np.sin(th) - th * np.cos(th)) / (2 * PI)
-        V = (a * a + b * b) * e_rr - 2 * a * b * e_rm
-        Vd = ((a * a + b * b) * (PI - th) + 2 * a * b * th) / (2 * PI)
-        return V, Vd
-    return maps
-
-
-def _erf_maps(a=1.0, b=1.0, c0=0.0):
-    def maps(q1, q2, c):
-        b2 = b * b
-        P = (1 + 2 * b2 * q1) * (1 + 2 * b2 * q2)
-        V = a * a * (2 / PI) * np.arcsin(2 * b2 * c / np.sqrt(P)) + c0 * c0
-        Vd = a * a * b2 * (4 / PI) / np.sqrt(P - 4 * b2 * b2 * c * c)
-        return V, Vd
-    return maps
+_abrelu_maps, _erf_maps = abrelu_maps, erf_maps
 
 
 def _gh_maps(fn, dfn, deg=200):
-    """Tensor Gauss-Hermite (kernels.md §1.4), all nodes, written independently in numpy."""
-    xs, ws = roots_hermite(deg)
-
-    def maps(q1, q2, c):
-        q1, q2, c = np.broadcast_arrays(q1, q2, c)
-        a = np.sqrt(2 * q1)[..., None]
-        bc = (c * np.sqrt(2 / q1))[..., None, None]
-        e = np.sqrt(2 * np.maximum(q2 - c * c / q1, 0.0))[..., None, None]
-        y = bc * xs[:, None] + e * xs[None, :]          # (..., i, j)
-        W = ws[:, None] * ws[None, :]
-        u = a * xs                                         # (..., i)
-        V = np.einsum("...i,...ij,ij->...", fn(u), fn(y), W) / PI
-        Vd = np.einsum("...i,...ij,ij->...", dfn(u), dfn(y), W) / PI
-        return V, Vd
-    return maps
+    return gh_maps(fn, dfn, deg, min_weight=0.0)
 
 
 def _mlp_reference(x, depth, maps, sw2, sb2):
@@ -128,15 +95,10 @@ def test_he_relu_map_through_network(x2, rho, theta):
 
 
 # kernels.md §2.3 table: n -> (rho_n = f^n(0), NTK off-diag, NTK diag)
-TABLE_23 = {
-    1: (0.31830988618379067, 0.318309886183791, 2),
-    2: (0.49373109020037155, 0.685708636282943, 3),
-    3: (0.60482572011294455, 1.060388106802584, 4),
-    4: (0.68095353335573635, 1.430390497210369, 5),
-    5: (0.73594635062763665, 1.792195966844595, 6),
-}
-RHO_6_10 = [0.77722869919143624, 0.80914805147949771, 0.83441630259254746,
-            0.85480923754890578, 0.87153551602151762]
+_HE = reference_table("kernels_oracles")["he_relu_map"]
+TABLE_23 = {n: row for n, row in enumerate(zip(_HE["rho_n"], _HE["ntk_offdiagonal_n"],
+                                               _HE["ntk_diagonal_n"]), start=1)}
+RHO_6_10 = _HE["rho_n"][5:10]
 
 
 @pytest.mark.parametrize("n", sorted(TABLE_23))

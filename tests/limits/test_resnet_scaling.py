@@ -432,7 +432,7 @@ def test_study_local_and_executor():
 def test_regimes_to_depth_2000(act, dtype):
     """training.md §2.5 (provisional): tanh + shared delta on the ODE data is H1 with beta in
     [0, 1/2); relu + per-layer delta is H2 with beta = 1/2 +- 0.15 (the issue's tolerance)."""
-    from limits._validate_resnet_scaling import EXPECTED, regime_study
+    from limits.validate.resnet_scaling import EXPECTED, regime_study
     depths = rs.depth_grid(1.2, 3, 2500)
     assert depths[-1] == 2116
     verdict, (lo, hi) = EXPECTED[(act, dtype)]

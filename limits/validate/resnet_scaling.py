@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .validate import Result, check  # noqa: F401
+from ._registry import Result, check  # noqa: F401
 
 # P2-code DEFAULT_PARAMS (training.md §2.2): Adam lr 1e-3, <= 200 epochs, epsilon 1e-3; batch 32
 # (P2's 50 does not divide 1024); init 'xavier-depth' with the example's initial_sd 0.01

@@ -3,11 +3,8 @@
 Depth scaling of trained ResNet weights (P2, Cohen et al. 2021; theory/training.md §2.3):
 max norm against depth, weights against k/L, detrended cumulative sums, and the H1/H2 diagnostic.
 """
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 __all__ = ["max_norm_vs_depth", "weight_paths", "detrended_cumsums", "hypothesis_diagnostic"]
 
