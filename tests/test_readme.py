@@ -27,17 +27,7 @@ _SKIP = re.compile(r"<!--\s*readme-test:\s*skip\s*(.*?)\s*-->")
 
 # Known failures, keyed by a string of the failing block: strict, so that the test reports
 # (XPASS -> failure) as soon as the README is fixed and the mark must go.
-XFAIL = {
-    "derive.correlation_sde()": "the limits block uses np (V0 = np.array(...)) without "
-                                "'import numpy as np': NameError; add the import at its top",
-    "import myexperiments": "the sweep block imports a module 'myexperiments' that the README "
-                            "never defines (ModuleNotFoundError), runs run_grid without an "
-                            "'if __name__ == \"__main__\":' guard (BrokenProcessPool when run as "
-                            "a script), and connects to a dask scheduler at tcp://scheduler:8786; "
-                            "define the module in a '# file: myexperiments.py' block, guard the "
-                            "local run, and put the cluster part in its own block marked "
-                            "'<!-- readme-test: skip needs a dask cluster -->'",
-}
+XFAIL = {}
 # Blocks that need more than 60 s (marked slow); none at present.
 SLOW = {}
 
