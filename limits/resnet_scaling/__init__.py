@@ -56,14 +56,14 @@ from .data import Dataset, depth_grid, digits_data, ode_data
 from .stats import (Decomposition, Fit, ScalingExponents, decompose, denoised_loss,
                     denoised_losses, detrended_cumsum, increment, scaling_exponents, statistics)
 from .studies import Study, study
-from .trainer import (ACTIVATIONS, DELTA_TYPES, INITS, OPTIMIZERS, TrainResult,
+from .trainer import (ACTIVATIONS, DELTA_TYPES, INITS, LOADERS, OPTIMIZERS, TrainResult,
                       effective_parameters, evaluate, gradient, train)
 # private kernels used by tests and benchmarks/resnet_scaling.py
 from .trainer import _backward, _epoch, _exp40, _forward, _tanh  # noqa: F401
 
 
 __all__ = [
-    "ACTIVATIONS", "DELTA_TYPES", "INITS", "OPTIMIZERS", "Dataset", "ode_data", "digits_data",
+    "ACTIVATIONS", "DELTA_TYPES", "INITS", "OPTIMIZERS", "LOADERS", "Dataset", "ode_data", "digits_data",
     "depth_grid", "TrainResult", "train", "evaluate", "statistics", "increment", "detrended_cumsum", "Fit",
     "ScalingExponents", "scaling_exponents", "Decomposition", "decompose", "Study", "study",
     "effective_parameters", "gradient", "denoised_loss", "denoised_losses",

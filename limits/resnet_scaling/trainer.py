@@ -10,13 +10,14 @@ import numpy as np
 from ._checks import _choice, _int, _matrix, _real
 from .data import Dataset, ode_data
 
-__all__ = ["ACTIVATIONS", "DELTA_TYPES", "INITS", "OPTIMIZERS", "TrainResult", "train",
+__all__ = ["ACTIVATIONS", "DELTA_TYPES", "INITS", "OPTIMIZERS", "LOADERS", "TrainResult", "train",
            "evaluate", "gradient", "effective_parameters"]
 
 ACTIVATIONS = {"identity": 0, "tanh": 1, "relu": 2}
 DELTA_TYPES = ("none", "shared", "multi")
 INITS = ("xavier", "xavier-depth")
 OPTIMIZERS = ("adam", "sgd")
+LOADERS = ("shuffled", "p2-collapsed")
 _HOMOGENEOUS = ("relu", "identity")
 
 
@@ -349,7 +350,8 @@ def _init(L, d, init, initial_sd, delta_type, rng):
 
 def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", init="xavier-depth",
           initial_sd=0.01, optimizer="adam", lr=1e-2, batch_size=32, max_epochs=10,
-          epsilon=1e-3, patience=5, betas=(0.9, 0.999), eps=1e-8, momentum=0.0, seed=0):
+          epsilon=1e-3, patience=5, betas=(0.9, 0.999), eps=1e-8, momentum=0.0, seed=0,
+          loader="shuffled"):
     """Train one fully connected ResNet ``h_{k+1} = h_k + s_k sigma(A_k h_k + b_k)`` (P2 Eq. (1)).
 
     MSE loss ``mean((h_L - y)^2)`` over batch and coordinates; mini-batches of a fresh permutation
@@ -358,6 +360,19 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
     P2-code (training.md §2.2): stop when the epoch's mean train loss is ``< epsilon``, after
     ``patience`` consecutive epochs whose loss is not below ``0.99 * best``, or at
     ``max_epochs``.  A non-finite loss stops the run with ``stop = 'diverged'``.
+
+    Loaders.  ``'shuffled'`` (the default, correct protocol): each epoch is one pass over a fresh
+    permutation of the training set.  ``'p2-collapsed'`` reproduces what P2's released training
+    loop ended up doing (training.md §2.6): ``train_final_net`` calls ``np.random.shuffle`` on a
+    torch tensor of batches; NumPy swaps rows by ``x[i], x[j] = x[j], x[i]``, which copies rows
+    that are views (numpy/numpy#18206, pytorch/pytorch#50880), so after about 8 epochs every
+    row of the tensor holds the same batch, and the networks trained after the first one saw
+    only that one batch.  Here: one fixed batch of ``batch_size`` distinct training rows,
+    ``default_rng([seed, 2]).choice(n, batch_size, replace=False)`` (it does not depend on the
+    depth: the released loader was shared by all depths), and each epoch makes ``n //
+    batch_size`` steps on it (the epoch length of the released loop); the epoch loss is the
+    mean of those batch losses, all on that batch.  The rows are in ``settings['batch_rows']``.
+    It is a reproduction of a bug's effect, not a recommended protocol.
 
     Initialisation (training.md §2.1; s = ``initial_sd`` is a standard deviation):
     'xavier' ``A ~ N(0, (s/d)^2)``, ``b ~ N(0, s^2/d)``; 'xavier-depth' the same divided by L.
@@ -388,6 +403,8 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
         Initial weights from ``SeedSequence([seed, depth, 0])``, the batch permutations from
         ``SeedSequence([seed, depth, 1])``: the same seed gives the same network, whatever runs
         alongside.
+    loader : {'shuffled', 'p2-collapsed'}, default 'shuffled'
+        See "Loaders" above.
 
     Returns
     -------
@@ -430,10 +447,16 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
     if momentum >= 1:
         raise ValueError(f"momentum must be < 1, got {momentum!r}")
     seed = _int("seed", seed, 0)
+    loader = _choice("loader", loader, LOADERS)
     settings = dict(activation=act, delta_type=dt, init=init, initial_sd=initial_sd,
                     optimizer=opt, lr=lr, batch_size=bs, max_epochs=max_epochs, epsilon=epsilon,
                     patience=patience, betas=(b1, b2), eps=eps, momentum=momentum, seed=seed,
-                    data=data.name)
+                    data=data.name, loader=loader)
+    n, collapsed = X.shape[0], loader == "p2-collapsed"
+    if collapsed:
+        rows = np.random.default_rng([seed, 2]).choice(n, bs, replace=False).astype(np.int64)
+        settings["batch_rows"] = [int(i) for i in rows]
+        fixed = np.tile(rows, n // bs)          # n // bs steps per epoch, all on one batch
 
     A, b, delta = _init(L, d, init, initial_sd, dt, np.random.default_rng([seed, L, 0]))
     A0, b0, delta0 = A.copy(), b.copy(), delta.copy()
@@ -447,7 +470,7 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
     ocode, p1 = (0, b1) if opt == "adam" else (1, momentum)
     history, best, bad, stop, step = [], math.inf, 0, "max_epochs", 0
     for _ in range(max_epochs):
-        perm = shuffle.permutation(X.shape[0]).astype(np.int64)
+        perm = fixed if collapsed else shuffle.permutation(n).astype(np.int64)
         loss, step = _epoch(A, b, dvec, dcode, acode, X, Y, perm, bs, ocode, lr, p1, b2, eps,
                             step, mA, vA, mb, vb, md, vd, H, U, G, gA, gb, gd)
         history.append(loss)
