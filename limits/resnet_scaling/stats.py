@@ -119,7 +119,8 @@ class Fit:
 
 
 def _fit(depths, values):
-    x, y = np.log(np.asarray(depths, float)), np.log(np.asarray(values, float))
+    with np.errstate(divide="ignore", invalid="ignore"):    # log 0: checked just below
+        x, y = np.log(np.asarray(depths, float)), np.log(np.asarray(values, float))
     if not np.all(np.isfinite(y)):
         return Fit(math.nan, math.nan, math.nan)
     xm = x.mean()
@@ -145,7 +146,9 @@ class ScalingExponents:
     root_ssq_slope, root_ssq_stderr : slope of ``log RootSSQ``
     predictions : {'H1': (increment slope, root ssq slope), 'H2': (...)}
     h1, h2 : bool, whether each hypothesis is accepted
-    verdict : 'ode' (H1 only), 'sde' (H2 only) or 'neither'
+    verdict : 'ode' (H1 only), 'sde' (H2 only), 'neither' (both or none), or 'undetermined'
+        (a statistic cannot be fitted, e.g. weights constant along the depth: ``evidence``
+        says why; h1 and h2 are then False)
     evidence : str, the numbers behind the verdict
     statistics : dict name -> ndarray over depths (all of :func:`statistics`)
     excluded : list of (depth, reason) (diverged or non-finite runs; never fitted)
@@ -169,6 +172,26 @@ class ScalingExponents:
     excluded: list
     z: float = 3.0
     tol: float = 0.2
+
+
+def _delta_entry(deltas, L):
+    """|delta_k| of depth L from a user's ``deltas`` dict: length L (per layer) or 1 (one
+    shared scalar), finite, not all zero."""
+    if L not in deltas:
+        raise ValueError(f"deltas has no entry for depth {L} (it must cover every depth of "
+                         f"weights, or be None), got depths {sorted(deltas)}")
+    try:
+        dl = np.abs(np.asarray(deltas[L], dtype=np.float64).reshape(-1))
+    except (TypeError, ValueError):
+        raise TypeError(f"deltas[{L}] must be a real array, got {deltas[L]!r}")
+    if dl.shape[0] not in (1, L):
+        raise ValueError(f"deltas[{L}] must have length {L} (one delta per layer) or 1 (a "
+                         f"shared delta), got length {dl.shape[0]}")
+    if not np.all(np.isfinite(dl)):
+        raise ValueError(f"deltas[{L}] must be finite, got {deltas[L]!r}")
+    if not np.max(dl) > 0:
+        raise ValueError(f"deltas[{L}] is identically zero: log max |delta| is undefined")
+    return dl
 
 
 def _collect(weights, deltas):
@@ -207,8 +230,8 @@ def _collect(weights, deltas):
         if not np.all(np.isfinite(T)):
             excluded.append((int(L), "non-finite weights"))
             continue
-        if deltas is not None and int(L) in deltas:
-            dl = np.abs(np.asarray(deltas[int(L)], float).reshape(-1))
+        if deltas is not None:
+            dl = _delta_entry(deltas, int(L))
         items[int(L)] = (T, dl)
     return dict(sorted(items.items())), excluded
 
@@ -242,7 +265,10 @@ def scaling_exponents(weights, deltas=None, *, z=3.0, tol=0.2):
         Effective per-layer weights (or biases) of one network per depth (>= 3 depths).  Runs
         that diverged or hold non-finite values are excluded and listed in ``.excluded``.
     deltas : dict depth -> array, optional
-        |delta_k| per depth for alpha (taken from the TrainResults when those are given).
+        |delta_k| per depth for alpha (taken from the TrainResults when those are given): for
+        every depth of ``weights``, of length L (per layer) or 1 (shared), finite and not all
+        zero; anything else is a ValueError.  Depth-1 entries have no increments: they are
+        excluded (listed in ``.excluded``).
     z : float, default 3
     tol : float, default 0.2
 
@@ -251,7 +277,19 @@ def scaling_exponents(weights, deltas=None, *, z=3.0, tol=0.2):
     ScalingExponents
     """
     z, tol = _real("z", z, nonneg=True), _real("tol", tol, nonneg=True)
+    if deltas is not None:
+        if not isinstance(deltas, dict):
+            raise TypeError(f"deltas must be a dict depth -> array of |delta_k| or None, got "
+                            f"{type(deltas).__name__}")
     items, excluded = _collect(weights, deltas)
+    if deltas is not None:
+        extra = set(deltas) - set(items) - {L for L, _ in excluded}
+        if extra:
+            raise ValueError(f"deltas has depths {sorted(extra, key=str)} that are not in "
+                             f"weights")
+    for L in [L for L in items if L < 2]:
+        del items[L]
+        excluded.append((L, "depth 1: no increments, the H1 / H2 diagnostic needs L >= 2"))
     if len(items) < 3:
         raise ValueError(f"scaling_exponents needs at least 3 distinct depths with finite "
                          f"weights, got {sorted(items)} (excluded: {excluded})")
@@ -284,12 +322,24 @@ def scaling_exponents(weights, deltas=None, *, z=3.0, tol=0.2):
     h2_beta = ok(beta, beta_se, 0.5)
     h2 = h2_inc and h2_beta
     verdict = "ode" if (h1 and not h2) else "sde" if (h2 and not h1) else "neither"
+    undetermined = ""
+    zero_inc = [int(L) for L, v in zip(depths, stats["increment"]) if not v > 0]
+    if zero_inc:
+        undetermined = (f"Increment is 0 at depths {zero_inc} (weights constant along the "
+                        f"depth): log Increment and its slope are undefined")
+    elif not all(math.isfinite(v) for v in (beta, beta_se, fi.slope, fi.stderr, fr.slope,
+                                            fr.stderr)):
+        undetermined = "a fitted slope or its standard error is not finite"
+    if undetermined:
+        h1 = h2 = False
+        verdict = "undetermined"
     evidence = (f"beta = {beta:.3f} +- {beta_se:.3f}; Increment(beta) slope {fi.slope:.3f} +- "
                 f"{fi.stderr:.3f} (H1 <= -1, H2 0); RootSSQ slope {fr.slope:.3f} +- "
                 f"{fr.stderr:.3f} (1/2 - beta = {0.5 - beta:.3f}); band tol {tol} + {z} se; "
                 f"H1 {'accepted' if h1 else 'rejected'} (increment {h1_inc}, root ssq {h1_ssq}),"
                 f" H2 {'accepted' if h2 else 'rejected'} (increment {h2_inc}, beta 1/2 "
-                f"{h2_beta})" + ("; both fit: undecided" if h1 and h2 else ""))
+                f"{h2_beta})" + ("; both fit: undecided" if h1 and h2 else "")
+                + (f"; undetermined: {undetermined}" if undetermined else ""))
     return ScalingExponents(depths, beta, beta_se, alpha, alpha_se, fi.slope, fi.stderr,
                             fr.slope, fr.stderr, pred, h1, h2, verdict, evidence, stats,
                             excluded, z, tol)

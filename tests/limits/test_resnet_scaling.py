@@ -501,6 +501,37 @@ def test_bad_input_statistics():
         rs.digits_data(d=5)
 
 
+def test_scaling_exponents_refuses_bad_deltas_and_reports_undetermined():
+    """Issue 21 item 8: no alpha or verdict from inputs that cannot give one."""
+    rng = np.random.default_rng(8)
+    w = {L: rng.standard_normal((L, 2, 2)) / math.sqrt(L) for L in (4, 8, 16, 32)}
+    good = {L: np.full(L, 1.0 / L) for L in w}
+    e = rs.scaling_exponents(w, deltas=good)
+    assert e.alpha == pytest.approx(1.0, abs=1e-12)       # max |delta| = 1/L exactly
+    assert rs.scaling_exponents(w, deltas={L: [1.0 / L] for L in w}).alpha \
+        == pytest.approx(1.0, abs=1e-12)                   # length 1: a shared delta
+    for bad, match in (({L: np.ones(L + 1) for L in w}, "length"),
+                       ({L: np.ones(2) for L in w}, "length"),
+                       ({4: good[4]}, "no entry for depth 8"),
+                       ({**good, 64: np.ones(64)}, "not in weights"),
+                       ({**good, 8: np.zeros(8)}, "identically zero"),
+                       ({**good, 8: np.r_[np.nan, np.ones(7)]}, "finite")):
+        with pytest.raises(ValueError, match=match):
+            rs.scaling_exponents(w, deltas=bad)
+    with pytest.raises(TypeError, match="deltas must be a dict"):
+        rs.scaling_exponents(w, deltas=[1.0, 2.0])
+    # a depth-1 entry has no increments: excluded with the reason, the fit uses the rest
+    e1 = rs.scaling_exponents({**w, 1: rng.standard_normal((1, 2, 2))})
+    assert 1 not in e1.depths and any(L == 1 for L, _ in e1.excluded)
+    assert e1.beta == e.beta and e1.verdict == e.verdict and math.isfinite(e1.increment_slope)
+    # weights constant along the depth: Increment = 0, no slope, so no verdict
+    M = rng.standard_normal((2, 2))
+    c = rs.scaling_exponents({L: np.broadcast_to(M / L ** 0.3, (L, 2, 2)) for L in w})
+    assert c.verdict == "undetermined" and not c.h1 and not c.h2
+    assert "Increment is 0" in c.evidence
+    assert c.beta == pytest.approx(0.3, abs=1e-12)
+
+
 def test_study_local_and_executor():
     from concurrent.futures import ThreadPoolExecutor
     kw = dict(data_kw=dict(train_size=64, test_size=16), max_epochs=2)
