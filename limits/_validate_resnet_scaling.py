@@ -120,8 +120,8 @@ def table_text(rows):
         for r in rr:
             for k, v in r["counts"].items():
                 stops[k] = stops.get(k, 0) + v
-        out.append(f"| {act} + {dt} | {ld} | {pat} | {m:.3f} +- {se:.3f} "
-                   f"({_betas(rr)}) | "
+        bt = f"{m:.3f} +- {se:.3f} ({_betas(rr)})" if n > 1 else f"{m:.3f} (one seed)"
+        out.append(f"| {act} + {dt} | {ld} | {pat} | {bt} | "
                    f"{_verdicts(rr)} | "
                    f"{', '.join(f'{k} {v}' for k, v in stops.items())} | "
                    f"{sum(r['mixed'] for r in rr)} of {n} |")
@@ -130,6 +130,12 @@ def table_text(rows):
 
 def _betas(rows, key="beta"):
     return ", ".join(f"{r[key]:.3f}" for r in rows)
+
+
+def _beta_text(rows):
+    m, se, n = seed_mean(rows)
+    return (f"beta {m:.3f} +- {se:.3f} over {n} seeds ({_betas(rows)})" if n > 1
+            else f"beta {m:.3f} (one seed)")
 
 
 def _verdicts(rows):
@@ -256,8 +262,8 @@ def _p2_reproduction(ctx, depths, seeds, tag):
                          loader="p2-collapsed")
     p5 = [r for r in rows if r["patience"] == 5]
     p200 = [r for r in rows if r["patience"] == 200]
-    m5, se5, _ = seed_mean(p5)
-    m200, se200, _ = seed_mean(p200)
+    m5 = seed_mean(p5)[0]
+    m200 = seed_mean(p200)[0]
     ok5 = all(r["verdict"] == verdict for r in p5) and lo <= m5 < hi \
         and not any(r["failures"] for r in rows)
     ok200 = abs(m200 - m5) <= dmax
@@ -266,14 +272,12 @@ def _p2_reproduction(ctx, depths, seeds, tag):
     out = [Result(f"P2 reproduction (collapsed loader, training.md §2.6): relu + multi, ODE "
                   f"data, {where}, patience 5",
                   f"{verdict} for each seed, seed-mean beta in [{lo}, {hi})",
-                  f"verdicts {_verdicts(p5)}; beta {m5:.3f} +- "
-                  f"{se5:.3f} ({_betas(p5)}); alpha "
+                  f"verdicts {_verdicts(p5)}; {_beta_text(p5)}; alpha "
                   f"{_betas(p5, 'alpha')}; stops {_stops_text(p5)}",
                   "verdict exact (tol 0.2 + 3 se)", ok5, fig),
            Result(f"P2 reproduction: patience 200 vs 5 (collapsed loader, {where})",
                   f"|beta(200) - beta(5)| <= {dmax}",
-                  f"beta(200) {m200:.3f} +- {se200:.3f} "
-                  f"({_betas(p200)}), verdicts "
+                  f"patience 200: {_beta_text(p200)}, verdicts "
                   f"{_verdicts(p200)}; difference {m200 - m5:+.3f}; "
                   f"stops {_stops_text(p200)}", f"{dmax}", ok200, fig)]
     return out
@@ -325,12 +329,11 @@ def _sensitivity(ctx, rows, where, tag):
                   == (act, dt, pat)]
             if not rr:
                 continue
-            m, se, n = seed_mean(rr)
+            n = len(rr)
             flag = sum(r["mixed"] for r in rr)
             out.append(Result(f"reported: {act} + {dt}, full data, {where}, patience {pat}",
                               "reported, not asserted (training.md §2.6)",
-                              f"beta {m:.3f} +- {se:.3f} over {n} seed(s) "
-                              f"({_betas(rr)}); verdicts "
+                              _beta_text(rr) + "; verdicts "
                               f"{_verdicts(rr)}; stops "
                               f"{_stops_text(rr)}"
                               + (f"; MIXED ENDPOINTS in {flag} of {n}" if flag else ""),

@@ -273,7 +273,8 @@ class TrainResult:
     test_loss : float, MSE on the test set at the end (nan if none or diverged)
     stop : str, 'epsilon' (loss < epsilon), 'plateau' (``patience`` bad epochs), 'max_epochs'
         or 'diverged' (a non-finite loss: the run is reported and never fitted)
-    settings : dict, everything needed to repeat the run
+    settings : dict, everything needed to repeat the run (with ``loader``; for
+        'p2-collapsed' also ``batch_rows``, the rows of the one batch trained on)
     """
 
     depth: int
