@@ -13,7 +13,8 @@ table is printed as Markdown with the wall time.  Settings: ``REGIME_SETTINGS`` 
 ``limits/_validate_resnet_scaling.py`` (P2-code DEFAULT_PARAMS with batch 32: Adam lr 1e-3,
 <= 200 epochs, epsilon 1e-3, initial_sd 0.01, 'xavier-depth', patience 5), ODE data.
 
-The ``tanh`` table varies one released-code setting at a time (training.md §2.6: DEFAULT_PARAMS'
+The ``tanh`` table (``TANH_VARIANTS`` of ``limits/_validate_resnet_scaling.py``, also a
+full-mode validate check) varies one released-code setting at a time (training.md §2.6: DEFAULT_PARAMS'
 initial_sd 1e-4 and batch 50, ``run_experiment``'s SGD lr 5e-3 and epsilon 1e-2, the shipped
 example SCALING_PARAMS = Adam lr 1e-2 and 10 epochs, the collapsed loader) and some
 combinations, on depths <= ``--max-depth`` (default 300; beta of the base setting is 0.41 there
@@ -27,32 +28,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from limits import resnet_scaling as rs  # noqa: E402
 from limits._validate_resnet_scaling import (PATIENCES, REGIME_SETTINGS,  # noqa: E402
-                                             fit_summary, patience_rows, regime_study,
-                                             table_text)
-
-# tanh + shared variants: label -> overrides of REGIME_SETTINGS (training.md §2.2, §2.6)
-TANH_VARIANTS = {
-    "base (Adam lr 1e-3, batch 32, sd 0.01, eps 1e-3, patience 5)": {},
-    "initial_sd 1e-4 (DEFAULT_PARAMS)": dict(initial_sd=1e-4),
-    "batch 50 (DEFAULT_PARAMS; last 24 samples unused)": dict(batch_size=50),
-    "SGD lr 5e-3 (run_experiment)": dict(optimizer="sgd", lr=5e-3),
-    "epsilon 1e-2 (run_experiment, plot shading)": dict(epsilon=1e-2),
-    "SGD lr 5e-3 + epsilon 1e-2": dict(optimizer="sgd", lr=5e-3, epsilon=1e-2),
-    "Adam lr 1e-2, 10 epochs (SCALING_PARAMS)": dict(lr=1e-2, max_epochs=10),
-    "Adam lr 1e-2 (200 epochs)": dict(lr=1e-2),
-    "Adam lr 3e-3": dict(lr=3e-3),
-    "10 epochs (lr 1e-3)": dict(max_epochs=10),
-    "collapsed + Adam lr 1e-2, 10 epochs": dict(loader="p2-collapsed", lr=1e-2, max_epochs=10),
-    "collapsed loader": dict(loader="p2-collapsed"),
-    "collapsed + epsilon 1e-2": dict(loader="p2-collapsed", epsilon=1e-2),
-    "collapsed + sd 1e-4 + batch 50": dict(loader="p2-collapsed", initial_sd=1e-4,
-                                           batch_size=50),
-    "collapsed + SGD lr 5e-3 + epsilon 1e-2": dict(loader="p2-collapsed", optimizer="sgd",
-                                                   lr=5e-3, epsilon=1e-2),
-    "run_experiment: SGD lr 5e-3, eps 1e-2, sd 1e-4, batch 50": dict(
-        optimizer="sgd", lr=5e-3, epsilon=1e-2, initial_sd=1e-4, batch_size=50),
-}
-
+                                             TANH_VARIANTS, fit_summary, patience_rows,
+                                             regime_study, table_text)
 
 def _store(args, table):
     os.makedirs(args.store, exist_ok=True)
