@@ -4,7 +4,8 @@
     python benchmarks/resnet_protocol.py sensitivity  # beta vs patience on full data, <= 2116
     python benchmarks/resnet_protocol.py tanh         # tanh + shared: which released setting
                                                       # gives beta ~ 0.2 (training.md §2.6 [open])
-    options: --max-depth N  --seeds 0 1 2  --patiences 5 200  --store DIR (resumable runs)
+    options: --max-depth N  --seeds 0 1 2  --patiences 5 200  --settings relu+multi
+             --store DIR (resumable runs)
 
 Every run goes through ``limits.resnet_scaling.study`` with a ``limits.sweep`` store in
 ``--store`` (default ``benchmarks/_resnet_protocol_runs``), one SQLite file per table: an
@@ -28,7 +29,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from limits import resnet_scaling as rs  # noqa: E402
 from limits._validate_resnet_scaling import (PATIENCES, REGIME_SETTINGS,  # noqa: E402
-                                             TANH_VARIANTS, fit_summary, patience_rows,
+                                             SETTINGS, TANH_VARIANTS, fit_summary, patience_rows,
                                              regime_study, table_text)
 
 def _store(args, table):
@@ -48,8 +49,9 @@ def p2(args):
 
 def sensitivity(args):
     depths = rs.depth_grid(1.2, 3, args.max_depth or 2500)
+    settings = [tuple(x.split("+")) for x in args.settings] if args.settings else SETTINGS
     rows = patience_rows(depths, args.seeds, patiences=args.patiences or PATIENCES,
-                         store=_store(args, "sensitivity"))
+                         settings=settings, store=_store(args, "sensitivity"))
     print(f"Full (shuffled) data, ODE, depths 3..{depths[-1]}")
     print(table_text(rows))
     return rows
@@ -88,6 +90,8 @@ def main():
     ap.add_argument("--max-depth", type=int, default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--patiences", type=int, nargs="+", default=None)
+    ap.add_argument("--settings", nargs="+", default=None,
+                    help="sensitivity: e.g. relu+multi tanh+shared (default both)")
     ap.add_argument("--only", nargs="+", default=None, help="tanh: variants whose label "
                     "contains one of these strings")
     ap.add_argument("--store", default=os.path.join(os.path.dirname(__file__),
