@@ -15,8 +15,8 @@ table is printed as Markdown with the wall time.  Settings: ``REGIME_SETTINGS`` 
 <= 200 epochs, epsilon 1e-3, initial_sd 0.01, 'xavier-depth', patience 5), ODE data.
 
 The ``tanh`` table (``TANH_VARIANTS`` of ``limits/_validate_resnet_scaling.py``, also a
-full-mode validate check) varies one released-code setting at a time (training.md §2.6: DEFAULT_PARAMS'
-initial_sd 1e-4 and batch 50, ``run_experiment``'s SGD lr 5e-3 and epsilon 1e-2, the shipped
+full-mode validate check) varies one released-code setting at a time (training.md §2.6:
+DEFAULT_PARAMS' initial_sd 1e-4 and batch 50, ``run_experiment``'s SGD lr 5e-3 and epsilon 1e-2, the shipped
 example SCALING_PARAMS = Adam lr 1e-2 and 10 epochs, the collapsed loader) and some
 combinations, on depths <= ``--max-depth`` (default 300; beta of the base setting is 0.41 there
 as at 2116), and reports beta, alpha (the delta exponent), the verdict and the stops.

@@ -63,8 +63,9 @@ from .trainer import _backward, _epoch, _exp40, _forward, _tanh  # noqa: F401
 
 
 __all__ = [
-    "ACTIVATIONS", "DELTA_TYPES", "INITS", "OPTIMIZERS", "LOADERS", "Dataset", "ode_data", "digits_data",
-    "depth_grid", "TrainResult", "train", "evaluate", "statistics", "increment", "detrended_cumsum", "Fit",
-    "ScalingExponents", "scaling_exponents", "Decomposition", "decompose", "Study", "study",
-    "effective_parameters", "gradient", "denoised_loss", "denoised_losses",
+    "ACTIVATIONS", "DELTA_TYPES", "INITS", "OPTIMIZERS", "LOADERS", "Dataset", "ode_data",
+    "digits_data", "depth_grid", "TrainResult", "train", "evaluate", "statistics", "increment",
+    "detrended_cumsum", "Fit", "ScalingExponents", "scaling_exponents", "Decomposition",
+    "decompose", "Study", "study", "effective_parameters", "gradient", "denoised_loss",
+    "denoised_losses",
 ]
