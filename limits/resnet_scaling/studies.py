@@ -129,7 +129,8 @@ def study(depths, *, data="ode", data_kw=None, seed=0, executor=None, store=None
     where = store if tmp is None else f"{tmp.name}/study.sqlite"
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)      # failures are reported below
+            # run_grid's summary warning of failed points: they are in .failures below
+            warnings.filterwarnings("ignore", message="run_grid ", category=RuntimeWarning)
             summary = sweep.run_grid(_point, points, where, name=nm, executor=ex, seed=seed,
                                      progress=progress, retries=0)
         want = {sweep.point_key(p): L for L, p in zip(ds, points)}
