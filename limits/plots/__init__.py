@@ -11,10 +11,11 @@ the command line selects Agg).
 from .kernels import correlation_vs_depth, resnet_vs_ode
 from .phase import condensation_picture, phase_diagram, rd_vs_width, slope_heatmap
 from .resnet_scaling import (detrended_cumsums, hypothesis_diagnostic, max_norm_vs_depth,
-                             weight_paths)
+                             patience_sensitivity, weight_paths)
 from .sde import limit_vs_network, resnet_mlp_equivalence, sde_paths
 
 __all__ = ["correlation_vs_depth", "resnet_vs_ode",
            "sde_paths", "limit_vs_network", "resnet_mlp_equivalence",
            "phase_diagram", "slope_heatmap", "condensation_picture", "rd_vs_width",
-           "max_norm_vs_depth", "weight_paths", "detrended_cumsums", "hypothesis_diagnostic"]
+           "max_norm_vs_depth", "weight_paths", "detrended_cumsums", "hypothesis_diagnostic",
+           "patience_sensitivity"]
