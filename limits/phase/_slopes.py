@@ -234,8 +234,7 @@ def slope(gamma, gamma_prime, widths=DEFAULT_WIDTHS, seeds=(0, 1, 2), *, beta1_e
         Experiment name in the store.
     **train_kw
         Passed to :func:`train` (``tol``, ``max_steps``, ``step_factor``, ...).
-
-    The runs go through ``limits.sweep`` like :func:`diagram`'s, with the same numbers.
+        The runs go through ``limits.sweep`` like :func:`diagram`'s, with the same numbers.
 
     Returns
     -------
