@@ -18,7 +18,7 @@ __all__ = ["CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE",
 __version__ = "0.1.0"
 
 # heavier imports, loaded on first use: SymPy (derive), matplotlib (plots), dask (sweep), ...
-_LAZY = ("derive", "phase", "plots", "resnet_scaling", "sweep", "validate")
+_LAZY = ("criticality", "derive", "phase", "plots", "resnet_scaling", "sweep", "validate")
 
 
 def __getattr__(name):
