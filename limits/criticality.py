@@ -96,6 +96,7 @@ _L = 9.0            # truncation of the standard normal variables
 _H = 0.2            # trapezoid step (scaled by the argument's scale)
 _H_COARSE = 0.9     # coarse step for the first Newton iterations of the c-map
 _L_COARSE = 7.0
+_H_COARSE_1D = 0.45 # coarse step of the q-map's Newton iterations (accurate ones follow)
 _CRITICAL_TOL = 1e-12
 
 
@@ -323,7 +324,7 @@ class _QuadBackend:
     def diag(self, q, coarse=False):
         q = np.ascontiguousarray(q, dtype=np.float64)
         out = np.empty((q.size, 4))
-        h, L = (_H_COARSE, _L_COARSE) if coarse else (_H, _L)
+        h, L = (_H_COARSE_1D, _L_COARSE) if coarse else (_H, _L)
         self._diag(q.reshape(-1), h, L, out)
         out = out.reshape(q.shape + (4,))
         return out[..., 0], out[..., 1], out[..., 2], out[..., 3]
@@ -390,9 +391,9 @@ def _solve_q(be, sw2, sb2, max_iter=300):
     todo = np.arange(P)
     infinite = np.zeros(P, bool)
     for _ in range(40):
-        _, F, _, _ = be.diag(hi[todo], coarse=True)
+        _, F, _, _ = be.diag(hi[todo])
         G = sw2[todo] * F + sb2[todo] - hi[todo]
-        bad = G >= -1e-6 * hi[todo]         # margin for the coarse rule's error
+        bad = G >= 0
         if not bad.any():
             break
         hi[todo[bad]] *= 4.0

@@ -217,3 +217,38 @@ def test_bad_variances(bad, exc, match):
 def test_bad_activation():
     with pytest.raises(TypeError, match="activation"):
         cr.signal_propagation(math.tanh, 1.0, 0.1)
+
+
+def test_grid_fixed_points():
+    """A grid (including q* ~ 1, where a coarse bracket once stopped the iteration at q = 1):
+    every q* is a fixed point of the q-map by an independent Gauss-Hermite rule (degree 200,
+    accurate to 1e-13 for q <= 2), and xi_c decreases with sw2 inside the chaotic phase."""
+    from scipy.special import roots_hermitenorm
+    sw = np.linspace(1.6, 2.6, 23)
+    sb = np.array([0.0, 0.05, 0.1109243697, 0.2])
+    r = cr.signal_propagation(kn.Tanh(), sw[None, :], sb[:, None])
+    z, w = roots_hermitenorm(200)
+    w = w / w.sum()
+    F = (np.tanh(np.sqrt(r.q_star)[..., None] * z) ** 2 * w).sum(-1)
+    np.testing.assert_allclose(sw * F + sb[:, None], r.q_star, rtol=1e-11, atol=1e-13)
+    for k in range(sb.size):
+        ch = r.phase[k] == "chaotic"
+        assert (np.diff(r.depth_scale_c[k][ch]) < 0).all()
+
+
+def test_order_chaos_plot():
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    import limits.plots as lp
+    backend = matplotlib.get_backend()
+    fig = lp.order_chaos(kn.Erf(), np.linspace(0.5, 3, 12), np.linspace(0, 0.2, 8),
+                         overlays=[dict(weight_var=2.0, bias_var=0.05, depth_scale_c=7.0,
+                                        stderr=0.5, label="n=512")])
+    assert matplotlib.get_backend() == backend
+    ax = fig.axes[0]
+    x, y = ax.lines[1].get_data()
+    np.testing.assert_allclose(x, cr.edge_of_chaos(kn.Erf(), y))
+    plt.close(fig)
+    with pytest.raises(ValueError, match="weight_vars"):
+        lp.order_chaos(kn.Erf(), [1.0], [0.0, 0.1])
