@@ -252,3 +252,28 @@ def test_order_chaos_plot():
     plt.close(fig)
     with pytest.raises(ValueError, match="weight_vars"):
         lp.order_chaos(kn.Erf(), [1.0], [0.0, 0.1])
+
+
+# ----------------------------------------------------------------------------------------------
+# finite networks (kernels.simulate_paths) against the c-map and xi_c
+# ----------------------------------------------------------------------------------------------
+def test_finite_networks_follow_c_map():
+    from limits.validate.criticality import measure_depth_scale
+    m = measure_depth_scale(kn.Tanh(), 2.5, 0.05, width=512, samples=200, seed=3, depth=24,
+                            n_boot=10)
+    tol = 4 * m["stderr"] + 2.0 / 512          # Monte Carlo error + O(1/width) bias
+    assert np.all(np.abs(m["mean"] - m["c_map"]) < tol)
+    # and the c-map is not trivially close to the start: it moves by many standard errors
+    assert abs(m["c_map"][-1] - m["c_map"][0]) > 20 * m["stderr"][-1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sw2,sb2", [(1.5, 0.05), (2.5, 0.05), (4.0, 0.05)])
+def test_depth_scale_from_simulation(sw2, sb2):
+    from limits.validate.criticality import measure_depth_scale
+    m = measure_depth_scale(kn.Tanh(), sw2, sb2, width=1024, samples=3000, seed=7)
+    xi_c = float(m["theory"].depth_scale_c)
+    assert abs(m["xi_of_c_map"] - xi_c) < 0.25 * m["xi_stderr"]     # fit model bias << se
+    assert m["xi_stderr"] < 0.25 * xi_c                               # a real measurement
+    assert abs(m["z"]) < 3
+    assert np.all(np.abs(m["mean"] - m["c_map"]) < 4 * m["stderr"] + 2.0 / 1024)
