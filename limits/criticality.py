@@ -125,7 +125,11 @@ class SignalPropagation:
         ``xi_q``, ``xi_c`` (``inf`` where the slope is >= 1, 0 where it is 0).
     phase : array of str
         ``"ordered"`` (chi_1 < 1), ``"chaotic"`` (chi_1 > 1) or ``"critical"``
-        (``|chi_1 - 1| <= 1e-12``).
+        (``|chi_1 - 1| <= 1e-12``); ``"unbounded"`` where a non-ReLU-family activation has no
+        finite q* (an unbounded phi such as softplus with a large sw2: the variance grows
+        without bound, so no fixed variance defines the c-map): there ``c_star``, ``chi_1``,
+        ``chi_c`` and ``depth_scale_c`` are NaN, by design, and ``q_star`` is inf.  (For the
+        ReLU family, q* = inf is exact and handled as in the module docstring.)
     """
 
     weight_var: np.ndarray
@@ -616,11 +620,14 @@ def signal_propagation(activation, weight_var, bias_var, *, n=None, finite_diffe
     else:
         res = _smooth(be, sw2, sb2)
     q, c, chi1, chic, slope_q = res
+    undefined = np.isnan(chi1)
     phase = np.where(np.abs(chi1 - 1.0) <= _CRITICAL_TOL, "critical",
                      np.where(chi1 < 1.0, "ordered", "chaotic"))
-    xi_q = np.where(np.isinf(q), np.inf, _depth_scale(slope_q))
+    phase = np.where(undefined, "unbounded", phase)
+    xi_q = np.where(np.isinf(q), np.inf, _depth_scale(np.nan_to_num(slope_q)))
+    xi_c = np.where(undefined, np.nan, _depth_scale(np.nan_to_num(chic)))
     out = dict(weight_var=sw2, bias_var=sb2, q_star=q, c_star=c, chi_1=chi1, chi_c=chic,
-               depth_scale_q=xi_q, depth_scale_c=_depth_scale(chic), phase=phase)
+               depth_scale_q=xi_q, depth_scale_c=xi_c, phase=phase)
     return SignalPropagation(**{k: v.reshape(shape) for k, v in out.items()})
 
 
@@ -655,8 +662,9 @@ def _smooth(be, sw2, sb2):
                                           F[chaos], D[chaos])
     crit = np.abs(chi1 - 1.0) <= _CRITICAL_TOL
     chic[crit] = 1.0
-    inf = ~np.isfinite(q)
-    chic[inf] = 1.0
+    inf = ~np.isfinite(q)          # no fixed variance: the c-map and chi_1 are not defined
+    for a in (c, chi1, chic, slope_q):
+        a[inf] = np.nan
     return q, c, chi1, chic, slope_q
 
 
@@ -680,7 +688,8 @@ def edge_of_chaos(activation, bias_var, *, n=None, finite_difference=False):
 
     Returns
     -------
-    float array of the shape of ``bias_var`` (``inf`` where no edge exists below q = 1e12).
+    float array of the shape of ``bias_var``: ``inf`` where no edge with a finite q* exists
+    (q* < 1e12), e.g. softplus, whose chi_1 reaches 1 only where q* diverges.
     """
     sb2 = _variance_array(bias_var, "bias_var")
     act = _resolve(activation, n)

@@ -277,3 +277,20 @@ def test_depth_scale_from_simulation(sw2, sb2):
     assert m["xi_stderr"] < 0.25 * xi_c                               # a real measurement
     assert abs(m["z"]) < 3
     assert np.all(np.abs(m["mean"] - m["c_map"]) < 4 * m["stderr"] + 2.0 / 1024)
+
+
+def test_unbounded_activation():
+    """softplus: q* is finite iff sw2 E[softplus(sqrt(q) z)^2] / q -> sw2 / 2 < 1 at large q;
+    beyond, the variance diverges and the c-map is undefined (NaN by design, phase
+    'unbounded')."""
+    import numba
+    f = numba.njit(lambda x: math.log1p(math.exp(x)))
+    d = numba.njit(lambda x: 1.0 / (1.0 + math.exp(-x)))
+    r = cr.signal_propagation(kn.Activation(f, d), [1.0, 2.5], 0.1)
+    assert r.phase.tolist() == ["ordered", "unbounded"]
+    assert np.isinf(r.q_star[1]) and np.isnan(r.chi_1[1]) and np.isnan(r.c_star[1])
+    q = float(r.q_star[0])
+    sp = lambda u: math.log1p(math.exp(u)) if u < 30 else u  # noqa: E731
+    assert 1.0 * _gauss(lambda u: sp(u) ** 2, math.sqrt(q)) + 0.1 == pytest.approx(q, rel=1e-11)
+    chi1 = _gauss(lambda u: 1 / (1 + math.exp(-u)) ** 2, math.sqrt(q))
+    assert float(r.chi_1[0]) == pytest.approx(chi1, rel=1e-9)
