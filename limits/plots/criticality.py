@@ -3,7 +3,7 @@ re-exported by ``limits.plots``.  Every function returns a ``Figure``, never cal
 never changes the matplotlib backend."""
 import numpy as np
 
-__all__ = ["order_chaos"]
+__all__ = ["order_chaos", "trainability"]
 
 
 def order_chaos(activation, weight_vars=None, bias_vars=None, ax=None, overlays=None, n=None):
@@ -83,4 +83,48 @@ def order_chaos(activation, weight_vars=None, bias_vars=None, ax=None, overlays=
     ax.set_ylabel(r"bias variance $\sigma_b^2$")
     ax.set_title(f"Order and chaos at initialisation ({name})", fontsize=11)
     ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def trainability(weight_vars, depths, accuracy, bias_var=0.05, activation=None, ax=None,
+                 factor=6.0):
+    """Trained accuracy on the (weight_var, depth) grid with ``factor * xi_c`` over it
+    (Schoenholz et al. 2017, Fig. 5: deep tanh networks train up to depth ~ 6 xi_c).
+
+    Parameters
+    ----------
+    weight_vars : (W,) array; depths : (D,) array; accuracy : (D, W) array
+        E.g. from ``limits.trainability.trainability_grid``.
+    bias_var : float
+    activation : kernels activation, default ``kernels.Tanh()``
+    ax : matplotlib Axes, optional
+    factor : float, default 6
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    import kernels as kn
+    from limits import criticality as cr
+    act = kn.Tanh() if activation is None else activation
+    sw = np.asarray(weight_vars, float)
+    L = np.asarray(depths, float)
+    acc = np.asarray(accuracy, float)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    else:
+        fig = ax.figure
+    mesh = ax.pcolormesh(sw, L, acc, vmin=0.1, vmax=1.0, cmap="magma", shading="nearest")
+    fig.colorbar(mesh, ax=ax, label="trained accuracy (chance 0.1)")
+    fine = np.linspace(sw.min(), sw.max(), 200)
+    xi = cr.signal_propagation(act, fine, bias_var).depth_scale_c
+    ax.plot(fine, factor * xi, "c-", lw=2, label=f"{factor:g} $\\xi_c$")
+    ax.set_yscale("log")
+    ax.set_ylim(L.min() / 1.3, L.max() * 1.3)
+    ax.set_xlabel(r"weight variance $\sigma_w^2$")
+    ax.set_ylabel("depth")
+    ax.set_title(f"Trainability of deep tanh MLPs ($\\sigma_b^2$ = {bias_var})", fontsize=11)
+    ax.legend(loc="upper right", fontsize=8)
     return fig

@@ -185,3 +185,54 @@ def _edges(ctx):
         rows.append(Result(f"edge of chaos sw2: {name}", f"{exp:.10g}", f"{v:.10g}",
                            f"{tol:g}", abs(v - exp) <= tol * max(1.0, abs(exp))))
     return rows
+
+
+def trainable_band(weight_vars, depths, accuracy, xi_c, threshold=0.5):
+    """Per weight_var, the bracket ``[L_ok, L_fail] / xi_c`` of the trainability boundary: L_ok
+    the deepest depth trained to ``accuracy >= threshold`` below the shallowest failing one,
+    L_fail that failing depth (inf if none fails)."""
+    out = []
+    for j in range(len(weight_vars)):
+        a = np.asarray(accuracy)[:, j]
+        fail = np.flatnonzero(a < threshold)
+        first_fail = fail[0] if fail.size else None
+        ok = np.flatnonzero(a >= threshold)
+        ok = ok[ok < first_fail] if first_fail is not None else ok
+        L_ok = float(depths[ok[-1]]) if ok.size else 0.0
+        L_fail = float(depths[first_fail]) if first_fail is not None else float("inf")
+        out.append((L_ok / xi_c[j], L_fail / xi_c[j]))
+    return out
+
+
+_BAND = (3.0, 12.0)    # the trainable depth / xi_c: Schoenholz et al. 2017 report ~6
+
+
+@check("order/chaos: tanh MLPs train only up to depth ~ 6 xi_c (Schoenholz et al. 2017)")
+def _trainability(ctx):
+    import os
+    import tempfile
+
+    from limits.criticality import signal_propagation
+    from limits.plots import trainability
+    from limits.trainability import trainability_grid
+    if ctx.quick:
+        sws, depths, width, steps = [1.0, 4.0], [8, 16, 32, 64], 32, 800
+    else:
+        sws, depths, width, steps = ([1.0, 1.5, 2.5, 3.0, 4.0], [6, 12, 24, 48, 96, 192], 64,
+                                     2000)
+    sb2 = 0.05
+    store = os.path.join(tempfile.mkdtemp(prefix="trainability-"), "runs.sqlite")
+    sw, L, acc = trainability_grid(sws, depths, store, bias_var=sb2, width=width, steps=steps)
+    xi = signal_propagation(kn.Tanh(), sw, sb2).depth_scale_c
+    fig = trainability(sw, L, acc, bias_var=sb2)
+    name = ctx.save(fig, "trainability.png")
+    rows = []
+    for (lo, hi), w, x in zip(trainable_band(sw, L, acc, xi), sw, xi):
+        ok = lo > 0 and lo <= _BAND[1] and hi >= _BAND[0]
+        rows.append(Result(f"trainable depth / xi_c, tanh sw2 = {w:g}, sb2 = {sb2} "
+                           f"(xi_c = {x:.2f}; width {width}, {steps} SGD steps, digits)",
+                           f"boundary bracket overlaps {_BAND} (paper: ~6)",
+                           f"[{lo:.2f}, {hi:.2f}]; accuracies by depth "
+                           f"{np.round(acc[:, list(sw).index(w)], 2).tolist()}",
+                           "grid resolution x2", bool(ok), figure=name))
+    return rows

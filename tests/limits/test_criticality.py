@@ -294,3 +294,36 @@ def test_unbounded_activation():
     assert 1.0 * _gauss(lambda u: sp(u) ** 2, math.sqrt(q)) + 0.1 == pytest.approx(q, rel=1e-11)
     chi1 = _gauss(lambda u: 1 / (1 + math.exp(-u)) ** 2, math.sqrt(q))
     assert float(r.chi_1[0]) == pytest.approx(chi1, rel=1e-9)
+
+
+# ----------------------------------------------------------------------------------------------
+# trainability (Schoenholz et al. 2017): trainer, boundary bracket, plot
+# ----------------------------------------------------------------------------------------------
+def test_trainer_learns_shallow():
+    from limits.trainability import train_tanh_mlp
+    r = train_tanh_mlp(3, 1.5, width=32, steps=400, seed=1)
+    assert r["train_accuracy"] > 0.9 and not r["diverged"]
+    with pytest.raises(ValueError, match="weight_var"):
+        train_tanh_mlp(3, -1.0)
+
+
+@pytest.mark.slow
+def test_deep_chaotic_network_does_not_train():
+    """depth 96 ~ 14 xi_c at sw2 = 4 (xi_c ~ 7): stays near chance (0.1)."""
+    from limits.trainability import train_tanh_mlp
+    r = train_tanh_mlp(96, 4.0, width=32, steps=600, seed=2)
+    assert r["train_accuracy"] < 0.3
+
+
+def test_trainable_band_and_plot():
+    import matplotlib.pyplot as plt
+
+    from limits.plots import trainability
+    from limits.validate.criticality import trainable_band
+    depths = np.array([8, 16, 32, 64])
+    acc = np.array([[0.9, 0.95], [0.7, 0.9], [0.2, 0.6], [0.1, 0.1]])
+    band = trainable_band([1.0, 4.0], depths, acc, np.array([4.0, 8.0]))
+    assert band == [(4.0, 8.0), (4.0, 8.0)]
+    assert trainable_band([1.0], depths, np.full((4, 1), 0.95), np.array([2.0]))[0][1] == np.inf
+    fig = trainability([1.0, 4.0], depths, acc)
+    plt.close(fig)
