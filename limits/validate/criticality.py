@@ -151,7 +151,7 @@ def _depth_scales(ctx):
                            f"{xi_c:.3f}", f"{m['xi']:.3f} ± {m['xi_stderr']:.2f} "
                            f"(z = {m['z']:+.2f}, {m['fit_layers'].size} layers; same fit on "
                            f"the c-map: {m['xi_of_c_map']:.3f})",
-                           "3 fitted se", bool(ok)))
+                           "3 se (bootstrap over networks)", bool(ok)))
         overlays.append(dict(weight_var=sw2, bias_var=sb2, depth_scale_c=m["xi"],
                              stderr=m["xi_stderr"]))
         line = axes[0].errorbar(m["layers"], m["mean"], yerr=m["stderr"], fmt=".", ms=3,
