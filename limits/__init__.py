@@ -9,16 +9,17 @@ one solver (``solve``) and the comparison with finite networks (``compare``); Sy
 from .sde import (CorrelationSDE, CovarianceSDE, GeometricBM, LinearSDE, OrnsteinUhlenbeck,
                   PeluchettiFavaroSDE, ResNetODE, SmoothCovarianceSDE, UnshapedCorrelationSDE)
 from .solve import Comparison, Solution, compare, solve
+from .which_limit import WhichLimit, which_limit
 
 __all__ = ["CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE",
            "UnshapedCorrelationSDE",
            "ResNetODE", "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "PeluchettiFavaroSDE",
            "solve", "Solution",
-           "compare", "Comparison"]
+           "compare", "Comparison", "which_limit", "WhichLimit"]
 __version__ = "0.1.0"
 
 # heavier imports, loaded on first use: SymPy (derive), matplotlib (plots), dask (sweep), ...
-_LAZY = ("derive", "phase", "plots", "resnet_scaling", "sweep", "validate")
+_LAZY = ("criticality", "derive", "phase", "plots", "resnet_scaling", "sweep", "validate")
 
 
 def __getattr__(name):

@@ -8,6 +8,7 @@ the command line selects Agg).
 - ``resnet_scaling``: trained ResNet weights against depth (max norm, paths, cumulative sums,
   the H1/H2 diagnostic).
 """
+from .criticality import order_chaos, trainability
 from .kernels import correlation_vs_depth, resnet_vs_ode
 from .phase import condensation_picture, phase_diagram, rd_vs_width, slope_heatmap
 from .resnet_scaling import (detrended_cumsums, hypothesis_diagnostic, max_norm_vs_depth,
@@ -18,4 +19,4 @@ __all__ = ["correlation_vs_depth", "resnet_vs_ode",
            "sde_paths", "limit_vs_network", "resnet_mlp_equivalence",
            "phase_diagram", "slope_heatmap", "condensation_picture", "rd_vs_width",
            "max_norm_vs_depth", "weight_paths", "detrended_cumsums", "hypothesis_diagnostic",
-           "patience_sensitivity"]
+           "patience_sensitivity", "order_chaos", "trainability"]
