@@ -454,7 +454,8 @@ def _finish_trajectory(stack, rec, sym, gap, scale=None):
     if gap:
         E, TH = np.empty((R, n1, n2)), np.empty((R, n1, n2))
         (_rec._gap_fields_serial if small else _rec._gap_fields)(rec.off_a, E, TH)
-        K = s * (1.0 - E)
+        with np.errstate(over="ignore"):     # an overflow is reported by _check_finite
+            K = s * (1.0 - E)
     else:
         K = rec.off_a
         with np.errstate(invalid="ignore", divide="ignore"):
