@@ -230,7 +230,7 @@ def _trajectory_memory(R, n1, n2, ntk):
     """Refuse up front a trajectory that cannot fit: about (9 + 2 ntk) arrays of (R, N1, N2)
     float64 (engine records, outputs, temporaries)."""
     per = 9 + (2 if ntk else 0)
-    _checks.memory_budget(8.0 * R * n1 * n2 * per,
+    _checks.memory_budget(8.0 * R * (n1 * n2 * per + 4),
                           f"a trajectory of {R} recorded layers x {n1} x {n2} entries",
                           "record fewer layers (layers=[...])" +
                           ("" if not ntk else " or skip the NTK (ntk=False)"))
@@ -423,13 +423,11 @@ def _check_finite(stack, named, layers=None):
                 f"activation (its kernel maps integrate it over the whole real line)")
         skip = (" (a trajectory or kernel that does not need the NTK can skip it: "
                 "ntk=False, or net.nngp(x))" if name == "NTK" else "")
-        if np.any(np.isinf(a)) or not np.any(np.isnan(a)):
-            raise FloatingPointError(
-                f"the {name} overflows{where}: entries exceed the float64 range (1.8e308); "
-                f"reduce the depth or adjust the variances{skip}")
+        # with finite inputs and an activation that is finite everywhere, a NaN can only come
+        # from an entry that overflowed (inf - inf, 0 * inf) a layer or so earlier
         raise FloatingPointError(
-            f"the {name} has NaN entries{where} (inf - inf or 0 * inf after an overflow or "
-            f"underflow in the recursion): reduce the depth or adjust the variances{skip}")
+            f"the {name} overflows{where}: entries exceed the float64 range (1.8e308) and "
+            f"become inf or NaN; reduce the depth or adjust the variances{skip}")
 
 
 def _finish(stack, cov, ntk, qa, qb, ta, tb, sym, scale=None):
@@ -653,7 +651,9 @@ class _KernelMethods:
         """
         x1, _, K0 = self._prepare(x, None, K0, name1="x")
         ntk = _checks.boolean(ntk, "ntk")
-        if layers is None:
+        n = (K0 if K0 is not None else x1).shape[0]
+        if layers is None:              # check before the layer list itself is allocated
+            _trajectory_memory(self.depth + 1, n, n, ntk)
             layers = np.arange(self.depth + 1)
         layers = np.unique(np.asarray(layers))
         if layers.ndim != 1 or layers.size == 0 or not np.issubdtype(layers.dtype, np.integer):
@@ -661,7 +661,6 @@ class _KernelMethods:
         if layers[0] < 0 or layers[-1] > self.depth:
             raise ValueError(f"layers must lie in 0..{self.depth}, got "
                              f"{_short(layers.tolist())}")
-        n = (K0 if K0 is not None else x1).shape[0]
         _trajectory_memory(len(layers), n, n, ntk)
         stack = self._stack()
         return _run(stack.without_readout(), x1, None, K0, record=layers, fast=False, ntk=ntk)
