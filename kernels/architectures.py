@@ -156,7 +156,8 @@ def _input_state(x1, x2, K0, stem, gap):
         sym = x2 is None
         xa, xb = (x1, x1) if sym else (x1, x2)
         gscale = 1.0 / x1.shape[1]
-        G = xa @ xb.T
+        with np.errstate(over="ignore"):      # an overflow is reported by _check_finite
+            G = xa @ xb.T
         # diagonals from the same product and scaling as G: duplicates stay exactly equal
         qa = np.diag(G) * gscale if sym else np.einsum("ij,ij->i", xa, xa) * gscale
         qb = qa if sym else np.einsum("ij,ij->i", xb, xb) * gscale
@@ -435,8 +436,9 @@ def _finish(stack, cov, ntk, qa, qb, ta, tb, sym, scale=None):
     T = None if ntk is None else _unscale(_assemble(ntk, ta, sym), scale)
     if stack.readout is not None:
         w, b = stack.readout
-        K = w * K + b
-        T = None if T is None else K + w * T
+        with np.errstate(over="ignore", invalid="ignore"):   # reported by _check_finite
+            K = w * K + b
+            T = None if T is None else K + w * T
     _check_finite(stack, (("NNGP", K), ("NTK", T)))
     return Kernels(nngp=K, ntk=T)
 
