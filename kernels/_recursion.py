@@ -59,6 +59,7 @@ _BLOCK = 512                 # entries per inner block: state + tables stay in L
 _ROWS = 8                    # rows advanced together, so each column table is read once for all
 _CHUNK_DOUBLES = 1 << 18     # layers per chunk * N stays below this (2 MB per table: cache-resident)
 SERIAL_WORK = 1 << 17        # entry-layers below which one thread is faster than a parallel call
+SERIAL_ENTRIES = 1 << 14     # entries below which the per-matrix passes run on one thread
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,6 +234,47 @@ def _sqrt_prod(qa, qb, sqa, sqb):
     return math.sqrt(p) if (p > 1e-290 and p < 1e290) else sqa * sqb
 
 
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _init_gap_row(i, sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk, sqb, sqb2,
+                  invb2):
+    """Row i of ``_init_gap``."""
+    d = ua.shape[1]
+    qi = qa[i]
+    sa = math.sqrt(qi)
+    sa2 = math.sqrt(w * qi + b)
+    inva2 = 1.0 / sa2 if sa2 > 0.0 else 0.0
+    j0 = i + 1 if sym else 0
+    G_row = G[i, j0:]
+    z_row = z[i, j0:]
+    t_row = ntk[i, j0:]
+    qb_v = qb[j0:]
+    sqb_v = sqb[j0:]
+    sqb2_v = sqb2[j0:]
+    invb2_v = invb2[j0:]
+    for j in range(G_row.shape[0]):
+        g = gscale * G_row[j]
+        t_row[j] = w * g + b
+        se = _sqrt_prod(qi, qb_v[j], sa, sqb_v[j])
+        rho0 = g / se if se > 0.0 else 0.0
+        rho0 = min(max(rho0, -1.0), 1.0)
+        z_row[j] = _stem_gap(1.0 - rho0, 1.0 + rho0, sa * sqb_v[j], sa, sqb_v[j],
+                             inva2 * invb2_v[j], sa2 * sqb2_v[j], w, b)
+    if refine_below > 0.0:
+        for j in range(G_row.shape[0]):
+            if abs(z_row[j]) < refine_below and qi > 0.0 and qb_v[j] > 0.0:
+                se = _sqrt_prod(qi, qb_v[j], sa, sqb_v[j])
+                rho0 = min(max(gscale * G_row[j] / se, -1.0), 1.0)
+                sgn = 1.0 if rho0 >= 0.0 else -1.0
+                acc = 0.0
+                for k in range(d):
+                    diff = ua[i, k] - sgn * ub[j0 + j, k]
+                    acc += diff * diff
+                e0 = 0.5 * acc if rho0 >= 0.0 else 1.0 - rho0
+                w0 = 1.0 + rho0 if rho0 >= 0.0 else 0.5 * acc
+                z_row[j] = _stem_gap(e0, w0, sa * sqb_v[j], sa, sqb_v[j],
+                                     inva2 * invb2_v[j], sa2 * sqb2_v[j], w, b)
+
+
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def _init_gap(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk):
     """Signed gap (``_fastmath``) and NTK (= K) of the stem output K <- w K + b.
@@ -245,47 +287,26 @@ def _init_gap(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk):
     refine_below = 0 when only a kernel is known).  Zero-norm inputs get the NT convention
     theta = pi/2 (gap 1).  The main loop has no branches and vectorises; refinement is rare.
     """
-    n1, n2 = G.shape
-    d = ua.shape[1]
+    n1 = G.shape[0]
     sqb = np.sqrt(qb)
     sqb2 = np.sqrt(w * qb + b)
     invb2 = np.where(sqb2 > 0.0, 1.0 / np.where(sqb2 > 0.0, sqb2, 1.0), 0.0)
     for pi in prange(n1):
-        i = np.int64(pi)
-        qi = qa[i]
-        sa = math.sqrt(qi)
-        sa2 = math.sqrt(w * qi + b)
-        inva2 = 1.0 / sa2 if sa2 > 0.0 else 0.0
-        j0 = i + 1 if sym else 0
-        G_row = G[i, j0:]
-        z_row = z[i, j0:]
-        t_row = ntk[i, j0:]
-        qb_v = qb[j0:]
-        sqb_v = sqb[j0:]
-        sqb2_v = sqb2[j0:]
-        invb2_v = invb2[j0:]
-        for j in range(G_row.shape[0]):
-            g = gscale * G_row[j]
-            t_row[j] = w * g + b
-            se = _sqrt_prod(qi, qb_v[j], sa, sqb_v[j])
-            rho0 = g / se if se > 0.0 else 0.0
-            rho0 = min(max(rho0, -1.0), 1.0)
-            z_row[j] = _stem_gap(1.0 - rho0, 1.0 + rho0, sa * sqb_v[j], sa, sqb_v[j],
-                                 inva2 * invb2_v[j], sa2 * sqb2_v[j], w, b)
-        if refine_below > 0.0:
-            for j in range(G_row.shape[0]):
-                if abs(z_row[j]) < refine_below and qi > 0.0 and qb_v[j] > 0.0:
-                    se = _sqrt_prod(qi, qb_v[j], sa, sqb_v[j])
-                    rho0 = min(max(gscale * G_row[j] / se, -1.0), 1.0)
-                    sgn = 1.0 if rho0 >= 0.0 else -1.0
-                    acc = 0.0
-                    for k in range(d):
-                        diff = ua[i, k] - sgn * ub[j0 + j, k]
-                        acc += diff * diff
-                    e0 = 0.5 * acc if rho0 >= 0.0 else 1.0 - rho0
-                    w0 = 1.0 + rho0 if rho0 >= 0.0 else 0.5 * acc
-                    z_row[j] = _stem_gap(e0, w0, sa * sqb_v[j], sa, sqb_v[j],
-                                         inva2 * invb2_v[j], sa2 * sqb2_v[j], w, b)
+        _init_gap_row(np.int64(pi), sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk,
+                      sqb, sqb2, invb2)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _init_gap_serial(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk):
+    """``_init_gap`` on one thread (small inputs: a parallel call costs a thread wake-up, which
+    on a busy machine can take a scheduler time slice), bit-identical."""
+    n1 = G.shape[0]
+    sqb = np.sqrt(qb)
+    sqb2 = np.sqrt(w * qb + b)
+    invb2 = np.where(sqb2 > 0.0, 1.0 / np.where(sqb2 > 0.0, sqb2, 1.0), 0.0)
+    for i in range(n1):
+        _init_gap_row(np.int64(i), sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk,
+                      sqb, sqb2, invb2)
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -294,6 +315,16 @@ def _gap_to_cov(sym, z, qa, qb, out):
     n1, n2 = z.shape
     for pi in prange(n1):
         i = np.int64(pi)
+        sa = math.sqrt(qa[i])
+        for j in range(i + 1 if sym else 0, n2):
+            out[i, j] = sa * math.sqrt(qb[j]) * rho_of(z[i, j])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _gap_to_cov_serial(sym, z, qa, qb, out):
+    """``_gap_to_cov`` on one thread (small inputs), bit-identical."""
+    n1, n2 = z.shape
+    for i in range(n1):
         sa = math.sqrt(qa[i])
         for j in range(i + 1 if sym else 0, n2):
             out[i, j] = sa * math.sqrt(qb[j]) * rho_of(z[i, j])

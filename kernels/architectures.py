@@ -23,7 +23,13 @@ _REFINE_EPS = 1e-3         # input pairs closer than this get 1 - rho from |x/|x
 
 @dataclass(frozen=True)
 class Kernels:
-    """NNGP and NTK matrices from one pass."""
+    """NNGP and NTK matrices from one pass.
+
+    Bias-free positively homogeneous networks (ABReLU family, no bias in the stem or the
+    layers) are computed at any representable input scale (1e-300 .. 1e300): rows of extreme
+    norm are rescaled by exact powers of two and the kernels scaled back, so
+    ``nngp(a x) = a^2 nngp(x)`` holds to rounding; a result beyond the float64 range raises
+    FloatingPointError naming the quantity."""
 
     nngp: np.ndarray
     ntk: np.ndarray
@@ -36,7 +42,8 @@ class Trajectory:
     Attributes
     ----------
     layers : (R,) int array of recorded layer indices l in 0..depth.
-    nngp, ntk : (R, N, N) covariance and NTK of the hidden representation after layer l.
+    nngp, ntk : (R, N, N) covariance and NTK of the hidden representation after layer l
+        (``ntk`` is None for ``trajectory(..., ntk=False)``).
     correlation : (R, N, N) ``rho = K12 / sqrt(K11 K22)``.
     one_minus_correlation : (R, N, N) ``1 - rho`` computed without cancellation (the recursion
         state for ReLU-type activations), accurate in relative terms as rho -> 1.  For smooth
@@ -163,13 +170,14 @@ def _input_state(x1, x2, K0, stem, gap):
         qb = qa if sym else np.einsum("ij,ij->i", xb, xb) * gscale
     if gap:
         z, ntk = np.empty(G.shape), np.empty(G.shape)
+        init = _rec._init_gap_serial if G.size < _rec.SERIAL_ENTRIES else _rec._init_gap
         if K0 is None:
             ua = _unit_rows(xa)
-            _rec._init_gap(sym, G, gscale, qa, qb, w, b, ua, ua if sym else _unit_rows(xb),
-                           _REFINE_EPS, z, ntk)
+            init(sym, G, gscale, qa, qb, w, b, ua, ua if sym else _unit_rows(xb),
+                 _REFINE_EPS, z, ntk)
         else:
             empty = np.zeros((G.shape[0], 0))
-            _rec._init_gap(sym, G, gscale, qa, qb, w, b, empty, empty, 0.0, z, ntk)
+            init(sym, G, gscale, qa, qb, w, b, empty, empty, 0.0, z, ntk)
         state = (z, ntk, G)
     else:
         cov = w * (gscale * G) + b        # the same operations as the diagonal w qa + b
@@ -217,7 +225,8 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True):
             eps, ntk_state, qa, qb, ta, tb = _run_abrelu(stack, eps, ntk_state, qa, qb, ta, tb,
                                                          sym, a, b, rec, with_ntk=ntk)
             if rec is None:
-                _rec._gap_to_cov(sym, eps, qa, qb, cov)
+                (_rec._gap_to_cov_serial if eps.size < _rec.SERIAL_ENTRIES
+                 else _rec._gap_to_cov)(sym, eps, qa, qb, cov)
     else:
         _, pair, params = kind
         cov, ntk_state, qa, qb, ta, tb = _run_smooth(stack, pair, params, cov, ntk_state, qa,
@@ -377,7 +386,12 @@ def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec, with_nt
 
 def _assemble(off, diag, sym):
     """Full matrix from the off-diagonal state (upper triangle if sym) and the diagonal."""
-    return _rec._symmetrize(off, np.broadcast_to(diag, off.shape[:1]).copy()) if sym else off
+    if not sym:
+        return off
+    diag = np.broadcast_to(diag, off.shape[:1]).copy()
+    if off.size < _rec.SERIAL_ENTRIES:       # one thread: no wake-up of the pool
+        return _rec._symmetrize_layers(off[None], diag[None])[0]
+    return _rec._symmetrize(off, diag)
 
 
 def _assemble_layers(off, diag, sym):
@@ -449,7 +463,7 @@ def _finish_trajectory(stack, rec, sym, gap, scale=None):
     the numbers are bit-identical to it)."""
     R = len(rec.layers)
     n1, n2 = rec.off_a.shape[1:]
-    small = R * n1 * n2 < (1 << 16)
+    small = R * n1 * n2 < 4 * _rec.SERIAL_ENTRIES
     s = np.sqrt(rec.qa)[:, :, None] * np.sqrt(rec.qb)[:, None, :]
     if gap:
         E, TH = np.empty((R, n1, n2)), np.empty((R, n1, n2))

@@ -414,3 +414,20 @@ def test_public_maps_finite_at_any_scale(e, r, act):
         V1 = act.V(1.0, 1.0, r)
         assert abs(V - q * V1) <= 1e-13 * q * max(abs(act.V(1.0, 1.0, 1.0)), 1.0)
         assert abs(Vd - act.Vdot(1.0, 1.0, r)) <= 1e-13
+
+
+@pytest.mark.parametrize("s", [1e-300, 1e-200, 1e-80, 1e80, 1e200, 1e300])
+@pytest.mark.parametrize("arch", ["mlp", "resnet"])
+def test_homogeneous_input_kernel_route_any_scale(s, arch):
+    # the K0 route: K0 scaled by s gives kernels scaled by s (2-homogeneity in K0 = degree 1)
+    K0 = np.array([[1.0, 0.3, -0.2], [0.3, 2.0, 0.5], [-0.2, 0.5, 0.7]])
+    net = (kn.MLP(9, kn.LeakyReLU(0.3), weight_var=1.2) if arch == "mlp"
+           else kn.ResNet(9, kn.ABReLU(-0.4, 1.1), weight_var=1.2))
+    ref, got = net.kernels(K0=K0), net.kernels(K0=s * K0)
+    with np.errstate(under="ignore"):
+        np.testing.assert_allclose(got.nngp, s * ref.nngp, rtol=1e-13,
+                                   atol=1e-13 * s * np.max(ref.nngp) + 1e-307)
+        np.testing.assert_allclose(got.ntk, s * ref.ntk, rtol=1e-13,
+                                   atol=1e-13 * s * np.max(ref.ntk) + 1e-307)
+    np.testing.assert_allclose(net.trajectory(K0=s * K0).correlation,
+                               net.trajectory(K0=K0).correlation, rtol=0, atol=1e-13)
