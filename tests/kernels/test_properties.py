@@ -295,11 +295,12 @@ def _nonzero_rows(x):
     return bool(np.all(np.max(np.abs(x), axis=1) > 0))
 
 
-def _assert_scaled(got, ref, scale_i, scale_j, name):
+def _assert_scaled(got, ref, scale_i, scale_j, name, diags=None):
     """got_ij = scale_i scale_j ref_ij, to 1e-13 of scale_i scale_j sqrt(ref_ii ref_jj)
-    (plus the smallest normal float, where the result is subnormal)."""
-    d = np.sqrt(np.abs(np.diag(ref))) if ref.shape[0] == ref.shape[1] else None
-    unit = np.outer(d, d) if d is not None else np.max(np.abs(ref))
+    (plus the smallest normal float, where the result is subnormal).  For a cross kernel,
+    ``diags`` gives the two diagonals (K(x1, x1)_ii, K(x2, x2)_jj)."""
+    di, dj = (np.diag(ref), np.diag(ref)) if diags is None else diags
+    unit = np.outer(np.sqrt(np.abs(di)), np.sqrt(np.abs(dj)))     # no underflow of di dj
     with np.errstate(over="ignore", under="ignore"):
         exp = np.outer(scale_i, scale_j) * ref
         tol = 1e-13 * np.outer(scale_i, scale_j) * unit + 4 * np.finfo(float).tiny
@@ -349,7 +350,8 @@ def test_homogeneous_per_row_scale(net, x, data):
     x2 = data.draw(inputs(n_min=1, n_max=3, d=x.shape[1]).filter(_nonzero_rows))
     s2 = 10.0 ** data.draw(st.floats(-150.0, 150.0))
     cross = net.nngp(s[:, None] * x, s2 * x2)
-    _assert_scaled(cross, net.nngp(x, x2), s, np.full(x2.shape[0], s2), "cross")
+    _assert_scaled(cross, net.nngp(x, x2), s, np.full(x2.shape[0], s2), "cross",
+                   diags=(np.diag(ref.nngp), np.diag(net.nngp(x2))))
 
 
 @SETTINGS
@@ -401,19 +403,21 @@ def test_every_output_finite_or_error(net, x, e):
 
 
 @SETTINGS
-@given(e=st.floats(-300.0, 300.0), r=st.floats(-1.0, 1.0),
+@given(e=st.floats(-300.0, 300.0), k=st.integers(-498, 510), r=st.floats(-1.0, 1.0),
        act=st.sampled_from([kn.ReLU(), kn.LeakyReLU(0.3), kn.ABReLU(-0.5, 1.5), kn.Erf(),
                             kn.Identity()]))
-def test_public_maps_finite_at_any_scale(e, r, act):
-    # V and Vdot of the closed forms at q1 = q2 = 10^e: finite (or an overflow error), and
-    # homogeneous ones scale exactly like q
+def test_public_maps_finite_at_any_scale(e, k, r, act):
+    # V and Vdot of the closed forms at q1 = q2 = 10^e: finite; homogeneous ones at q = 4^k
+    # (so that c = r q is exact: near |r| = 1 the maps are ill-conditioned in c) scale like q
     q = 10.0 ** e
     V, Vd = act.V(q, q, r * q), act.Vdot(q, q, r * q)
     assert np.isfinite(V) and np.isfinite(Vd)
     if act.homogeneous:
+        q = 4.0 ** k
+        V, Vd = act.V(q, q, r * q), act.Vdot(q, q, r * q)
         V1 = act.V(1.0, 1.0, r)
-        assert abs(V - q * V1) <= 1e-13 * q * max(abs(act.V(1.0, 1.0, 1.0)), 1.0)
-        assert abs(Vd - act.Vdot(1.0, 1.0, r)) <= 1e-13
+        assert abs(V - q * V1) <= 1e-15 * q * max(abs(act.V(1.0, 1.0, 1.0)), 1.0)
+        assert abs(Vd - act.Vdot(1.0, 1.0, r)) <= 1e-15
 
 
 @pytest.mark.parametrize("s", [1e-300, 1e-200, 1e-80, 1e80, 1e200, 1e300])
