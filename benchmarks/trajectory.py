@@ -37,6 +37,7 @@ for _ in range(repeats):
     if time.perf_counter() - t0 > 60:
         break
 assert tr.nngp.shape == (depth + 1, 2, 2)
+assert kn.__file__.startswith(sys.argv[3]), kn.__file__
 print(min(ts), statistics.median(ts), len(ts))
 """
 
@@ -57,8 +58,10 @@ while True:
 
 def _time(tree, depth, repeats, env_extra):
     env = dict(os.environ, PYTHONPATH=tree, **env_extra)
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(depth), str(repeats)], env=env,
-                         capture_output=True, text=True, timeout=3600)
+    # cwd = the tree: ``python -c`` puts the working directory first on sys.path, so running
+    # from another checkout would silently import that one
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(depth), str(repeats), tree], env=env,
+                         capture_output=True, text=True, timeout=3600, cwd=tree)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     best, med, n = out.stdout.split()
