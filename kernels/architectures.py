@@ -86,13 +86,11 @@ def _acos1m_np(eps):
 
 
 def _unit_rows(x):
-    n = np.linalg.norm(x, axis=1, keepdims=True)
     big = np.max(np.abs(x), axis=1, keepdims=True)
     odd = (big > 0) & ((big < 2.0 ** -_SAFE_EXP) | (big > 2.0 ** _SAFE_EXP))
     if np.any(odd):            # the norm would underflow or overflow: rescale those rows first
-        xs = np.where(odd, x / np.where(odd, big, 1.0), x)
-        n = np.linalg.norm(xs, axis=1, keepdims=True)
-        return xs / np.where(n > 0, n, 1.0)
+        x = np.where(odd, x / np.where(odd, big, 1.0), x)
+    n = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(n > 0, n, 1.0)
 
 
@@ -468,7 +466,7 @@ def _finish_trajectory(stack, rec, sym, gap, scale=None):
     if gap:
         E, TH = np.empty((R, n1, n2)), np.empty((R, n1, n2))
         (_rec._gap_fields_serial if small else _rec._gap_fields)(rec.off_a, E, TH)
-        with np.errstate(over="ignore"):     # an overflow is reported by _check_finite
+        with np.errstate(over="ignore", invalid="ignore"):   # reported by _check_finite
             K = s * (1.0 - E)
     else:
         K = rec.off_a
