@@ -1,5 +1,6 @@
 """Argument validation at the public boundary: clear errors before any compiled code runs."""
 import numbers
+import os
 
 import numpy as np
 
@@ -45,6 +46,7 @@ def inputs(x, name, d=None):
     """A finite float64 array of shape (N, d)."""
     if x is None:
         raise TypeError(f"{name} is required (or give an input kernel K0=)")
+    real_array(x, name)
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -62,6 +64,7 @@ def inputs(x, name, d=None):
 
 def psd_kernel(K, name="K0"):
     """A finite, symmetric, positive semi-definite float64 matrix."""
+    real_array(K, name)
     try:
         arr = np.asarray(K, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -143,3 +146,41 @@ def _size(nbytes):
         if nbytes < 1024 or unit == "PiB":
             return f"{nbytes:.3g} {unit}" if unit != "B" else f"{int(nbytes)} B"
         nbytes /= 1024
+
+
+def real_array(value, name):
+    """Refuse complex input with a TypeError naming ``name`` (NumPy would drop the imaginary
+    part with only a ComplexWarning).  Returns ``value`` unchanged."""
+    try:
+        cplx = np.iscomplexobj(value)
+    except (TypeError, ValueError):      # ragged or non-numeric: the caller's cast reports it
+        cplx = False
+    if cplx:
+        raise TypeError(f"{name} must be real, got complex values")
+    return value
+
+
+def available_memory():
+    """Bytes of memory available to a new allocation (MemAvailable on Linux), or None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_budget(nbytes, what, hint=""):
+    """Refuse up front (MemoryError with the number) a computation that needs ``nbytes`` bytes
+    when that exceeds the memory available now."""
+    avail = available_memory()
+    if avail is not None and nbytes > avail:
+        raise MemoryError(f"{what} needs about {_size(nbytes)}, but only "
+                          f"{_size(avail)} is available{': ' + hint if hint else ''}")
+
+

@@ -35,6 +35,7 @@ class Prediction:
 
 
 def _targets(y, n):
+    _checks.real_array(y, "y_train")
     try:
         arr = np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -102,13 +103,18 @@ def predict(net, x_train, y_train, x_test, kind="nngp", diag_reg=0.0, t=None,
     y = _targets(y_train, x_train.shape[0])
     r = _checks.nonneg_float(diag_reg, "diag_reg")
     eta = _checks.positive_float(learning_rate, "learning_rate")
+    compute_cov = _checks.flag(compute_cov, "compute_cov")
     if t is not None:
         t = _checks.nonneg_float(t, "t")
         if kind != "ntk":
             raise ValueError("t (finite training time) applies to kind='ntk' only")
     n = x_train.shape[0]
-    k = net.kernels(np.concatenate([x_train, x_test]))
-    K, Th = k.nngp, k.ntk
+    xs = np.concatenate([x_train, x_test])
+    if kind == "nngp":                  # the NNGP posterior needs no NTK
+        K, Th = net.nngp(xs), None
+    else:
+        k = net.kernels(xs)
+        K, Th = k.nngp, k.ntk
     Kxx, Ksx, Kss = K[:n, :n] + r * np.eye(n), K[n:, :n], K[n:, n:]
     if kind == "nngp":
         c = _cho(Kxx, "K_train_train")

@@ -505,3 +505,47 @@ def test_exact_antipodal_inputs_resnet(fast):
             for got, ref in ((k.nngp, K), (k.ntk, T)):
                 d = np.sqrt(np.diag(ref))
                 assert np.all(np.abs(got - ref) <= 1e-12 * np.outer(d, d)), (s0, x.tolist(), got)
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 21: input scales (bias-free homogeneous ResNets were 43 % wrong at norm 1e80) and erf
+# at large norms
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("act", [kn.ReLU(), kn.LeakyReLU(0.2), kn.ABReLU(-0.5, 1.5)],
+                         ids=["relu", "leaky", "abrelu"])
+@pytest.mark.parametrize("scale", [1e-300, 1e-160, 1e-79, 1e80, 1e150])
+def test_resnet_homogeneous_at_extreme_scales(act, scale):
+    x = np.array([[1.0, 0.2, -0.3], [0.4, -1.0, 0.5], [0.9, 0.3, -0.2]])
+    net = kn.ResNet(20, act, weight_var=1.3, readout_weight_var=0.7)
+    ref = net.kernels(x)
+    got = net.kernels(scale * x)
+    with np.errstate(under="ignore"):
+        exp_K, exp_T = scale * scale * ref.nngp, scale * scale * ref.ntk
+    unit = scale * scale * np.max(np.abs(ref.ntk))
+    np.testing.assert_allclose(got.nngp, exp_K, rtol=0, atol=1e-13 * unit + 1e-307)
+    np.testing.assert_allclose(got.ntk, exp_T, rtol=0, atol=1e-13 * unit + 1e-307)
+    # the residual-stream correlation is scale-free at every layer
+    np.testing.assert_allclose(net.trajectory(scale * x).correlation,
+                               net.trajectory(x).correlation, rtol=0, atol=1e-13)
+
+
+def test_resnet_homogeneous_overflow_is_an_error():
+    x = np.array([[1.0, 0.0], [0.0, 1.0]])
+    with pytest.raises(FloatingPointError, match="NNGP overflows"):
+        kn.ResNet(5, kn.ReLU()).kernels(1e160 * x)
+
+
+def test_resnet_erf_large_norm_diagonal():
+    # K_l = K_{l-1} + alpha^2 (sw2 V(K_{l-1}) + sb2) with V(q, q, q) = (2/pi) arctan(2q/sqrt(1+4q))
+    # (mpmath); at q ~ 1e200 the erf maps used to overflow and return 0
+    import mpmath as mp
+    L, sw2, sb2 = 8, 1.5, 0.1
+    x = np.array([[1e100, 0.0], [0.0, 3e100]])
+    k = kn.ResNet(L, kn.Erf(), weight_var=sw2, bias_var=sb2).kernels(x)
+    for i in range(2):
+        with mp.workdps(60):
+            q = mp.mpf(float(x[i] @ x[i])) / 2
+            for _ in range(L):
+                q = q + (sw2 * 2 / mp.pi * mp.atan(2 * q / mp.sqrt(1 + 4 * q)) + sb2) / L
+        assert k.nngp[i, i] == pytest.approx(float(q), rel=1e-14)
+    assert np.all(np.isfinite(k.ntk)) and k.nngp[0, 1] == pytest.approx(0.0, abs=1e-300 + 2.0)
