@@ -36,7 +36,7 @@ def correlation_vs_depth(depth=10_000, rho0=0.0, activations=None):
     K0 = np.array([[1.0, rho0], [rho0, 1.0]])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     for name, (act, sw2, sb2) in activations.items():
-        tr = kn.MLP(depth, act, weight_var=sw2, bias_var=sb2).trajectory(K0=K0)
+        tr = kn.MLP(depth, act, weight_var=sw2, bias_var=sb2).trajectory(K0=K0, ntk=False)
         l = tr.layers
         a1.semilogx(np.maximum(l, 0.5), tr.correlation[:, 0, 1], label=name)
         if act == kn.ReLU() and sb2 == 0.0:
@@ -58,7 +58,7 @@ def resnet_vs_ode(depths=(4, 16, 64, 256), K0=((1.0, 0.0), (0.0, 1.0)), weight_v
     K0 = np.asarray(K0, dtype=float)
     fig, ax = plt.subplots(figsize=(5, 4))
     for L in depths:
-        tr = kn.ResNet(L, kn.ReLU(), weight_var=weight_var).trajectory(K0=K0)
+        tr = kn.ResNet(L, kn.ReLU(), weight_var=weight_var).trajectory(K0=K0, ntk=False)
         ax.plot(tr.layers / L, tr.correlation[:, 0, 1], marker="." if L < 50 else None,
                 label=f"depth {L}")
     if ode_value is not None:

@@ -82,10 +82,10 @@ def resnet_mlp_equivalence(c_r=1.0, rho0=0.3, depths=(8, 32, 128)):
     ax.plot(tau, ode[:, 0, 1] / ode[:, 0, 0], "k-", lw=2, label="ODE")
     c = math.sqrt(c_r) / 2
     for L in depths:
-        res = kn.ResNet(depth=L, activation=kn.ReLU(), weight_var=c_r).trajectory(K0=K0)
+        res = kn.ResNet(depth=L, activation=kn.ReLU(), weight_var=c_r).trajectory(K0=K0, ntk=False)
         s_p, s_m = 1 + c / math.sqrt(L), 1 - c / math.sqrt(L)
         mlp = kn.MLP(depth=L, activation=kn.ShapedReLU(c, -c),
-                     weight_var=2 / (s_p ** 2 + s_m ** 2)).trajectory(K0=K0)
+                     weight_var=2 / (s_p ** 2 + s_m ** 2)).trajectory(K0=K0, ntk=False)
         t = np.arange(L + 1) / L
         ax.plot(t, res.correlation[:, 0, 1], "--", label=f"ResNet L = {L}")
         ax.plot(t, mlp.correlation[:, 0, 1], ":", label=f"shaped MLP L = {L}")
