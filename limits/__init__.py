@@ -7,12 +7,12 @@ one solver (``solve``) and the comparison with finite networks (``compare``); Sy
 (``limits.plots``).
 """
 from . import plots, validate
-from .sde import (CorrelationSDE, CovarianceSDE, GeometricBM, LinearSDE, OrnsteinUhlenbeck,
+from .sde import (CorrelationSDE, CovarianceSDE, GeometricBM, ItoSDE, LinearSDE, OrnsteinUhlenbeck,
                   PeluchettiFavaroSDE, ResNetODE, SmoothCovarianceSDE, UnshapedCorrelationSDE)
 from .solve import Comparison, Solution, compare, solve
 
 __all__ = ["plots", "validate", "CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE",
-           "UnshapedCorrelationSDE",
+           "UnshapedCorrelationSDE", "ItoSDE",
            "ResNetODE", "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "PeluchettiFavaroSDE",
            "solve", "Solution",
            "compare", "Comparison"]

@@ -31,17 +31,15 @@ from kernels._fastmath import acos1m, h_of
 
 from ._vecmath import ATAN_TAIL_K, EXP_K, _exp_core_k, atan_tail_k
 
+from ._sde_paths import _check_times, _exact_q, _keys
+
 __all__ = ["CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE", "UnshapedCorrelationSDE",
-           "ResNetODE",
+           "ResNetODE", "ItoSDE",
            "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "PeluchettiFavaroSDE", "K_UNSHAPED",
            "Q_STAR"]
 
 K_UNSHAPED = 2.0 * math.sqrt(2.0) / (3.0 * math.pi)     # sde.md §1, §3.3
 Q_STAR = 9.0 * math.pi ** 2 / 2.0                        # = 4 / k^2
-
-# model codes of the compiled solver (limits.solve)
-_CORR, _COV2, _LOGQ, _GBM, _LINW, _OU, _PF, _COVS = 0, 1, 2, 3, 4, 5, 6, 7
-
 
 # ----------------------------------------------------------------------------------------------
 # compiled model functions: drift a (dim,) and volatility B (dim, noise) in solver coordinates
@@ -96,32 +94,60 @@ def _corr_drift(x, C):
     return _corr_drift_k(x, C, CORR_K)
 
 
+# scalar models for the generic scalar integrator of ``limits.solve``: drift a(t, y, p) and
+# volatility (b, db/dy)(t, y, p) (db for Milstein); an SDE object names them as _drift / _vol
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _drift1(code, t, y, p):
-    """Drift of a scalar model."""
-    if code == _CORR:
-        return _corr_drift(y, p[0])
-    if code == _LOGQ:                       # y = ln q:  ((2 - k e^{y/2}) / t - 2)
-        return (2.0 - p[0] * math.exp(0.5 * y)) / t - 2.0
-    if code == _GBM:                        # dX = mu X dt + sigma X dW
-        return p[0] * y
-    if code == _OU:                         # dX = -theta X dt + sigma dW
-        return -p[0] * y
-    # _LINW: dw = ((k/2 - w)/t + 2 w) dt - sqrt(2) w dB
+def _corr_drift_t(t, y, p):
+    """``CorrelationSDE`` in Fisher-z coordinates, p = [C]."""
+    return _corr_drift(y, p[0])
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _unit_vol(t, y, p):
+    return 1.0, 0.0
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _logq_drift(t, y, p):
+    """y = ln q of the unshaped SDE, p = [k]:  (2 - k e^{y/2}) / t - 2."""
+    return (2.0 - p[0] * math.exp(0.5 * y)) / t - 2.0
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _logq_vol(t, y, p):
+    return 2.0 * math.sqrt(2.0), 0.0
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _gbm_drift(t, y, p):
+    """dX = mu X dt + sigma X dW, p = [mu, sigma]."""
+    return p[0] * y
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _gbm_vol(t, y, p):
+    return p[1] * y, p[1]
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _ou_drift(t, y, p):
+    """dX = -theta X dt + sigma dW, p = [theta, sigma]."""
+    return -p[0] * y
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _ou_vol(t, y, p):
+    return p[1], 0.0
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _linw_drift(t, y, p):
+    """dw = ((k/2 - w)/t + 2 w) dt - sqrt(2) w dB, p = [k]."""
     return (0.5 * p[0] - y) / t + 2.0 * y
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _vol1(code, t, y, p):
-    """Volatility b and its derivative db/dy (for Milstein) of a scalar model."""
-    if code == _CORR:
-        return 1.0, 0.0
-    if code == _LOGQ:
-        return 2.0 * math.sqrt(2.0), 0.0
-    if code == _GBM:
-        return p[1] * y, p[1]
-    if code == _OU:
-        return p[1], 0.0
+def _linw_vol(t, y, p):
     return -math.sqrt(2.0) * y, -math.sqrt(2.0)
 
 
@@ -154,37 +180,41 @@ def _model3(y, p, a, B):
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _cov_drift(code, p, V, B):
-    """Drift b(V) of a covariance SDE, sde.md §2.3 / §2.6, for V, B of shape (m, m, lanes)
-    (independent matrices side by side, lanes innermost; B is symmetric).
-
-    * ``_COV2`` (shaped ReLU, p = [C]): ``b^{ab} = nu(rho^{ab}) sqrt(V^{aa} V^{bb})``,
-      ``b^{aa} = 0``, ``nu(rho) = C/(2 pi) h(arccos rho)`` (h by its series for small theta);
-    * ``_COVS`` (smooth, p = [a2, a3, beta_sub]): ``b^{ab} = a2^2 (V^{aa} V^{bb} + 2 (V^{ab})^2)
-      + 3 a3 V^{ab} (V^{aa} + V^{bb}) - beta_sub V^{ab}``.
+def _cov_drift_relu(p, V, B):
+    """Drift b(V) of the shaped-ReLU covariance SDE (sde.md §2.3), p = [C], for V, B of shape
+    (m, m, lanes) (independent matrices side by side, lanes innermost; B is symmetric):
+    ``b^{ab} = nu(rho^{ab}) sqrt(V^{aa} V^{bb})``, ``b^{aa} = 0``,
+    ``nu(rho) = C/(2 pi) h(arccos rho)`` (h by its series for small theta).
 
     rho is clamped to [-1, 1] against rounding only (V is positive definite)."""
     m = V.shape[0]
     nl = V.shape[2]
-    if code == _COV2:
-        for a in range(m):
+    for a in range(m):
+        for l in range(nl):
+            B[a, a, l] = 0.0
+        for c in range(a):
             for l in range(nl):
-                B[a, a, l] = 0.0
-            for c in range(a):
-                for l in range(nl):
-                    s = math.sqrt(V[a, a, l] * V[c, c, l])
-                    rho = min(max(V[a, c, l] / s, -1.0), 1.0)
-                    B[a, c, l] = p[0] / (2.0 * math.pi) * h_of(acos1m(1.0 - rho), 1.0 - rho) * s
-                    B[c, a, l] = B[a, c, l]
-    else:
-        a2, a3, bs = p[0], p[1], p[2]
-        for a in range(m):
-            for c in range(a + 1):
-                for l in range(nl):
-                    v = V[a, c, l]
-                    B[a, c, l] = (a2 * a2 * (V[a, a, l] * V[c, c, l] + 2.0 * v * v)
-                                  + 3.0 * a3 * v * (V[a, a, l] + V[c, c, l]) - bs * v)
-                    B[c, a, l] = B[a, c, l]
+                s = math.sqrt(V[a, a, l] * V[c, c, l])
+                rho = min(max(V[a, c, l] / s, -1.0), 1.0)
+                B[a, c, l] = p[0] / (2.0 * math.pi) * h_of(acos1m(1.0 - rho), 1.0 - rho) * s
+                B[c, a, l] = B[a, c, l]
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _cov_drift_smooth(p, V, B):
+    """Drift b(V) of the smooth covariance SDE (sde.md §2.6), p = [a2, a3, beta_sub], V, B as
+    in ``_cov_drift_relu``: ``b^{ab} = a2^2 (V^{aa} V^{bb} + 2 (V^{ab})^2)
+    + 3 a3 V^{ab} (V^{aa} + V^{bb}) - beta_sub V^{ab}``."""
+    m = V.shape[0]
+    nl = V.shape[2]
+    a2, a3, bs = p[0], p[1], p[2]
+    for a in range(m):
+        for c in range(a + 1):
+            for l in range(nl):
+                v = V[a, c, l]
+                B[a, c, l] = (a2 * a2 * (V[a, a, l] * V[c, c, l] + 2.0 * v * v)
+                              + 3.0 * a3 * v * (V[a, a, l] + V[c, c, l]) - bs * v)
+                B[c, a, l] = B[a, c, l]
 
 
 def _check_V0(y0, min_inputs):
@@ -217,13 +247,32 @@ def _finite(v, name):
 
 
 class _SDE:
-    """Common interface: ``dim``, ``params``, ``to_coords``, ``from_coords`` (the compiled
-    model functions are selected by ``code``)."""
+    """Common interface of the SDEs that ``limits.solve`` integrates.
+
+    An SDE object says, in solver coordinates (``to_coords`` / ``from_coords``):
+
+    * ``dim``, ``params`` (a float64 array passed to the compiled functions), ``additive``,
+      ``singular_at_zero`` (geometric time grid from ``t0``), ``euler_only`` (None, or why only
+      Euler-Maruyama applies);
+    * how it is integrated, by ``_integrator(z0, method)``: the name of a kernel of
+      ``limits.solve`` (``solve._KERNELS``).  A scalar SDE names ``"scalar"`` and provides its
+      compiled ``_drift(t, y, p)`` and ``_vol(t, y, p) -> (b, db/dy)`` (the generic Euler /
+      Milstein / Heun integrator runs them; compiled once per process, since numba does not
+      cache a kernel specialised on function arguments); built-in SDEs name a specialised,
+      cached kernel instead; ``ItoSDE`` names ``"ito"`` (its user-supplied drift and
+      diffusion).
+    """
 
     singular_at_zero = False
     dim = 1
     additive = False
     euler_only = None       # why only Euler-Maruyama applies (None: every scheme of ``solve``)
+    _drift = None           # scalar SDEs: compiled a(t, y, p)
+    _vol = None             # scalar SDEs: compiled (b, db/dy)(t, y, p)
+
+    def _integrator(self, z0, method):
+        """Name of the ``limits.solve`` kernel that integrates this SDE from ``z0``."""
+        return "scalar"
 
     def to_coords(self, y0):
         y = np.asarray(y0, dtype=np.float64)
@@ -305,9 +354,13 @@ class CorrelationSDE(_Shaped, _SDE):
 
     c_plus: float = 0.0
     c_minus: float = 0.0
-    code = _CORR
     additive = True
+    _drift = staticmethod(_corr_drift_t)
+    _vol = staticmethod(_unit_vol)
 
+    def _integrator(self, z0, method):
+        # the lane-vectorised kernel (Euler, Heun); Milstein (= Euler here) by the scalar one
+        return "scalar" if method == "milstein" else "correlation"
 
     def to_coords(self, y0):
         rho = np.asarray(y0, dtype=np.float64)
@@ -355,9 +408,11 @@ class CovarianceSDE(_Shaped, _SDE):
 
     c_plus: float = 0.0
     c_minus: float = 0.0
-    code = _COV2
     dim = 3
     euler_only = "multiplicative noise in several dimensions"
+
+    def _integrator(self, z0, method):
+        return "log_covariance" if z0.shape[0] == 3 else "gram_relu"
 
     def to_coords(self, y0):
         V = _check_V0(y0, 2)
@@ -421,9 +476,11 @@ class SmoothCovarianceSDE(_SDE):
     a2: float = 0.0
     a3: float = 0.0
     normalise: bool = False
-    code = _COVS
     dim = 0                 # not scalar; the state size m * m comes from V0
     euler_only = "multiplicative noise in several dimensions"
+
+    def _integrator(self, z0, method):
+        return "gram_smooth"
 
     def __post_init__(self):
         object.__setattr__(self, "a2", _finite(self.a2, "a2"))
@@ -474,9 +531,13 @@ class UnshapedCorrelationSDE(_SDE):
     exact representation ``q_t = q* / Y_t^2`` instead, with no singular stepping.
     """
 
-    code = _LOGQ
     additive = True
     singular_at_zero = True
+    _drift = staticmethod(_logq_drift)
+    _vol = staticmethod(_logq_vol)
+
+    def _integrator(self, z0, method):
+        return "log_q"
 
     @property
     def params(self):
@@ -502,7 +563,6 @@ class UnshapedCorrelationSDE(_SDE):
         ``Y_t = e^{t - sqrt2 B_t} / t * int_0^t e^{-s + sqrt2 B_s} ds`` along one Brownian path
         per sample (trapezoid rule with ``substeps`` per unit of the largest time; the only
         error is quadrature, O(substeps^-1) in mean).  Returns (len(times), paths)."""
-        from .solve import _check_times, _keys
         times = _check_times(times, allow_zero=False)
         paths = _checks.positive_int(paths, "paths")
         substeps = _checks.positive_int(substeps, "substeps")
@@ -512,7 +572,6 @@ class UnshapedCorrelationSDE(_SDE):
         idx = np.searchsorted(grid, times)
         grid[idx] = times          # save times on the grid
         out = np.empty((len(times), paths))
-        from .solve import _exact_q
         _exact_q(_keys(seed, paths), grid, idx.astype(np.int64), Q_STAR, out)
         return out
 
@@ -524,7 +583,15 @@ class GeometricBM(_SDE):
 
     mu: float = 0.0
     sigma: float = 1.0
-    code = _GBM
+    _drift = staticmethod(_gbm_drift)
+    _vol = staticmethod(_gbm_vol)
+
+    def __post_init__(self):
+        for name in ("mu", "sigma"):
+            object.__setattr__(self, name, _finite(getattr(self, name), name))
+
+    def _integrator(self, z0, method):
+        return "gbm"
 
     @property
     def params(self):
@@ -538,8 +605,16 @@ class OrnsteinUhlenbeck(_SDE):
 
     theta: float = 1.0
     sigma: float = 1.0
-    code = _OU
     additive = True
+    _drift = staticmethod(_ou_drift)
+    _vol = staticmethod(_ou_vol)
+
+    def __post_init__(self):
+        for name in ("theta", "sigma"):
+            object.__setattr__(self, name, _finite(getattr(self, name), name))
+
+    def _integrator(self, z0, method):
+        return "ou"
 
     @property
     def params(self):
@@ -554,8 +629,12 @@ class LinearSDE(_SDE):
 
     with ``E[w_t] = (k/2) (e^{2t} - 1) / (2t)``: a singular, multiplicative-noise test SDE."""
 
-    code = _LINW
     singular_at_zero = True
+    _drift = staticmethod(_linw_drift)
+    _vol = staticmethod(_linw_vol)
+
+    def _integrator(self, z0, method):
+        return "linear_w"
 
     @property
     def params(self):
@@ -613,8 +692,13 @@ class PeluchettiFavaroSDE(_SDE):
     bias_var: float = 0.0
     weight_mean: float = 0.0
     bias_mean: float = 0.0
-    code = _PF
     euler_only = "its noise is not commutative"
+
+    def _integrator(self, z0, method):
+        return "peluchetti_favaro"
+
+    def from_coords(self, z):
+        return z                            # the Grams X_t^T X_t / D, (..., N, N)
 
     def __post_init__(self):
         _set_activation_and_variances(self)
@@ -675,3 +759,125 @@ class ResNetODE:
             return dK, None
         Vd = self.activation.Vdot(q1, q2, K)
         return dK, dK + self.weight_var * Vd * Theta
+
+
+# ----------------------------------------------------------------------------------------------
+# any user SDE
+# ----------------------------------------------------------------------------------------------
+def _is_dispatcher(f):
+    return isinstance(f, numba.core.dispatcher.Dispatcher)
+
+
+def _dimension(value, name, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive int{' or None' if allow_none else ''}, got "
+                        f"{type(value).__name__}: {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class ItoSDE(_SDE):
+    """Any Itô SDE ``dY = a(t, Y) dt + B(t, Y) dW`` given by numba-compiled coefficients::
+
+        drift(t, y, out)       out[:] = a(t, y), shape (dim,)
+        diffusion(t, y, out)   noise_dim None (diagonal noise, dY^r = a^r dt + b^r dW^r):
+                                   out[:] = b(t, y), shape (dim,)
+                               else out[:, :] = B(t, y), shape (dim, noise_dim)
+
+    with ``t`` a float and ``y``, ``out`` float64 arrays (write into ``out``; do not modify
+    ``y``).  ``limits.solve(ItoSDE(...), y0, times, paths, seed)`` integrates it by
+    Euler-Maruyama (``method="euler"`` only: Milstein would need derivatives of B, Heun
+    additive noise; strong order 1/2, weak order 1) on the uniform grid of step ``dt``, with
+    the guarantees of the built-in SDEs: path j draws its normals from its own counter-based
+    stream (``dim`` or ``noise_dim`` per step, in order), so its values depend only on (seed, j)
+    and not on how many paths are solved or how they are grouped; values are saved exactly at
+    ``times``.  ``y0`` has shape (dim,) (a scalar when dim = 1); ``.values`` are
+    ``(len(times), paths)`` for dim = 1, else ``(len(times), paths, dim)``.  A one-dimensional
+    ItoSDE draws the same numbers as the built-in scalar SDEs (e.g. ``GeometricBM``).
+
+    The solver kernel is compiled for the given functions once per process (numba does not
+    cache kernels specialised on function arguments); the state is not transformed, so an SDE
+    whose domain is bounded should be written in coordinates that cannot leave it (sde.md §5).
+
+    Parameters
+    ----------
+    drift, diffusion : numba dispatchers (``@numba.njit`` functions)
+    dim : int >= 1
+    noise_dim : int >= 1 or None (diagonal noise: one Brownian motion per coordinate)
+
+    Examples
+    --------
+    Ornstein-Uhlenbeck ``dX = -X dt + 0.5 dW``:
+
+    >>> import numba, limits
+    >>> @numba.njit
+    ... def a(t, y, out):
+    ...     out[0] = -y[0]
+    >>> @numba.njit
+    ... def b(t, y, out):
+    ...     out[0] = 0.5
+    >>> limits.solve(limits.ItoSDE(a, b, 1), 1.0, [1.0], paths=4).values.shape
+    (1, 4)
+    """
+
+    drift: object
+    diffusion: object
+    dim: int = 1
+    noise_dim: object = None
+    euler_only = "a user SDE supplies only its drift and diffusion"
+
+    def __post_init__(self):
+        for name in ("drift", "diffusion"):
+            f = getattr(self, name)
+            if not _is_dispatcher(f):
+                raise TypeError(f"{name} must be a numba-compiled function (@numba.njit) "
+                                f"{name}(t, y, out), got {type(f).__name__}: {f!r}")
+        object.__setattr__(self, "dim", _dimension(self.dim, "dim"))
+        object.__setattr__(self, "noise_dim", _dimension(self.noise_dim, "noise_dim", True))
+
+    @property
+    def params(self):
+        return np.zeros(0)
+
+    def _integrator(self, z0, method):
+        return "ito"
+
+    def to_coords(self, y0):
+        try:
+            y = np.array(y0, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"y0 must be an array of {self.dim} real numbers: {exc}") from exc
+        if self.dim == 1 and y.ndim == 0:
+            y = y.reshape(1)
+        if y.shape != (self.dim,):
+            raise ValueError(f"y0 must have shape ({self.dim},) (dim = {self.dim}), got shape "
+                             f"{y.shape}")
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"y0 must be finite, got {y.tolist()}")
+        return y
+
+    def from_coords(self, z):
+        return z[..., 0] if self.dim == 1 else z
+
+    def _check_callables(self, t, z0):
+        """Call drift and diffusion once at (t, y0) before the compiled solver runs: a function
+        that does not compile for (float, float64 array, float64 array), fails, or returns
+        non-finite coefficients is reported here, naming it."""
+        shapes = {"drift": (self.dim,),
+                  "diffusion": (self.dim,) if self.noise_dim is None
+                  else (self.dim, self.noise_dim)}
+        for name, shape in shapes.items():
+            out = np.full(shape, np.nan)
+            try:
+                getattr(self, name)(t, z0.copy(), out)
+            except Exception as exc:
+                raise TypeError(f"{name}(t, y, out) failed for t = {t}, y = y0 (float64, shape "
+                                f"({self.dim},)) and out float64 of shape {shape}: "
+                                f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+            if not np.all(np.isfinite(out)):
+                raise ValueError(f"{name}(t, y0, out) left non-finite values in out (shape "
+                                 f"{shape}; every entry must be written): {out.tolist()}")
