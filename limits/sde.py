@@ -217,21 +217,50 @@ def _cov_drift_smooth(p, V, B):
                 B[c, a, l] = B[a, c, l]
 
 
+_SYM_RTOL = 1e-12           # asymmetry of V0 tolerated (then symmetrised), relative to max |V0|
+_NORMAL_MIN = 2.2250738585072014e-308   # smallest normal float64
+
+
+def _real_array(y0, name):
+    a = np.asarray(y0)
+    if np.iscomplexobj(a):
+        raise TypeError(f"{name} must be real, got a complex array")
+    try:
+        return np.array(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array of real numbers: {exc}") from exc
+
+
 def _check_V0(y0, min_inputs):
-    """A finite symmetric positive definite m x m matrix, m >= min_inputs (float64 copy)."""
-    V = np.array(y0, dtype=np.float64)
+    """A finite symmetric positive definite m x m matrix, m >= min_inputs (float64 copy).
+
+    An asymmetry up to 1e-12 max|V0| (rounding) is tolerated and removed by (V0 + V0^T)/2."""
+    V = _real_array(y0, "y0 = V0")
     if V.ndim != 2 or V.shape[0] != V.shape[1] or V.shape[0] < min_inputs:
         raise ValueError(f"y0 must be an m x m covariance V0 with m >= {min_inputs}, got shape "
                          f"{V.shape}")
     if not np.all(np.isfinite(V)):
         raise ValueError(f"y0 = V0 must be finite, got {V.tolist()}")
     if not np.array_equal(V, V.T):
-        raise ValueError(f"y0 = V0 must be symmetric, got {V.tolist()}")
+        if np.max(np.abs(V - V.T)) > _SYM_RTOL * np.max(np.abs(V)):
+            raise ValueError(f"y0 = V0 must be symmetric (to 1e-12 relative), got {V.tolist()}")
+        V = 0.5 * V + 0.5 * V.T
     try:
         np.linalg.cholesky(V)
     except np.linalg.LinAlgError:
         raise ValueError(f"y0 = V0 must be positive definite, got {V.tolist()}") from None
     return V
+
+
+def _sqrt_product(a, b):
+    """sqrt(a b) for a, b > 0 (arrays or floats), also where the product over- or underflows:
+    sqrt(a) sqrt(b) there (the product form elsewhere, which rounds once less)."""
+    with np.errstate(over="ignore", under="ignore"):
+        p = np.multiply(a, b)
+    ok = (p >= _NORMAL_MIN) & (p < np.inf)
+    if np.ndim(p) == 0:
+        return float(np.sqrt(p)) if ok else float(np.sqrt(a) * np.sqrt(b))
+    return np.where(ok, np.sqrt(p), np.sqrt(a) * np.sqrt(b))
 
 
 def _matrix_from_flat(z):
@@ -290,6 +319,10 @@ class _Shaped:
     def __post_init__(self):
         object.__setattr__(self, "c_plus", _finite(self.c_plus, "c_plus"))
         object.__setattr__(self, "c_minus", _finite(self.c_minus, "c_minus"))
+        d = self.c_plus - self.c_minus
+        if not math.isfinite(d * d):
+            raise ValueError(f"C = (c_plus - c_minus)^2 overflows for c_plus = {self.c_plus!r}, "
+                             f"c_minus = {self.c_minus!r}; the limit needs a finite C")
 
     @property
     def C(self):
@@ -400,8 +433,8 @@ class CovarianceSDE(_Shaped, _SDE):
       docstring): ``V' = (L M)(L M)^T`` with V = L L^T, M = I + H + D dt, H the symmetrised
       Brownian increment; the noise is sde.md §2.3's ``(L dW L^T + L dW^T L^T)/sqrt 2``.
 
-    ``y0`` is the m x m input covariance ``V0`` (positive definite); values come back as
-    (..., m, m) matrices.  Every 2 x 2 sub-block evolves as the m = 2 SDE (sde.md §2.4).  For the
+    ``y0`` is the m x m input covariance ``V0`` (positive definite, at any scale: the SDE is
+    scale-equivariant, V_t(c V0) = c V_t(V0)); values come back as (..., m, m) matrices.  Every 2 x 2 sub-block evolves as the m = 2 SDE (sde.md §2.4).  For the
     shaped MLP at rate ``depth^-1/2`` (sde.md §3.1) use ``tau = t / T0`` and
     ``c_pm -> c_pm / sqrt(T0)``.
     """
@@ -418,16 +451,16 @@ class CovarianceSDE(_Shaped, _SDE):
         V = _check_V0(y0, 2)
         if V.shape[0] > 2:
             return V.ravel()                 # the multiplicative scheme works on V itself
-        if V[0, 1] ** 2 >= V[0, 0] * V[1, 1]:    # rounding-level PD matrices
+        rho = V[0, 1] / _sqrt_product(V[0, 0], V[1, 1])   # at any scale of V0
+        if abs(rho) >= 1:                     # rounding-level PD matrices
             raise ValueError(f"y0 = V0 must be positive definite (|rho0| < 1), got {V.tolist()}")
-        rho = V[0, 1] / math.sqrt(V[0, 0] * V[1, 1])
         return np.array([math.log(V[0, 0]), math.log(V[1, 1]), math.atanh(rho)])
 
     def from_coords(self, z):
         if z.shape[-1] != 3:                 # m >= 3: V flattened (3 is not a square)
             return _matrix_from_flat(z)
         v11, v22 = np.exp(z[..., 0]), np.exp(z[..., 1])
-        v12 = np.tanh(z[..., 2]) * np.sqrt(v11 * v22)
+        v12 = np.tanh(z[..., 2]) * _sqrt_product(v11, v22)
         out = np.empty(z.shape[:-1] + (2, 2))
         out[..., 0, 0], out[..., 1, 1] = v11, v22
         out[..., 0, 1] = out[..., 1, 0] = v12
@@ -505,8 +538,14 @@ class SmoothCovarianceSDE(_SDE):
         return np.array([self.a2, self.a3, self.beta if self.normalise else 0.0])
 
     def to_coords(self, y0):
-        V = np.array(y0, dtype=np.float64)
-        return _check_V0(V.reshape(1, 1) if V.ndim == 0 else V, 1).ravel()
+        V = _real_array(y0, "y0 = V0")
+        V = _check_V0(V.reshape(1, 1) if V.ndim == 0 else V, 1)
+        d = np.diag(V)
+        if d.max() > 1e100 or d.min() < 1e-100:
+            raise ValueError(f"y0 = V0 must have its diagonal within 1e-100 .. 1e100 for the "
+                             f"smooth covariance SDE (its drift has terms V_aa V_bb, and it is not "
+                             f"scale-equivariant), got diagonal {d.tolist()}")
+        return V.ravel()
 
     def from_coords(self, z):
         return _matrix_from_flat(z)
@@ -680,7 +719,8 @@ class PeluchettiFavaroSDE(_SDE):
     Parameters
     ----------
     activation : kernels activation with a compiled form (ReLU family, Erf, Tanh or Activation
-        with a numba-compilable fn)
+        with a numba-compilable fn); a ``ShapedReLU`` needs ``rate="width"`` (its slopes are
+        resolved at ``n = width``)
     width : int, the D of the network
     weight_var, bias_var : sw2, sb2 >= 0
     weight_mean, bias_mean : mu_w, mu_b
@@ -701,8 +741,16 @@ class PeluchettiFavaroSDE(_SDE):
         return z                            # the Grams X_t^T X_t / D, (..., N, N)
 
     def __post_init__(self):
+        import kernels as kn
         _set_activation_and_variances(self)
         object.__setattr__(self, "width", _checks.positive_int(self.width, "width"))
+        act = self.activation
+        if isinstance(act, kn.ShapedReLU) and act.rate == "depth":
+            raise ValueError(
+                f"activation = {act!r}: a ShapedReLU with rate='depth' has slopes "
+                "1 + c/sqrt(L), which tend to 1 in this depth limit (L -> infinity), so no fixed "
+                "slopes belong to it; use rate='width' (slopes 1 + c/sqrt(width), resolved at "
+                f"width = {self.width}) or a fixed-slope ABReLU")
         for name in ("weight_mean", "bias_mean"):
             object.__setattr__(self, name, _finite(getattr(self, name), name))
 
@@ -847,10 +895,7 @@ class ItoSDE(_SDE):
         return "ito"
 
     def to_coords(self, y0):
-        try:
-            y = np.array(y0, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"y0 must be an array of {self.dim} real numbers: {exc}") from exc
+        y = _real_array(y0, "y0")
         if self.dim == 1 and y.ndim == 0:
             y = y.reshape(1)
         if y.shape != (self.dim,):

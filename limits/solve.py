@@ -721,12 +721,25 @@ def _run_cov2(sde, z0, grid, save, keys, method, S):
     return blk
 
 
-def _gram_runner(kernel):
-    """Runner of ``kernel(p, L0, grid, save, keys, out)`` (``_gram_paths`` with a drift)."""
+def _gram_runner(kernel, homogeneous):
+    """Runner of ``kernel(p, L0, grid, save, keys, out)`` (``_gram_paths`` with a drift).
+
+    ``homogeneous``: b(c V) = c b(V) (shaped ReLU), so that V_t(c V0) = c V_t(V0) path by path;
+    then a V0 outside 1e-100 .. 1e100 (where the scheme's products V_aa V_bb would over- or
+    underflow) is solved as V0 / 4^k and the result multiplied by 4^k, exactly (powers of 4
+    scale every product, square root and division of the scheme without rounding)."""
     def run(sde, z0, grid, save, keys, method, S):
         m = math.isqrt(z0.shape[0])
+        V0 = z0.reshape(m, m)
+        scale = 1.0
+        big = float(np.max(np.diag(V0)))
+        if homogeneous and not 1e-100 <= big <= 1e100:
+            scale = 4.0 ** math.floor(math.log(big, 4))
+            V0 = V0 / scale
         blk = np.empty((S, keys.shape[0], m * m))
-        kernel(sde.params, np.linalg.cholesky(z0.reshape(m, m)), grid, save, keys, blk)
+        kernel(sde.params, np.linalg.cholesky(V0), grid, save, keys, blk)
+        if scale != 1.0:
+            blk *= scale
         return blk
     return run
 
@@ -761,8 +774,8 @@ _KERNELS = {
     "ou": _cached_scalar(_solve_ou),
     "linear_w": _cached_scalar(_solve_linear_w),
     "log_covariance": _run_cov2,                    # CovarianceSDE, m = 2
-    "gram_relu": _gram_runner(_solve_gram_relu),    # CovarianceSDE, m >= 3
-    "gram_smooth": _gram_runner(_solve_gram_smooth),  # SmoothCovarianceSDE
+    "gram_relu": _gram_runner(_solve_gram_relu, True),        # CovarianceSDE, m >= 3
+    "gram_smooth": _gram_runner(_solve_gram_smooth, False),   # SmoothCovarianceSDE
     "peluchetti_favaro": lambda sde, K0, grid, save, keys, method, S: _run_pf(sde, K0, grid,
                                                                              save, keys, S),
     "ito": _run_ito,                                # ItoSDE (user drift and diffusion)
@@ -779,6 +792,10 @@ def _solve_ode(ode, K0, times, ntk0, rtol, atol):
         raise ValueError("y0 = K0 must be symmetric")
     if np.any(np.diag(K0) <= 0):
         raise ValueError(f"y0 = K0 must have a positive diagonal, got {np.diag(K0).tolist()}")
+    lam = np.linalg.eigvalsh(0.5 * (K0 + K0.T)).min()
+    if lam < -1e-12 * np.abs(K0).max():
+        raise ValueError(f"y0 = K0 must be positive semi-definite (a kernel), got minimum "
+                         f"eigenvalue {lam:.3g} for K0 = {K0.tolist()}")
     T0 = np.asarray(K0 if ntk0 is None else ntk0, dtype=np.float64)
     if T0.shape != K0.shape:
         raise ValueError(f"ntk0 must have the shape of K0 {K0.shape}, got {T0.shape}")

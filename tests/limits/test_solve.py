@@ -125,9 +125,9 @@ def test_model_functions_equal_the_sympy_derivation():
     comp = limits.UnshapedCorrelationSDE().derivation().compile()
     for y, t in zip(rng.uniform(2, 5, 20), rng.uniform(0.01, 2, 20)):
         p = np.array([t])
-        assert S._drift1(S._LOGQ, t, y, np.array([S.K_UNSHAPED])) == pytest.approx(
+        assert S._logq_drift(t, y, np.array([S.K_UNSHAPED])) == pytest.approx(
             comp.b(y, p), rel=1e-12, abs=1e-12)
-        assert S._vol1(S._LOGQ, t, y, p)[0] == pytest.approx(comp.s(y, p), rel=1e-14)
+        assert S._logq_vol(t, y, p)[0] == pytest.approx(comp.s(y, p), rel=1e-14)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -423,13 +423,18 @@ def test_paths_do_not_depend_on_blocking_or_threads():
     finally:
         numba.set_num_threads(old)
     np.testing.assert_array_equal(a, b[:, :50])
-    # the generic scalar kernel gives the same numbers as the vectorised one
+    # the generic scalar kernel (the object's compiled _drift / _vol) and the cached scalar
+    # kernel give the same numbers as the vectorised one
     solve_mod = sys.modules["limits.solve"]       # the module (limits.solve is the function)
     grid, save = solve_mod._uniform_grid(np.array([0.1, 0.3]), 1e-3)
+    keys = _sample_keys(np.random.SeedSequence(7), 0, 50)
     out = np.empty((2, 50))
-    solve_mod._solve_scalar(S._CORR, sde.params, math.atanh(0.2), grid, save,
-                            _sample_keys(np.random.SeedSequence(7), 0, 50), 0, out)
+    solve_mod._solve_scalar(sde._drift, sde._vol, sde.params, math.atanh(0.2), grid, save, keys,
+                            0, out)
     np.testing.assert_allclose(np.tanh(out), a, rtol=1e-13, atol=1e-15)
+    out2 = np.empty((2, 50))
+    solve_mod._solve_corr_scalar(sde.params, math.atanh(0.2), grid, save, keys, 0, out2)
+    np.testing.assert_array_equal(out2, out)
 
 
 def test_save_times_are_hit_exactly_and_zero_is_the_initial_value():
