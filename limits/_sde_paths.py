@@ -1,5 +1,6 @@
-"""Per-path random streams, seeds and time grids of the SDE solvers (shared by ``limits.sde``
-and ``limits.solve``; neither imports the other's internals through this module's users).
+"""Per-path random streams, seeds and time grids of the SDE solvers, and the exact q_t sampler:
+the shared layer below ``limits.sde`` (which imports it) and ``limits.solve`` (which imports
+both), so that ``sde`` never imports ``solve``.
 
 Random numbers are counter-based: path ``j`` has the key kappa_j = mix(k1 ^ mix(k2)) from its
 generator keys (k1, k2) of ``kernels.montecarlo`` (``_sample_keys``), its word ``c`` is

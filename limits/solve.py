@@ -3,7 +3,11 @@
 
 SDEs are integrated path by path in compiled code (numba, parallel over paths, both cores);
 values are saved only at the requested times; the state lives in the SDE's domain-preserving
-coordinates (``sde.to_coords``), never clipped.  Random numbers are counter-based: path ``j`` has
+coordinates (``sde.to_coords``), never clipped.  Each SDE object names the kernel that integrates
+it (``sde._integrator(z0, method)``, a key of ``_KERNELS``): the generic scalar integrator of its
+compiled ``_drift`` / ``_vol``, a specialised kernel, or ``ItoSDE``'s Euler-Maruyama of a user's
+drift and diffusion; ``solve`` only checks arguments, builds the time grid and runs blocks of
+paths.  Random numbers (``limits._sde_paths``) are counter-based: path ``j`` has
 the key kappa_j = mix(k1 ^ mix(k2)) from its generator keys (k1, k2) of ``kernels.montecarlo``
 (``_sample_keys``), its word ``c`` is mix(kappa_j + c G) (SplitMix64: Steele, Lea & Flood
 2014; G the 64-bit golden ratio), and words 2i, 2i + 1 give normals 2i, 2i + 1 by
@@ -577,10 +581,12 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
     ----------
     sde : limits.sde object
         ``CorrelationSDE``, ``CovarianceSDE``, ``SmoothCovarianceSDE``,
-        ``UnshapedCorrelationSDE``, ``GeometricBM``,
-        ``LinearSDE`` or ``ResNetODE``.
+        ``UnshapedCorrelationSDE``, ``GeometricBM``, ``OrnsteinUhlenbeck``, ``LinearSDE``,
+        ``PeluchettiFavaroSDE``, ``ItoSDE`` (any user SDE) or ``ResNetODE``.  The object names
+        the kernel that integrates it (``sde._integrator``, a key of ``_KERNELS``).
     y0 : initial value in the user's variables
-        rho0 (correlation), V0 (m x m covariance), q0 (None = q*), K0 ((N, N) kernel, ODE).
+        rho0 (correlation), V0 (m x m covariance), q0 (None = q*), K0 ((N, N) kernel, ODE),
+        y0 of shape (dim,) (``ItoSDE``).
     times : increasing sequence of save times >= 0 (> t0 for SDEs singular at 0).
     paths : int >= 1
         Independent paths (SDEs).
@@ -589,11 +595,11 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
         ``kernels.montecarlo``'s scheme (module docstring).
     method : {"euler", "milstein", "heun"}
         See the module docstring; "milstein" needs a scalar SDE, "heun" additive noise;
-        covariance SDEs and ``PeluchettiFavaroSDE`` take "euler" only.
+        covariance SDEs, ``PeluchettiFavaroSDE`` and ``ItoSDE`` take "euler" only.
     dt : float, optional
         Step size (default ``times[-1] / 1000``).  For SDEs singular at t = 0 it is the
         *relative* step ``h`` of the geometric grid ``t_{i+1} = (1 + h) t_i`` (default 2e-3;
-        sde.md §5.4 asks h <= 4e-3).
+        sde.md §5.4 asks h <= 4e-3: a larger h warns, h >= 1 is refused).
     t0 : float, optional
         Start of the geometric grid of SDEs singular at t = 0 (default 1e-7, where the state is
         ``y0``).
