@@ -115,3 +115,10 @@ def test_singular_sde_step_is_checked(sde):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         limits.solve(sde, None, [0.5], paths=2, dt=4e-3)
+
+
+def test_cli_reports_an_overflowing_c_without_a_traceback(capsys):
+    from limits.__main__ import main
+    assert main(["sde", "--c-plus", "1e200", "--c-minus=-1e200", "--paths", "10",
+                 "--no-progress"]) == 2
+    assert "overflows" in capsys.readouterr().err
