@@ -7,7 +7,8 @@ one solver (``solve``) and the comparison with finite networks (``compare``); Sy
 (``limits.plots``).
 """
 from . import plots, validate
-from .sde import (CorrelationSDE, CovarianceSDE, GeometricBM, ItoSDE, LinearSDE, OrnsteinUhlenbeck,
+from ._itosde import ItoSDE
+from .sde import (CorrelationSDE, CovarianceSDE, GeometricBM, LinearSDE, OrnsteinUhlenbeck,
                   PeluchettiFavaroSDE, ResNetODE, SmoothCovarianceSDE, UnshapedCorrelationSDE)
 from .solve import Comparison, Solution, compare, solve
 

@@ -64,6 +64,7 @@ from kernels.montecarlo import (BM_K, MIX_K, _box_muller_k, _chol_upper, _fill, 
                                _phi, _sample_keys)
 
 from . import sde as _sde
+from ._itosde import _solve_ito, _solve_ito_diagonal
 from ._sde_paths import (_check_times, _gauss, _geometric_grid, _keys, _lane_keys, _path_key,
                          _path_pair, _path_pair_k, _uniform_grid)
 from .sde import CORR_K, _corr_drift_k, _cov_drift_relu, _cov_drift_smooth, _model3
@@ -455,93 +456,6 @@ def _solve_pf(code, ap, fn, D, U0, p, grid, save, keys, out):
                         X[a, c] += ub * Z[b, c]
             while k < save.shape[0] and save[k] == i + 1:
                 out[k, j] = X @ X.T / D
-                k += 1
-
-
-# ----------------------------------------------------------------------------------------------
-# ItoSDE: Euler-Maruyama of a user's compiled drift(t, y, out) and diffusion(t, y, out)
-# ----------------------------------------------------------------------------------------------
-@numba.njit(inline="always", cache=True, error_model="numpy")
-def _next_normal(kk, c, z_odd):
-    """Normal c of the path with key kk and the cached second normal of its pair: normals
-    2i, 2i + 1 come as one Box-Muller pair, so an even c draws both, an odd c uses z_odd."""
-    if (c & 1) == 0:
-        return _path_pair(kk, np.uint64(c))
-    return z_odd, z_odd
-
-
-@numba.njit(parallel=True, error_model="numpy")
-def _solve_ito_diagonal(drift, diffusion, y0, grid, save, keys, out):
-    """``dY^r = a^r dt + b^r dW^r`` (diagonal noise, ``diffusion`` fills b (dim,)); out (S,
-    paths, dim).  Path j's normals are its stream's numbers 0, 1, 2, ... in order (dim per
-    step), so a one-dimensional ItoSDE draws exactly the numbers of the built-in scalar SDEs.
-    Not cached (specialised on the user's functions)."""
-    paths = keys.shape[0]
-    nsteps = grid.shape[0] - 1
-    dim = y0.shape[0]
-    for j in prange(paths):
-        kk = _path_key(keys[j, 0], keys[j, 1])
-        y = y0.copy()
-        a = np.empty(dim)
-        b = np.empty(dim)
-        k = 0
-        while k < save.shape[0] and save[k] == 0:
-            out[k, j, :] = y
-            k += 1
-        c = 0
-        z_odd = 0.0
-        for i in range(nsteps):
-            t = grid[i]
-            h = grid[i + 1] - t
-            sh = math.sqrt(h)
-            drift(t, y, a)
-            diffusion(t, y, b)
-            for r in range(dim):
-                z, z_odd = _next_normal(kk, c, z_odd)
-                c += 1
-                dw = sh * z
-                y[r] = y[r] + a[r] * h + b[r] * dw
-            while k < save.shape[0] and save[k] == i + 1:
-                out[k, j, :] = y
-                k += 1
-
-
-@numba.njit(parallel=True, error_model="numpy")
-def _solve_ito(drift, diffusion, noise_dim, y0, grid, save, keys, out):
-    """``dY = a dt + B dW`` with B (dim, noise_dim) filled by ``diffusion``; out (S, paths, dim).
-    Normals in stream order, noise_dim per step.  Not cached."""
-    paths = keys.shape[0]
-    nsteps = grid.shape[0] - 1
-    dim = y0.shape[0]
-    for j in prange(paths):
-        kk = _path_key(keys[j, 0], keys[j, 1])
-        y = y0.copy()
-        a = np.empty(dim)
-        B = np.empty((dim, noise_dim))
-        dw = np.empty(noise_dim)
-        k = 0
-        while k < save.shape[0] and save[k] == 0:
-            out[k, j, :] = y
-            k += 1
-        c = 0
-        z_odd = 0.0
-        for i in range(nsteps):
-            t = grid[i]
-            h = grid[i + 1] - t
-            sh = math.sqrt(h)
-            for q in range(noise_dim):
-                z, z_odd = _next_normal(kk, c, z_odd)
-                c += 1
-                dw[q] = sh * z
-            drift(t, y, a)
-            diffusion(t, y, B)
-            for r in range(dim):
-                s = 0.0
-                for q in range(noise_dim):
-                    s += B[r, q] * dw[q]
-                y[r] = y[r] + a[r] * h + s
-            while k < save.shape[0] and save[k] == i + 1:
-                out[k, j, :] = y
                 k += 1
 
 
