@@ -6,13 +6,14 @@ one solver (``solve``) and the comparison with finite networks (``compare``); Sy
 ``limits.derive``; the validation report (``python -m limits validate``) and figures
 (``limits.plots``).
 """
+from ._itosde import ItoSDE
 from .sde import (CorrelationSDE, CovarianceSDE, GeometricBM, LinearSDE, OrnsteinUhlenbeck,
                   PeluchettiFavaroSDE, ResNetODE, SmoothCovarianceSDE, UnshapedCorrelationSDE)
 from .solve import Comparison, Solution, compare, solve
 from .which_limit import WhichLimit, which_limit
 
 __all__ = ["CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE",
-           "UnshapedCorrelationSDE",
+           "UnshapedCorrelationSDE", "ItoSDE",
            "ResNetODE", "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "PeluchettiFavaroSDE",
            "solve", "Solution",
            "compare", "Comparison", "which_limit", "WhichLimit"]

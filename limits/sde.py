@@ -31,6 +31,8 @@ from kernels._fastmath import acos1m, h_of
 
 from ._vecmath import ATAN_TAIL_K, EXP_K, _exp_core_k, atan_tail_k
 
+from ._sde_paths import _check_times, _exact_q, _keys
+
 __all__ = ["CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE", "UnshapedCorrelationSDE",
            "ResNetODE",
            "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "PeluchettiFavaroSDE", "K_UNSHAPED",
@@ -38,10 +40,6 @@ __all__ = ["CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE", "UnshapedCo
 
 K_UNSHAPED = 2.0 * math.sqrt(2.0) / (3.0 * math.pi)     # sde.md §1, §3.3
 Q_STAR = 9.0 * math.pi ** 2 / 2.0                        # = 4 / k^2
-
-# model codes of the compiled solver (limits.solve)
-_CORR, _COV2, _LOGQ, _GBM, _LINW, _OU, _PF, _COVS = 0, 1, 2, 3, 4, 5, 6, 7
-
 
 # ----------------------------------------------------------------------------------------------
 # compiled model functions: drift a (dim,) and volatility B (dim, noise) in solver coordinates
@@ -96,32 +94,60 @@ def _corr_drift(x, C):
     return _corr_drift_k(x, C, CORR_K)
 
 
+# scalar models for the generic scalar integrator of ``limits.solve``: drift a(t, y, p) and
+# volatility (b, db/dy)(t, y, p) (db for Milstein); an SDE object names them as _drift / _vol
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _drift1(code, t, y, p):
-    """Drift of a scalar model."""
-    if code == _CORR:
-        return _corr_drift(y, p[0])
-    if code == _LOGQ:                       # y = ln q:  ((2 - k e^{y/2}) / t - 2)
-        return (2.0 - p[0] * math.exp(0.5 * y)) / t - 2.0
-    if code == _GBM:                        # dX = mu X dt + sigma X dW
-        return p[0] * y
-    if code == _OU:                         # dX = -theta X dt + sigma dW
-        return -p[0] * y
-    # _LINW: dw = ((k/2 - w)/t + 2 w) dt - sqrt(2) w dB
+def _corr_drift_t(t, y, p):
+    """``CorrelationSDE`` in Fisher-z coordinates, p = [C]."""
+    return _corr_drift(y, p[0])
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _unit_vol(t, y, p):
+    return 1.0, 0.0
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _logq_drift(t, y, p):
+    """y = ln q of the unshaped SDE, p = [k]:  (2 - k e^{y/2}) / t - 2."""
+    return (2.0 - p[0] * math.exp(0.5 * y)) / t - 2.0
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _logq_vol(t, y, p):
+    return 2.0 * math.sqrt(2.0), 0.0
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _gbm_drift(t, y, p):
+    """dX = mu X dt + sigma X dW, p = [mu, sigma]."""
+    return p[0] * y
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _gbm_vol(t, y, p):
+    return p[1] * y, p[1]
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _ou_drift(t, y, p):
+    """dX = -theta X dt + sigma dW, p = [theta, sigma]."""
+    return -p[0] * y
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _ou_vol(t, y, p):
+    return p[1], 0.0
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _linw_drift(t, y, p):
+    """dw = ((k/2 - w)/t + 2 w) dt - sqrt(2) w dB, p = [k]."""
     return (0.5 * p[0] - y) / t + 2.0 * y
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _vol1(code, t, y, p):
-    """Volatility b and its derivative db/dy (for Milstein) of a scalar model."""
-    if code == _CORR:
-        return 1.0, 0.0
-    if code == _LOGQ:
-        return 2.0 * math.sqrt(2.0), 0.0
-    if code == _GBM:
-        return p[1] * y, p[1]
-    if code == _OU:
-        return p[1], 0.0
+def _linw_vol(t, y, p):
     return -math.sqrt(2.0) * y, -math.sqrt(2.0)
 
 
@@ -154,54 +180,87 @@ def _model3(y, p, a, B):
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _cov_drift(code, p, V, B):
-    """Drift b(V) of a covariance SDE, sde.md §2.3 / §2.6, for V, B of shape (m, m, lanes)
-    (independent matrices side by side, lanes innermost; B is symmetric).
-
-    * ``_COV2`` (shaped ReLU, p = [C]): ``b^{ab} = nu(rho^{ab}) sqrt(V^{aa} V^{bb})``,
-      ``b^{aa} = 0``, ``nu(rho) = C/(2 pi) h(arccos rho)`` (h by its series for small theta);
-    * ``_COVS`` (smooth, p = [a2, a3, beta_sub]): ``b^{ab} = a2^2 (V^{aa} V^{bb} + 2 (V^{ab})^2)
-      + 3 a3 V^{ab} (V^{aa} + V^{bb}) - beta_sub V^{ab}``.
+def _cov_drift_relu(p, V, B):
+    """Drift b(V) of the shaped-ReLU covariance SDE (sde.md §2.3), p = [C], for V, B of shape
+    (m, m, lanes) (independent matrices side by side, lanes innermost; B is symmetric):
+    ``b^{ab} = nu(rho^{ab}) sqrt(V^{aa} V^{bb})``, ``b^{aa} = 0``,
+    ``nu(rho) = C/(2 pi) h(arccos rho)`` (h by its series for small theta).
 
     rho is clamped to [-1, 1] against rounding only (V is positive definite)."""
     m = V.shape[0]
     nl = V.shape[2]
-    if code == _COV2:
-        for a in range(m):
+    for a in range(m):
+        for l in range(nl):
+            B[a, a, l] = 0.0
+        for c in range(a):
             for l in range(nl):
-                B[a, a, l] = 0.0
-            for c in range(a):
-                for l in range(nl):
-                    s = math.sqrt(V[a, a, l] * V[c, c, l])
-                    rho = min(max(V[a, c, l] / s, -1.0), 1.0)
-                    B[a, c, l] = p[0] / (2.0 * math.pi) * h_of(acos1m(1.0 - rho), 1.0 - rho) * s
-                    B[c, a, l] = B[a, c, l]
-    else:
-        a2, a3, bs = p[0], p[1], p[2]
-        for a in range(m):
-            for c in range(a + 1):
-                for l in range(nl):
-                    v = V[a, c, l]
-                    B[a, c, l] = (a2 * a2 * (V[a, a, l] * V[c, c, l] + 2.0 * v * v)
-                                  + 3.0 * a3 * v * (V[a, a, l] + V[c, c, l]) - bs * v)
-                    B[c, a, l] = B[a, c, l]
+                s = math.sqrt(V[a, a, l] * V[c, c, l])
+                rho = min(max(V[a, c, l] / s, -1.0), 1.0)
+                B[a, c, l] = p[0] / (2.0 * math.pi) * h_of(acos1m(1.0 - rho), 1.0 - rho) * s
+                B[c, a, l] = B[a, c, l]
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _cov_drift_smooth(p, V, B):
+    """Drift b(V) of the smooth covariance SDE (sde.md §2.6), p = [a2, a3, beta_sub], V, B as
+    in ``_cov_drift_relu``: ``b^{ab} = a2^2 (V^{aa} V^{bb} + 2 (V^{ab})^2)
+    + 3 a3 V^{ab} (V^{aa} + V^{bb}) - beta_sub V^{ab}``."""
+    m = V.shape[0]
+    nl = V.shape[2]
+    a2, a3, bs = p[0], p[1], p[2]
+    for a in range(m):
+        for c in range(a + 1):
+            for l in range(nl):
+                v = V[a, c, l]
+                B[a, c, l] = (a2 * a2 * (V[a, a, l] * V[c, c, l] + 2.0 * v * v)
+                              + 3.0 * a3 * v * (V[a, a, l] + V[c, c, l]) - bs * v)
+                B[c, a, l] = B[a, c, l]
+
+
+_SYM_RTOL = 1e-12           # asymmetry of V0 tolerated (then symmetrised), relative to max |V0|
+_NORMAL_MIN = 2.2250738585072014e-308   # smallest normal float64
+
+
+def _real_array(y0, name):
+    a = np.asarray(y0)
+    if np.iscomplexobj(a):
+        raise TypeError(f"{name} must be real, got a complex array")
+    try:
+        return np.array(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array of real numbers: {exc}") from exc
 
 
 def _check_V0(y0, min_inputs):
-    """A finite symmetric positive definite m x m matrix, m >= min_inputs (float64 copy)."""
-    V = np.array(y0, dtype=np.float64)
+    """A finite symmetric positive definite m x m matrix, m >= min_inputs (float64 copy).
+
+    An asymmetry up to 1e-12 max|V0| (rounding) is tolerated and removed by (V0 + V0^T)/2."""
+    V = _real_array(y0, "y0 = V0")
     if V.ndim != 2 or V.shape[0] != V.shape[1] or V.shape[0] < min_inputs:
         raise ValueError(f"y0 must be an m x m covariance V0 with m >= {min_inputs}, got shape "
                          f"{V.shape}")
     if not np.all(np.isfinite(V)):
         raise ValueError(f"y0 = V0 must be finite, got {V.tolist()}")
     if not np.array_equal(V, V.T):
-        raise ValueError(f"y0 = V0 must be symmetric, got {V.tolist()}")
+        if np.max(np.abs(V - V.T)) > _SYM_RTOL * np.max(np.abs(V)):
+            raise ValueError(f"y0 = V0 must be symmetric (to 1e-12 relative), got {V.tolist()}")
+        V = 0.5 * V + 0.5 * V.T
     try:
         np.linalg.cholesky(V)
     except np.linalg.LinAlgError:
         raise ValueError(f"y0 = V0 must be positive definite, got {V.tolist()}") from None
     return V
+
+
+def _sqrt_product(a, b):
+    """sqrt(a b) for a, b > 0 (arrays or floats), also where the product over- or underflows:
+    sqrt(a) sqrt(b) there (the product form elsewhere, which rounds once less)."""
+    with np.errstate(over="ignore", under="ignore"):
+        p = np.multiply(a, b)
+    ok = (p >= _NORMAL_MIN) & (p < np.inf)
+    if np.ndim(p) == 0:
+        return float(np.sqrt(p)) if ok else float(np.sqrt(a) * np.sqrt(b))
+    return np.where(ok, np.sqrt(p), np.sqrt(a) * np.sqrt(b))
 
 
 def _matrix_from_flat(z):
@@ -217,13 +276,32 @@ def _finite(v, name):
 
 
 class _SDE:
-    """Common interface: ``dim``, ``params``, ``to_coords``, ``from_coords`` (the compiled
-    model functions are selected by ``code``)."""
+    """Common interface of the SDEs that ``limits.solve`` integrates.
+
+    An SDE object says, in solver coordinates (``to_coords`` / ``from_coords``):
+
+    * ``dim``, ``params`` (a float64 array passed to the compiled functions), ``additive``,
+      ``singular_at_zero`` (geometric time grid from ``t0``), ``euler_only`` (None, or why only
+      Euler-Maruyama applies);
+    * how it is integrated, by ``_integrator(z0, method)``: the name of a kernel of
+      ``limits.solve`` (``solve._KERNELS``).  A scalar SDE names ``"scalar"`` and provides its
+      compiled ``_drift(t, y, p)`` and ``_vol(t, y, p) -> (b, db/dy)`` (the generic Euler /
+      Milstein / Heun integrator runs them; compiled once per process, since numba does not
+      cache a kernel specialised on function arguments); built-in SDEs name a specialised,
+      cached kernel instead; ``ItoSDE`` names ``"ito"`` (its user-supplied drift and
+      diffusion).
+    """
 
     singular_at_zero = False
     dim = 1
     additive = False
     euler_only = None       # why only Euler-Maruyama applies (None: every scheme of ``solve``)
+    _drift = None           # scalar SDEs: compiled a(t, y, p)
+    _vol = None             # scalar SDEs: compiled (b, db/dy)(t, y, p)
+
+    def _integrator(self, z0, method):
+        """Name of the ``limits.solve`` kernel that integrates this SDE from ``z0``."""
+        return "scalar"
 
     def to_coords(self, y0):
         y = np.asarray(y0, dtype=np.float64)
@@ -241,6 +319,10 @@ class _Shaped:
     def __post_init__(self):
         object.__setattr__(self, "c_plus", _finite(self.c_plus, "c_plus"))
         object.__setattr__(self, "c_minus", _finite(self.c_minus, "c_minus"))
+        d = self.c_plus - self.c_minus
+        if not math.isfinite(d * d):
+            raise ValueError(f"C = (c_plus - c_minus)^2 overflows for c_plus = {self.c_plus!r}, "
+                             f"c_minus = {self.c_minus!r}; the limit needs a finite C")
 
     @property
     def C(self):
@@ -305,9 +387,13 @@ class CorrelationSDE(_Shaped, _SDE):
 
     c_plus: float = 0.0
     c_minus: float = 0.0
-    code = _CORR
     additive = True
+    _drift = staticmethod(_corr_drift_t)
+    _vol = staticmethod(_unit_vol)
 
+    def _integrator(self, z0, method):
+        # the lane-vectorised kernel (Euler, Heun); Milstein (= Euler here) by the scalar one
+        return "scalar" if method == "milstein" else "correlation"
 
     def to_coords(self, y0):
         rho = np.asarray(y0, dtype=np.float64)
@@ -347,32 +433,34 @@ class CovarianceSDE(_Shaped, _SDE):
       docstring): ``V' = (L M)(L M)^T`` with V = L L^T, M = I + H + D dt, H the symmetrised
       Brownian increment; the noise is sde.md §2.3's ``(L dW L^T + L dW^T L^T)/sqrt 2``.
 
-    ``y0`` is the m x m input covariance ``V0`` (positive definite); values come back as
-    (..., m, m) matrices.  Every 2 x 2 sub-block evolves as the m = 2 SDE (sde.md §2.4).  For the
+    ``y0`` is the m x m input covariance ``V0`` (positive definite, at any scale: the SDE is
+    scale-equivariant, V_t(c V0) = c V_t(V0)); values come back as (..., m, m) matrices.  Every 2 x 2 sub-block evolves as the m = 2 SDE (sde.md §2.4).  For the
     shaped MLP at rate ``depth^-1/2`` (sde.md §3.1) use ``tau = t / T0`` and
     ``c_pm -> c_pm / sqrt(T0)``.
     """
 
     c_plus: float = 0.0
     c_minus: float = 0.0
-    code = _COV2
     dim = 3
     euler_only = "multiplicative noise in several dimensions"
+
+    def _integrator(self, z0, method):
+        return "log_covariance" if z0.shape[0] == 3 else "gram_relu"
 
     def to_coords(self, y0):
         V = _check_V0(y0, 2)
         if V.shape[0] > 2:
             return V.ravel()                 # the multiplicative scheme works on V itself
-        if V[0, 1] ** 2 >= V[0, 0] * V[1, 1]:    # rounding-level PD matrices
+        rho = V[0, 1] / _sqrt_product(V[0, 0], V[1, 1])   # at any scale of V0
+        if abs(rho) >= 1:                     # rounding-level PD matrices
             raise ValueError(f"y0 = V0 must be positive definite (|rho0| < 1), got {V.tolist()}")
-        rho = V[0, 1] / math.sqrt(V[0, 0] * V[1, 1])
         return np.array([math.log(V[0, 0]), math.log(V[1, 1]), math.atanh(rho)])
 
     def from_coords(self, z):
         if z.shape[-1] != 3:                 # m >= 3: V flattened (3 is not a square)
             return _matrix_from_flat(z)
         v11, v22 = np.exp(z[..., 0]), np.exp(z[..., 1])
-        v12 = np.tanh(z[..., 2]) * np.sqrt(v11 * v22)
+        v12 = np.tanh(z[..., 2]) * _sqrt_product(v11, v22)
         out = np.empty(z.shape[:-1] + (2, 2))
         out[..., 0, 0], out[..., 1, 1] = v11, v22
         out[..., 0, 1] = out[..., 1, 0] = v12
@@ -421,9 +509,11 @@ class SmoothCovarianceSDE(_SDE):
     a2: float = 0.0
     a3: float = 0.0
     normalise: bool = False
-    code = _COVS
     dim = 0                 # not scalar; the state size m * m comes from V0
     euler_only = "multiplicative noise in several dimensions"
+
+    def _integrator(self, z0, method):
+        return "gram_smooth"
 
     def __post_init__(self):
         object.__setattr__(self, "a2", _finite(self.a2, "a2"))
@@ -448,8 +538,14 @@ class SmoothCovarianceSDE(_SDE):
         return np.array([self.a2, self.a3, self.beta if self.normalise else 0.0])
 
     def to_coords(self, y0):
-        V = np.array(y0, dtype=np.float64)
-        return _check_V0(V.reshape(1, 1) if V.ndim == 0 else V, 1).ravel()
+        V = _real_array(y0, "y0 = V0")
+        V = _check_V0(V.reshape(1, 1) if V.ndim == 0 else V, 1)
+        d = np.diag(V)
+        if d.max() > 1e100 or d.min() < 1e-100:
+            raise ValueError(f"y0 = V0 must have its diagonal within 1e-100 .. 1e100 for the "
+                             f"smooth covariance SDE (its drift has terms V_aa V_bb, and it is not "
+                             f"scale-equivariant), got diagonal {d.tolist()}")
+        return V.ravel()
 
     def from_coords(self, z):
         return _matrix_from_flat(z)
@@ -474,9 +570,13 @@ class UnshapedCorrelationSDE(_SDE):
     exact representation ``q_t = q* / Y_t^2`` instead, with no singular stepping.
     """
 
-    code = _LOGQ
     additive = True
     singular_at_zero = True
+    _drift = staticmethod(_logq_drift)
+    _vol = staticmethod(_logq_vol)
+
+    def _integrator(self, z0, method):
+        return "log_q"
 
     @property
     def params(self):
@@ -502,7 +602,6 @@ class UnshapedCorrelationSDE(_SDE):
         ``Y_t = e^{t - sqrt2 B_t} / t * int_0^t e^{-s + sqrt2 B_s} ds`` along one Brownian path
         per sample (trapezoid rule with ``substeps`` per unit of the largest time; the only
         error is quadrature, O(substeps^-1) in mean).  Returns (len(times), paths)."""
-        from .solve import _check_times, _keys
         times = _check_times(times, allow_zero=False)
         paths = _checks.positive_int(paths, "paths")
         substeps = _checks.positive_int(substeps, "substeps")
@@ -512,7 +611,6 @@ class UnshapedCorrelationSDE(_SDE):
         idx = np.searchsorted(grid, times)
         grid[idx] = times          # save times on the grid
         out = np.empty((len(times), paths))
-        from .solve import _exact_q
         _exact_q(_keys(seed, paths), grid, idx.astype(np.int64), Q_STAR, out)
         return out
 
@@ -524,7 +622,15 @@ class GeometricBM(_SDE):
 
     mu: float = 0.0
     sigma: float = 1.0
-    code = _GBM
+    _drift = staticmethod(_gbm_drift)
+    _vol = staticmethod(_gbm_vol)
+
+    def __post_init__(self):
+        for name in ("mu", "sigma"):
+            object.__setattr__(self, name, _finite(getattr(self, name), name))
+
+    def _integrator(self, z0, method):
+        return "gbm"
 
     @property
     def params(self):
@@ -538,8 +644,16 @@ class OrnsteinUhlenbeck(_SDE):
 
     theta: float = 1.0
     sigma: float = 1.0
-    code = _OU
     additive = True
+    _drift = staticmethod(_ou_drift)
+    _vol = staticmethod(_ou_vol)
+
+    def __post_init__(self):
+        for name in ("theta", "sigma"):
+            object.__setattr__(self, name, _finite(getattr(self, name), name))
+
+    def _integrator(self, z0, method):
+        return "ou"
 
     @property
     def params(self):
@@ -554,8 +668,12 @@ class LinearSDE(_SDE):
 
     with ``E[w_t] = (k/2) (e^{2t} - 1) / (2t)``: a singular, multiplicative-noise test SDE."""
 
-    code = _LINW
     singular_at_zero = True
+    _drift = staticmethod(_linw_drift)
+    _vol = staticmethod(_linw_vol)
+
+    def _integrator(self, z0, method):
+        return "linear_w"
 
     @property
     def params(self):
@@ -601,7 +719,8 @@ class PeluchettiFavaroSDE(_SDE):
     Parameters
     ----------
     activation : kernels activation with a compiled form (ReLU family, Erf, Tanh or Activation
-        with a numba-compilable fn)
+        with a numba-compilable fn); a ``ShapedReLU`` needs ``rate="width"`` (its slopes are
+        resolved at ``n = width``)
     width : int, the D of the network
     weight_var, bias_var : sw2, sb2 >= 0
     weight_mean, bias_mean : mu_w, mu_b
@@ -613,12 +732,25 @@ class PeluchettiFavaroSDE(_SDE):
     bias_var: float = 0.0
     weight_mean: float = 0.0
     bias_mean: float = 0.0
-    code = _PF
     euler_only = "its noise is not commutative"
 
+    def _integrator(self, z0, method):
+        return "peluchetti_favaro"
+
+    def from_coords(self, z):
+        return z                            # the Grams X_t^T X_t / D, (..., N, N)
+
     def __post_init__(self):
+        import kernels as kn
         _set_activation_and_variances(self)
         object.__setattr__(self, "width", _checks.positive_int(self.width, "width"))
+        act = self.activation
+        if isinstance(act, kn.ShapedReLU) and act.rate == "depth":
+            raise ValueError(
+                f"activation = {act!r}: a ShapedReLU with rate='depth' has slopes "
+                "1 + c/sqrt(L), which tend to 1 in this depth limit (L -> infinity), so no fixed "
+                "slopes belong to it; use rate='width' (slopes 1 + c/sqrt(width), resolved at "
+                f"width = {self.width}) or a fixed-slope ABReLU")
         for name in ("weight_mean", "bias_mean"):
             object.__setattr__(self, name, _finite(getattr(self, name), name))
 

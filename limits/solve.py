@@ -3,7 +3,11 @@
 
 SDEs are integrated path by path in compiled code (numba, parallel over paths, both cores);
 values are saved only at the requested times; the state lives in the SDE's domain-preserving
-coordinates (``sde.to_coords``), never clipped.  Random numbers are counter-based: path ``j`` has
+coordinates (``sde.to_coords``), never clipped.  Each SDE object names the kernel that integrates
+it (``sde._integrator(z0, method)``, a key of ``_KERNELS``): the generic scalar integrator of its
+compiled ``_drift`` / ``_vol``, a specialised kernel, or ``ItoSDE``'s Euler-Maruyama of a user's
+drift and diffusion; ``solve`` only checks arguments, builds the time grid and runs blocks of
+paths.  Random numbers (``limits._sde_paths``) are counter-based: path ``j`` has
 the key kappa_j = mix(k1 ^ mix(k2)) from its generator keys (k1, k2) of ``kernels.montecarlo``
 (``_sample_keys``), its word ``c`` is mix(kappa_j + c G) (SplitMix64: Steele, Lea & Flood
 2014; G the 64-bit golden ratio), and words 2i, 2i + 1 give normals 2i, 2i + 1 by
@@ -47,6 +51,7 @@ matrix by construction.
 ODEs (``ResNetODE``) go to ``scipy.integrate.solve_ivp`` with DOP853.
 """
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -58,8 +63,11 @@ from kernels import _checks
 from kernels.montecarlo import (BM_K, MIX_K, _box_muller_k, _chol_upper, _fill, _mix, _mix_k,
                                _phi, _sample_keys)
 
-from .sde import (_CORR, _COV2, _COVS, _PF, CORR_K, _corr_drift_k, _cov_drift, _drift1, _model3,
-                  _vol1)
+from . import sde as _sde
+from ._itosde import _solve_ito, _solve_ito_diagonal
+from ._sde_paths import (_check_times, _gauss, _geometric_grid, _keys, _lane_keys, _path_key,
+                         _path_pair, _path_pair_k, _uniform_grid)
+from .sde import CORR_K, _corr_drift_k, _cov_drift_relu, _cov_drift_smooth, _model3
 
 __all__ = ["solve", "Solution", "compare", "Comparison"]
 
@@ -71,35 +79,11 @@ _PATH_BLOCK = 8192
 # ----------------------------------------------------------------------------------------------
 # compiled integrators
 # ----------------------------------------------------------------------------------------------
-@numba.njit(inline="always", cache=True)
-def _path_key(k1, k2):
-    """Key kappa of a path's stream from its generator keys (k1, k2)."""
-    return _mix(k1 ^ _mix(k2))
-
-
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _path_pair_k(kk, c, mk, bk):
-    """Normals c, c + 1 (c even) of the path with key kk; mk = MIX_K, bk = BM_K."""
-    g = mk[0]
-    return _box_muller_k(_mix_k(kk + c * g, mk), _mix_k(kk + (c + np.uint64(1)) * g, mk), bk)
-
-
-@numba.njit(inline="always", cache=True, error_model="numpy")
-def _path_pair(kk, c):
-    """Normals c, c + 1 (c even) of the path with key kk."""
-    return _path_pair_k(kk, c, MIX_K, BM_K)
-
-
-@numba.njit(inline="always", cache=True, error_model="numpy")
-def _gauss(kk, i):
-    """Standard normal number i of the path with key kk."""
-    a, b = _path_pair(kk, np.uint64(2 * (i >> 1)))
-    return b if (i & 1) else a
-
-
-@numba.njit(parallel=True, cache=True, error_model="numpy")
-def _solve_scalar(code, p, y0, grid, save, keys, method, out):
-    """Scalar SDE on the step grid ``grid``; out[k, j] = y at grid[save[k]] of path j."""
+def _scalar_paths(drift, vol, p, y0, grid, save, keys, method, out):
+    """Scalar SDE ``dy = drift(t, y, p) dt + b dW``, ``(b, db/dy) = vol(t, y, p)``, on the step
+    grid ``grid``; out[k, j] = y at grid[save[k]] of path j.  Inlined into the kernels below
+    (parallel over paths)."""
     paths = keys.shape[0]
     nsteps = grid.shape[0] - 1
     for j in prange(paths):
@@ -118,11 +102,11 @@ def _solve_scalar(code, p, y0, grid, save, keys, method, out):
             else:
                 z = z_odd
             dw = math.sqrt(h) * z
-            a = _drift1(code, t, y, p)
-            b, db = _vol1(code, t, y, p)
+            a = drift(t, y, p)
+            b, db = vol(t, y, p)
             if method == _HEUN:
                 ys = y + a * h + b * dw
-                y = y + 0.5 * (a + _drift1(code, t + h, ys, p)) * h + b * dw
+                y = y + 0.5 * (a + drift(t + h, ys, p)) * h + b * dw
             elif method == _MILSTEIN:
                 y = y + a * h + b * dw + 0.5 * b * db * (dw * dw - h)
             else:
@@ -132,16 +116,40 @@ def _solve_scalar(code, p, y0, grid, save, keys, method, out):
                 k += 1
 
 
+@numba.njit(parallel=True, error_model="numpy")
+def _solve_scalar(drift, vol, p, y0, grid, save, keys, method, out):
+    """Any scalar SDE object's ``_drift`` / ``_vol`` (not cached: numba keys a kernel specialised
+    on function arguments by their identity, so it compiles once per process)."""
+    _scalar_paths(drift, vol, p, y0, grid, save, keys, method, out)
+
+
+# the built-in scalar SDEs: the same integrator, compiled once and cached
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _solve_corr_scalar(p, y0, grid, save, keys, method, out):
+    _scalar_paths(_sde._corr_drift_t, _sde._unit_vol, p, y0, grid, save, keys, method, out)
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _solve_log_q(p, y0, grid, save, keys, method, out):
+    _scalar_paths(_sde._logq_drift, _sde._logq_vol, p, y0, grid, save, keys, method, out)
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _solve_gbm(p, y0, grid, save, keys, method, out):
+    _scalar_paths(_sde._gbm_drift, _sde._gbm_vol, p, y0, grid, save, keys, method, out)
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _solve_ou(p, y0, grid, save, keys, method, out):
+    _scalar_paths(_sde._ou_drift, _sde._ou_vol, p, y0, grid, save, keys, method, out)
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _solve_linear_w(p, y0, grid, save, keys, method, out):
+    _scalar_paths(_sde._linw_drift, _sde._linw_vol, p, y0, grid, save, keys, method, out)
+
+
 _LANES = 32
-
-
-@numba.njit(inline="always", cache=True)
-def _lane_keys(keys, lo, n, lanes):
-    """Stream keys (``_path_key``) of paths lo .. lo + n - 1 as a lane array (unused lanes: 0)."""
-    kk = np.zeros(lanes, dtype=np.uint64)
-    for l in range(n):
-        kk[l] = _path_key(keys[lo + l, 0], keys[lo + l, 1])
-    return kk
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -227,8 +235,8 @@ def _solve_cov2(p, y0, grid, save, keys, out):
 _GLANES = 16
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy")
-def _solve_gram(code, p, L0, grid, save, keys, out):
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _gram_paths(cov_drift, p, L0, grid, save, keys, out):
     """Covariance SDE of m inputs by the multiplicative Euler scheme (module docstring); the
     state is the Cholesky factor L of V (lower, L0 at t = 0), re-triangularised after each step
     by modified Gram-Schmidt on the rows of F = L M (L' = F Q), which works with the condition
@@ -271,7 +279,7 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
         for i in range(nsteps):
             h = grid[i + 1] - grid[i]
             sh = math.sqrt(h)
-            _cov_drift(code, p, V, B)
+            cov_drift(p, V, B)
             # A = L^-1 B L^-T = L^-1 (L^-1 B^T)^T (B is symmetric); A is symmetric up to
             # rounding and is symmetrised below
             _lower_solve_t(L, dinv, B, Z, s)
@@ -326,6 +334,18 @@ def _solve_gram(code, p, L0, grid, save, keys, out):
             while k < save.shape[0] and save[k] == i + 1:
                 _save_flat(V, out, k, lo, nl)
                 k += 1
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _solve_gram_relu(p, L0, grid, save, keys, out):
+    """``_gram_paths`` of the shaped-ReLU covariance SDE (``CovarianceSDE``, m >= 3)."""
+    _gram_paths(_cov_drift_relu, p, L0, grid, save, keys, out)
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _solve_gram_smooth(p, L0, grid, save, keys, out):
+    """``_gram_paths`` of ``SmoothCovarianceSDE``."""
+    _gram_paths(_cov_drift_smooth, p, L0, grid, save, keys, out)
 
 
 @numba.njit(inline="always", cache=True)
@@ -439,86 +459,9 @@ def _solve_pf(code, ap, fn, D, U0, p, grid, save, keys, out):
                 k += 1
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy")
-def _exact_q(keys, grid, save, qstar, out):
-    """Exact q_t = q* / Y_t^2 (sde.md §3.3) along a Brownian path on ``grid`` (trapezoid rule for
-    int_0^t e^{-s + sqrt2 B_s} ds)."""
-    paths = keys.shape[0]
-    s2 = math.sqrt(2.0)
-    for j in prange(paths):
-        kk = _path_key(keys[j, 0], keys[j, 1])
-        B = 0.0
-        f_prev = 1.0            # e^{-0 + sqrt2 B_0}
-        integral = 0.0
-        k = 0
-        for i in range(grid.shape[0] - 1):
-            h = grid[i + 1] - grid[i]
-            B += math.sqrt(h) * _gauss(kk, i)
-            t = grid[i + 1]
-            f = math.exp(-t + s2 * B)
-            integral += 0.5 * h * (f_prev + f)
-            f_prev = f
-            while k < save.shape[0] and save[k] == i + 1:
-                Y = math.exp(t - s2 * B) * integral / t
-                out[k, j] = qstar / (Y * Y)
-                k += 1
-
-
 # ----------------------------------------------------------------------------------------------
-# grids, seeds, checks
+# entry point
 # ----------------------------------------------------------------------------------------------
-def _check_times(times, allow_zero=True):
-    try:
-        t = np.atleast_1d(np.asarray(times, dtype=np.float64))
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"times must be an array of real numbers: {exc}") from exc
-    if t.ndim != 1 or t.size == 0:
-        raise ValueError(f"times must be a non-empty 1-d sequence, got shape {t.shape}")
-    if not np.all(np.isfinite(t)):
-        raise ValueError(f"times must be finite, got {t.tolist()}")
-    if t[0] < 0 or (not allow_zero and t[0] <= 0):
-        raise ValueError(f"times must be {'>= 0' if allow_zero else '> 0'}, got {t.tolist()}")
-    if np.any(np.diff(t) <= 0):
-        raise ValueError(f"times must be strictly increasing, got {t.tolist()}")
-    return t
-
-
-def _keys(seed, paths):
-    if isinstance(seed, np.random.SeedSequence):
-        ss = seed
-    else:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer or a SeedSequence, "
-                             f"got {seed!r}")
-        ss = np.random.SeedSequence(int(seed))
-    return _sample_keys(ss, 0, paths)
-
-
-def _uniform_grid(times, dt):
-    """Steps of at most dt from 0 through every save time; returns (grid, save indices)."""
-    pts = [0.0]
-    save = []
-    for t in times:
-        if t == 0.0:
-            save.append(0)
-            continue
-        n = max(1, int(math.ceil((t - pts[-1]) / dt - 1e-9)))
-        pts.extend(np.linspace(pts[-1], t, n + 1)[1:].tolist())
-        save.append(len(pts) - 1)
-    return np.array(pts), np.array(save, dtype=np.int64)
-
-
-def _geometric_grid(times, t0, h):
-    """Geometric steps t_{i+1} = t_i (1 + h) from t0 through every save time."""
-    pts = [t0]
-    save = []
-    for t in times:
-        n = max(1, int(math.ceil(math.log(t / pts[-1]) / math.log1p(h) - 1e-9)))
-        pts.extend(np.geomspace(pts[-1], t, n + 1)[1:].tolist())
-        save.append(len(pts) - 1)
-    return np.array(pts), np.array(save, dtype=np.int64)
-
-
 @dataclass(frozen=True)
 class Solution:
     """Output of ``solve``.
@@ -552,10 +495,12 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
     ----------
     sde : limits.sde object
         ``CorrelationSDE``, ``CovarianceSDE``, ``SmoothCovarianceSDE``,
-        ``UnshapedCorrelationSDE``, ``GeometricBM``,
-        ``LinearSDE`` or ``ResNetODE``.
+        ``UnshapedCorrelationSDE``, ``GeometricBM``, ``OrnsteinUhlenbeck``, ``LinearSDE``,
+        ``PeluchettiFavaroSDE``, ``ItoSDE`` (any user SDE) or ``ResNetODE``.  The object names
+        the kernel that integrates it (``sde._integrator``, a key of ``_KERNELS``).
     y0 : initial value in the user's variables
-        rho0 (correlation), V0 (m x m covariance), q0 (None = q*), K0 ((N, N) kernel, ODE).
+        rho0 (correlation), V0 (m x m covariance), q0 (None = q*), K0 ((N, N) kernel, ODE),
+        y0 of shape (dim,) (``ItoSDE``).
     times : increasing sequence of save times >= 0 (> t0 for SDEs singular at 0).
     paths : int >= 1
         Independent paths (SDEs).
@@ -564,11 +509,11 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
         ``kernels.montecarlo``'s scheme (module docstring).
     method : {"euler", "milstein", "heun"}
         See the module docstring; "milstein" needs a scalar SDE, "heun" additive noise;
-        covariance SDEs and ``PeluchettiFavaroSDE`` take "euler" only.
+        covariance SDEs, ``PeluchettiFavaroSDE`` and ``ItoSDE`` take "euler" only.
     dt : float, optional
         Step size (default ``times[-1] / 1000``).  For SDEs singular at t = 0 it is the
         *relative* step ``h`` of the geometric grid ``t_{i+1} = (1 + h) t_i`` (default 2e-3;
-        sde.md §5.4 asks h <= 4e-3).
+        sde.md §5.4 asks h <= 4e-3: a larger h warns, h >= 1 is refused).
     t0 : float, optional
         Start of the geometric grid of SDEs singular at t = 0 (default 1e-7, where the state is
         ``y0``).
@@ -591,14 +536,13 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
     >>> sol.values.shape
     (2, 1000)
     """
-    from .sde import ResNetODE, _SDE
-    if isinstance(sde, ResNetODE):
+    if isinstance(sde, _sde.ResNetODE):
         return _solve_ode(sde, y0, times, ntk0, rtol, atol)
-    if not isinstance(sde, _SDE):
+    if not isinstance(sde, _sde._SDE):
         raise TypeError(f"sde must be a limits SDE or ResNetODE, got {type(sde).__name__}")
     times = _check_times(times, allow_zero=not sde.singular_at_zero)
     paths = _checks.positive_int(paths, "paths")
-    if method not in _METHODS:
+    if not isinstance(method, str) or method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if sde.euler_only is not None and method != "euler":
         raise ValueError(f"{type(sde).__name__} is solved by Euler-Maruyama only "
@@ -612,6 +556,16 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
     z0 = sde.to_coords(y0)
     if sde.singular_at_zero:
         h = 2e-3 if dt is None else _checks.positive_float(dt, "dt")
+        if h >= 1.0:
+            raise ValueError(f"dt = {dt!r} is the relative step h of the geometric grid "
+                             f"t_(i+1) = (1 + h) t_i of {type(sde).__name__}; its 1/t drift "
+                             "makes Euler steps u -> (1 - h) u, which overshoot for h >= 1 "
+                             "(sde.md §5.4 asks h <= 4e-3)")
+        if h > 4e-3:
+            warnings.warn(f"dt = {dt!r} (relative step of the geometric grid) exceeds the "
+                          f"h <= 4e-3 that sde.md §5.4 asks for {type(sde).__name__}: the 1/t "
+                          "drift is stiff and the result is biased", RuntimeWarning,
+                          stacklevel=2)
         t0 = 1e-7 if t0 is None else _checks.positive_float(t0, "t0")
         if times[0] <= t0:
             raise ValueError(f"times must be > t0 = {t0} for {type(sde).__name__}, "
@@ -623,15 +577,10 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
         dt = _checks.positive_float(dt, "dt")
         grid, save = _uniform_grid(times, dt)
     keys = _keys(seed, paths)
-    if sde.code == _PF:
-        out = np.empty((len(times), paths, z0.shape[0], z0.shape[0]))
-    elif sde.dim != 1:
-        out = np.empty((len(times), paths, z0.shape[0]))
-    else:
-        out = np.empty((len(times), paths))
-    code = {"euler": _EULER, "milstein": _MILSTEIN, "heun": _HEUN}[method]
-    p = sde.params
-    blocks = range(0, paths, _PATH_BLOCK)
+    run = _KERNELS[sde._integrator(z0, method)]
+    if hasattr(sde, "_check_callables"):
+        sde._check_callables(float(grid[0]), z0)
+    mcode = {"euler": _EULER, "milstein": _MILSTEIN, "heun": _HEUN}[method]
     bar = None
     if progress or (progress is None and paths * len(grid) > 5e8):
         import sys
@@ -639,43 +588,80 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
         from tqdm.auto import tqdm
         if progress or sys.stderr.isatty():
             bar = tqdm(total=paths, desc=f"solve {type(sde).__name__}", unit="path", leave=False)
+    out = None
     try:
-        for lo in blocks:
+        for lo in range(0, paths, _PATH_BLOCK):
             hi = min(paths, lo + _PATH_BLOCK)
-            if sde.code == _PF:
-                blk = _run_pf(sde, z0, grid, save, keys[lo:hi], len(times))
-            elif sde.code == _CORR and method != "milstein":
-                blk = np.empty((len(times), hi - lo))
-                _solve_corr(float(p[0]), float(z0[0]), grid, save, keys[lo:hi], code, blk,
-                            CORR_K, MIX_K, BM_K)
-            elif sde.dim == 1:
-                blk = np.empty((len(times), hi - lo))
-                _solve_scalar(sde.code, p, float(z0[0]), grid, save, keys[lo:hi], code, blk)
-            elif sde.code == _COVS or (sde.code == _COV2 and z0.shape[0] != 3):
-                m = math.isqrt(z0.shape[0])
-                blk = np.empty((len(times), hi - lo, m * m))
-                _solve_gram(sde.code, p, np.linalg.cholesky(z0.reshape(m, m)), grid, save,
-                            keys[lo:hi], blk)
-            elif sde.code == _COV2:
-                blk = np.empty((len(times), hi - lo, 3))
-                _solve_cov2(p, z0, grid, save, keys[lo:hi], blk)
-            else:   # pragma: no cover - every SDE class has a kernel
-                raise NotImplementedError(type(sde).__name__)
+            blk = run(sde, z0, grid, save, keys[lo:hi], mcode, len(times))
+            if out is None:
+                out = np.empty((len(times), paths) + blk.shape[2:])
             out[:, lo:hi] = blk
             if bar is not None:
                 bar.update(hi - lo)
     finally:
         if bar is not None:
             bar.close()
-    if sde.code == _PF:
-        values = out                        # Grams (times, paths, N, N)
-    else:
-        values = sde.from_coords(out if sde.dim != 1 else out[..., None])
+    values = sde.from_coords(out[..., None] if out.ndim == 2 else out)
     if not np.all(np.isfinite(values)):
         bad = int(np.count_nonzero(~np.isfinite(values)))
         raise FloatingPointError(f"{bad} non-finite values: the SDE left its domain or exploded "
                                  f"(try a smaller dt, or see the SDE's docstring)")
     return Solution(times=times, values=values, method=method, steps=len(grid) - 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# kernels by name: an SDE object's ``_integrator(z0, method)`` names one; each runs a block of
+# paths (keys) and returns its states in solver coordinates, (S, paths[, ...])
+# ----------------------------------------------------------------------------------------------
+def _run_scalar(sde, z0, grid, save, keys, method, S):
+    blk = np.empty((S, keys.shape[0]))
+    _solve_scalar(sde._drift, sde._vol, sde.params, float(z0[0]), grid, save, keys, method, blk)
+    return blk
+
+
+def _cached_scalar(kernel):
+    """Runner of a cached scalar kernel ``kernel(p, y0, grid, save, keys, method, out)``."""
+    def run(sde, z0, grid, save, keys, method, S):
+        blk = np.empty((S, keys.shape[0]))
+        kernel(sde.params, float(z0[0]), grid, save, keys, method, blk)
+        return blk
+    return run
+
+
+def _run_corr(sde, z0, grid, save, keys, method, S):
+    blk = np.empty((S, keys.shape[0]))
+    _solve_corr(float(sde.params[0]), float(z0[0]), grid, save, keys, method, blk,
+                CORR_K, MIX_K, BM_K)
+    return blk
+
+
+def _run_cov2(sde, z0, grid, save, keys, method, S):
+    blk = np.empty((S, keys.shape[0], 3))
+    _solve_cov2(sde.params, z0, grid, save, keys, blk)
+    return blk
+
+
+def _gram_runner(kernel, homogeneous):
+    """Runner of ``kernel(p, L0, grid, save, keys, out)`` (``_gram_paths`` with a drift).
+
+    ``homogeneous``: b(c V) = c b(V) (shaped ReLU), so that V_t(c V0) = c V_t(V0) path by path;
+    then a V0 outside 1e-100 .. 1e100 (where the scheme's products V_aa V_bb would over- or
+    underflow) is solved as V0 / 4^k and the result multiplied by 4^k, exactly (powers of 4
+    scale every product, square root and division of the scheme without rounding)."""
+    def run(sde, z0, grid, save, keys, method, S):
+        m = math.isqrt(z0.shape[0])
+        V0 = z0.reshape(m, m)
+        scale = 1.0
+        big = float(np.max(np.diag(V0)))
+        if homogeneous and not 1e-100 <= big <= 1e100:
+            scale = 4.0 ** math.floor(math.log(big, 4))
+            V0 = V0 / scale
+        blk = np.empty((S, keys.shape[0], m * m))
+        kernel(sde.params, np.linalg.cholesky(V0), grid, save, keys, blk)
+        if scale != 1.0:
+            blk *= scale
+        return blk
+    return run
 
 
 def _run_pf(sde, K0, grid, save, keys, S):
@@ -690,6 +676,32 @@ def _run_pf(sde, K0, grid, save, keys, S):
     return blk
 
 
+def _run_ito(sde, z0, grid, save, keys, method, S):
+    blk = np.empty((S, keys.shape[0], sde.dim))
+    if sde.noise_dim is None:
+        _solve_ito_diagonal(sde.drift, sde.diffusion, z0, grid, save, keys, blk)
+    else:
+        _solve_ito(sde.drift, sde.diffusion, sde.noise_dim, z0, grid, save, keys, blk)
+    return blk
+
+
+_KERNELS = {
+    "scalar": _run_scalar,                          # any SDE with compiled _drift / _vol
+    "correlation": _run_corr,                       # CorrelationSDE (lane-vectorised)
+    "correlation_scalar": _cached_scalar(_solve_corr_scalar),
+    "log_q": _cached_scalar(_solve_log_q),          # UnshapedCorrelationSDE
+    "gbm": _cached_scalar(_solve_gbm),
+    "ou": _cached_scalar(_solve_ou),
+    "linear_w": _cached_scalar(_solve_linear_w),
+    "log_covariance": _run_cov2,                    # CovarianceSDE, m = 2
+    "gram_relu": _gram_runner(_solve_gram_relu, True),        # CovarianceSDE, m >= 3
+    "gram_smooth": _gram_runner(_solve_gram_smooth, False),   # SmoothCovarianceSDE
+    "peluchetti_favaro": lambda sde, K0, grid, save, keys, method, S: _run_pf(sde, K0, grid,
+                                                                             save, keys, S),
+    "ito": _run_ito,                                # ItoSDE (user drift and diffusion)
+}
+
+
 def _solve_ode(ode, K0, times, ntk0, rtol, atol):
     from scipy.integrate import solve_ivp
     times = _check_times(times)
@@ -700,6 +712,10 @@ def _solve_ode(ode, K0, times, ntk0, rtol, atol):
         raise ValueError("y0 = K0 must be symmetric")
     if np.any(np.diag(K0) <= 0):
         raise ValueError(f"y0 = K0 must have a positive diagonal, got {np.diag(K0).tolist()}")
+    lam = np.linalg.eigvalsh(0.5 * (K0 + K0.T)).min()
+    if lam < -1e-12 * np.abs(K0).max():
+        raise ValueError(f"y0 = K0 must be positive semi-definite (a kernel), got minimum "
+                         f"eigenvalue {lam:.3g} for K0 = {K0.tolist()}")
     T0 = np.asarray(K0 if ntk0 is None else ntk0, dtype=np.float64)
     if T0.shape != K0.shape:
         raise ValueError(f"ntk0 must have the shape of K0 {K0.shape}, got {T0.shape}")

@@ -38,7 +38,7 @@ def test_shaped_relu_drift_equals_the_sympy_derivation(m):
                 V[1] = V[0] * (1 + 1e-9)
                 V[:, 1] = V[1]
                 V[1, 1] = V[0, 0] * (1 + 1e-9) ** 2 + 1e-12
-            S._cov_drift(S._COV2, np.array([C]), V[:, :, None], B)
+            S._cov_drift_relu(np.array([C]), V[:, :, None], B)
             comp.drift(_flat(V), np.zeros(0), out)
             np.testing.assert_allclose(_flat(B[:, :, 0]), out, rtol=1e-10, atol=1e-12 * np.abs(V).max())
 
@@ -52,7 +52,7 @@ def test_smooth_drift_equals_the_sympy_derivation():
             sde = limits.SmoothCovarianceSDE(a2, a3, normalise)
             A = rng.standard_normal((3, 4))
             V = A @ A.T
-            S._cov_drift(S._COVS, sde.params, V[:, :, None], B)
+            S._cov_drift_smooth(sde.params, V[:, :, None], B)
             comp.drift(_flat(V), np.array([a2, a3]), out)
             np.testing.assert_allclose(_flat(B[:, :, 0]), out, rtol=1e-13, atol=1e-14)
 

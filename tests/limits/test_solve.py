@@ -125,9 +125,9 @@ def test_model_functions_equal_the_sympy_derivation():
     comp = limits.UnshapedCorrelationSDE().derivation().compile()
     for y, t in zip(rng.uniform(2, 5, 20), rng.uniform(0.01, 2, 20)):
         p = np.array([t])
-        assert S._drift1(S._LOGQ, t, y, np.array([S.K_UNSHAPED])) == pytest.approx(
+        assert S._logq_drift(t, y, np.array([S.K_UNSHAPED])) == pytest.approx(
             comp.b(y, p), rel=1e-12, abs=1e-12)
-        assert S._vol1(S._LOGQ, t, y, p)[0] == pytest.approx(comp.s(y, p), rel=1e-14)
+        assert S._logq_vol(t, y, p)[0] == pytest.approx(comp.s(y, p), rel=1e-14)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,6 +260,27 @@ def test_unshaped_exact_sampler_moments():
         L = np.log(qt / S.Q_STAR)
         assert abs(L.mean() - EL) < Z * math.hypot(0.004, L.std() / math.sqrt(P))
         assert abs(L.std() - sdL) < 0.02
+
+
+def test_unshaped_exact_sampler_moments_by_control_variate_at_t_half():
+    """Issue 21 10b: at t = 0.5 q*/q_t has kurtosis 7.8e4 and the plain sample mean's se is
+    unreliable; e^{-p sqrt2 B_t} of the same Brownian path (drawn by solve(OrnsteinUhlenbeck(0, 1))
+    from the same stream positions) is a control variate with known mean e^{p^2 t}.  Seed 1 with
+    2e5 paths, the case whose plain estimate was 4 se off, is within Z se of sde.md §3.3's
+    closed forms, and the control removes over half of the variance (so the paths are shared)."""
+    P, t, substeps = 200_000, 0.5, 4000
+    q = limits.UnshapedCorrelationSDE().sample_exact([t], P, seed=1, substeps=substeps)[0]
+    B = limits.solve(limits.OrnsteinUhlenbeck(0.0, 1.0), 0.0, [t], paths=P, seed=1,
+                     dt=t / (substeps * t)).values[0]
+    Y = np.sqrt(S.Q_STAR / q)
+    for pw, expect in ((1, (math.exp(2 * t) - 1) / (2 * t)),
+                       (2, ((math.exp(6 * t) - 1) / 6 - (math.exp(2 * t) - 1) / 2) / (2 * t * t))):
+        F = Y ** pw
+        C = np.exp(-pw * math.sqrt(2.0) * B)
+        cov = np.cov(F, C)
+        R = F - cov[0, 1] / cov[1, 1] * (C - math.exp(pw * pw * t))
+        assert abs(R.mean() - expect) < Z * R.std(ddof=1) / math.sqrt(P)
+        assert F.var() / R.var() > 2
 
 
 def test_unshaped_sde_agrees_with_exact_sampler():
@@ -422,13 +443,18 @@ def test_paths_do_not_depend_on_blocking_or_threads():
     finally:
         numba.set_num_threads(old)
     np.testing.assert_array_equal(a, b[:, :50])
-    # the generic scalar kernel gives the same numbers as the vectorised one
+    # the generic scalar kernel (the object's compiled _drift / _vol) and the cached scalar
+    # kernel give the same numbers as the vectorised one
     solve_mod = sys.modules["limits.solve"]       # the module (limits.solve is the function)
     grid, save = solve_mod._uniform_grid(np.array([0.1, 0.3]), 1e-3)
+    keys = _sample_keys(np.random.SeedSequence(7), 0, 50)
     out = np.empty((2, 50))
-    solve_mod._solve_scalar(S._CORR, sde.params, math.atanh(0.2), grid, save,
-                            _sample_keys(np.random.SeedSequence(7), 0, 50), 0, out)
+    solve_mod._solve_scalar(sde._drift, sde._vol, sde.params, math.atanh(0.2), grid, save, keys,
+                            0, out)
     np.testing.assert_allclose(np.tanh(out), a, rtol=1e-13, atol=1e-15)
+    out2 = np.empty((2, 50))
+    solve_mod._solve_corr_scalar(sde.params, math.atanh(0.2), grid, save, keys, 0, out2)
+    np.testing.assert_array_equal(out2, out)
 
 
 def test_save_times_are_hit_exactly_and_zero_is_the_initial_value():
