@@ -28,8 +28,7 @@ import numpy as np
 
 from kernels import _checks
 from kernels._fastmath import acos1m, h_of
-
-from ._vecmath import ATAN_TAIL_K, EXP_K, _exp_core_k, atan_tail_k
+from kernels._vecmath import ATAN_TAIL_K, EXP_K, _exp_core_k, atan_tail_k
 
 __all__ = ["CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE", "UnshapedCorrelationSDE",
            "ResNetODE",
@@ -46,7 +45,8 @@ _CORR, _COV2, _LOGQ, _GBM, _LINW, _OU, _PF, _COVS = 0, 1, 2, 3, 4, 5, 6, 7
 # ----------------------------------------------------------------------------------------------
 # compiled model functions: drift a (dim,) and volatility B (dim, noise) in solver coordinates
 # ----------------------------------------------------------------------------------------------
-# constants of ``_corr_drift_k`` (a runtime argument in the solver's hot loop: see _vecmath)
+# constants of ``_corr_drift_k`` (a runtime argument in the solver's hot loop; see
+# kernels/_vecmath.py)
 CORR_K = EXP_K + ATAN_TAIL_K + (1.0 / (4.0 * math.pi),)
 
 
