@@ -22,7 +22,8 @@ def _chol_upper(K, U, A):
     """Upper factor U (U^T U = K) of a symmetric PSD K; A is scratch (N, N).
 
     Right-looking Cholesky; a pivot <= _CHOL_TOL * K[j, j] (rounding level) gives a zero row,
-    which is exact for a PSD matrix of lower rank.
+    which is exact for a PSD matrix of lower rank.  A NaN or infinite pivot gives a NaN row, so
+    that non-finite input propagates to the caller's finiteness check instead of being zeroed.
     """
     N = K.shape[0]
     for i in range(N):
@@ -43,6 +44,9 @@ def _chol_upper(K, U, A):
                 uji = U[j, i]
                 for k in range(i, N):
                     A[i, k] -= uji * U[j, k]
+        elif not (abs(d) < math.inf and abs(K[j, j]) < math.inf):
+            for k in range(j, N):
+                U[j, k] = math.nan
 
 
 _SMALL_N = 8     # below: triangular loops blocked over rows; above: full-width rows
@@ -107,7 +111,10 @@ def _mul_upper(Z, U, H, accumulate):
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
 def _chol2(g11, g12, g22):
-    """Lower factor (l11, l21, l22) of a 2 x 2 PSD matrix (zero pivots as in _chol_upper)."""
+    """Lower factor (l11, l21, l22) of a 2 x 2 PSD matrix (zero and non-finite pivots as in
+    _chol_upper: NaN factors if an entry is NaN or infinite)."""
+    if not (abs(g11) < math.inf and abs(g12) < math.inf and abs(g22) < math.inf):
+        return math.nan, math.nan, math.nan
     l11 = math.sqrt(g11) if g11 > 0.0 else 0.0
     l21 = g12 / l11 if l11 > 0.0 else 0.0
     d = g22 - l21 * l21

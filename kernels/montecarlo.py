@@ -81,6 +81,7 @@ B. P. Welford, "Note on a method for calculating corrected sums of squares and p
 Technometrics 4 (1962).
 """
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Optional
@@ -91,7 +92,7 @@ import numpy as np
 from . import _checks
 from ._gram_chain import _gram_block
 from ._random import _MAX_WORDS, _KEY_BLOCK, _check_seed, _parts, _sample_keys, _seed_repr
-from ._weights_sampler import _WeightsSampler
+from ._weights_sampler import _W_BUDGET, _WeightsSampler
 from .architectures import MLP, Kernels, ResNet
 
 __all__ = ["monte_carlo", "simulate_paths", "MonteCarloResult", "Paths"]
@@ -126,9 +127,90 @@ def _finite(net, x, width):
     scale = st.scales if st.scales is not None else np.sqrt(st.v)
     w, b = st.stem
     d = x.shape[1]
-    K0 = w * ((1.0 / d) * (x @ x.T)) + b               # as in the engine: w (G / d) + b
+    with np.errstate(over="ignore", invalid="ignore"):
+        K0 = w * ((1.0 / d) * (x @ x.T)) + b           # as in the engine: w (G / d) + b
+    if not np.all(np.isfinite(K0)):
+        raise ValueError(f"x is too large: the first layer's covariance w x x^T / d + b "
+                         f"overflows (max |x| = {np.max(np.abs(x)):.3g}, w = {w!r}); rescale "
+                         f"the inputs")
     return _Finite(st, st.activation.pointwise(), np.ascontiguousarray(st.u != 0.0),
                    np.ascontiguousarray(scale, dtype=np.float64), 0.5 * (K0 + K0.T))
+
+
+# ----------------------------------------------------------------------------------------------
+# finiteness and memory
+# ----------------------------------------------------------------------------------------------
+def _bad_activation(point, name):
+    """A message if the activation returns NaN / inf on a grid of moderate arguments, else None."""
+    from ._pointwise import phi
+    for t in np.concatenate([[0.0], np.linspace(-8.0, 8.0, 33)]):
+        try:
+            v = float(phi(point, float(t)))
+        except Exception:               # pragma: no cover - a compiled fn that raises
+            continue
+        if not math.isfinite(v):
+            return f"the activation {name} returns {v} at x = {t:g}"
+    return None
+
+
+def _check_finite_block(values, what, lo, fin, layers=None):
+    """Raise FloatingPointError naming the cause if ``values`` (B, ...) has NaN / inf."""
+    ok = np.isfinite(values)
+    if ok.all():
+        return
+    bad = np.argwhere(~ok)[0]
+    where = f"sample {lo + int(bad[0])}"
+    if layers is not None:
+        where += f", layer {int(layers[bad[1]])}"
+    act = fin.stack.activation
+    cause = _bad_activation(fin.point, getattr(act, "name", None) or repr(act))
+    if cause is None:
+        cause = ("the hidden layers overflowed (large inputs, variances or depth: reduce "
+                 "them)")
+    raise FloatingPointError(f"{int((~ok).sum())} non-finite values in the {what} "
+                             f"(first at {where}): {cause}")
+
+
+def _available_bytes():
+    """Memory available to this process (Linux MemAvailable, else physical memory), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return None
+
+
+def _check_memory(caller, parts):
+    """Refuse up front what cannot fit: ``parts`` is a list of (bytes, what)."""
+    need = sum(b for b, _ in parts)
+    avail = _available_bytes()
+    if avail is None or need <= avail:
+        return
+    big = max(parts)[1]
+    raise ValueError(f"{caller} needs about {need:,} bytes ({need / 2 ** 30:.1f} GiB; the "
+                     f"largest part: {big}), more than the {avail:,} bytes "
+                     f"({avail / 2 ** 30:.1f} GiB) of memory available: reduce the width, "
+                     f"the samples kept or the layers recorded")
+
+
+def _sampler_bytes(method, n, N, d, L, ntk, batch, R):
+    """Workspace of one block of the sampler (bytes, what)."""
+    if method == "gram":
+        threads = max(1, _parts())
+        return [(8 * threads * (3 * n * N + 3 * N * N), f"gram workspace {threads} x 3 x "
+                 f"{n} x {N}"), (8 * batch * (1 + max(R, 1)) * N * N, "one block of Grams")]
+    parts = [(8 * n * max(n if L > 1 or ntk else 0, d), f"weight matrices {n} x "
+              f"{max(n, d)}"), (8 * n * N * (4 + (2 * L if ntk else 0)), f"hidden layers "
+                                f"{n} x {N}")]
+    if ntk:
+        parts.append((min(_W_BUDGET, 8 * n * n * L), "weights kept for the backward pass"))
+    return parts
 
 
 # ----------------------------------------------------------------------------------------------
@@ -368,7 +450,12 @@ def monte_carlo(net, x, width, samples, seed=0, ntk=True, method="auto", progres
     Raises
     ------
     TypeError, ValueError
-        Bad arguments (before any compiled code runs).
+        Bad arguments (before any compiled code runs); ``ValueError`` also when the inputs
+        overflow the first layer's covariance, or when the run needs more memory than is
+        available (the message gives the bytes).
+    FloatingPointError
+        Non-finite estimates, with the cause: the activation returns NaN / inf, or the hidden
+        layers overflowed.
 
     Examples
     --------
@@ -394,6 +481,10 @@ def monte_carlo(net, x, width, samples, seed=0, ntk=True, method="auto", progres
     slots = np.full(L + 1, -1, dtype=np.int64)
     if batch is None:
         batch = _default_batch(method, width, N, L, 0)
+    kept = [(8 * samples * N * N * (1 + ntk), f"keep_samples: {samples} x {N} x {N} x "
+             f"{1 + ntk}")] if keep_samples else []
+    _check_memory("monte_carlo", _sampler_bytes(method, width, N, x.shape[1], L, ntk,
+                                                min(batch, samples), 0) + kept)
 
     count = 0
     mean_k, m2_k = np.zeros((N, N)), np.zeros((N, N))
@@ -417,6 +508,9 @@ def monte_carlo(net, x, width, samples, seed=0, ntk=True, method="auto", progres
                     est[k] = a
                     if ntk:
                         tk[k] = b
+            _check_finite_block(est, "NNGP estimates", lo, fin)
+            if ntk:
+                _check_finite_block(tk, "NTK estimates", lo, fin)
             c0 = count
             count = _welford(c0, mean_k, m2_k, est)
             if ntk:
@@ -475,6 +569,11 @@ def simulate_paths(net, x, width, samples, seed=0, layers=None, record="gram", m
     Paths
         ``.layers``, ``.gram``, ``.rho`` (N = 2), ``.correlation``.
 
+    Raises
+    ------
+    TypeError, ValueError, FloatingPointError
+        As in ``monte_carlo`` (non-finite Grams name the first sample and layer).
+
     Reference: M. B. Li, M. Nica, D. M. Roy (2022), the finite-width covariance Markov chain.
 
     Examples
@@ -514,6 +613,10 @@ def simulate_paths(net, x, width, samples, seed=0, layers=None, record="gram", m
     slots[layers] = np.arange(R)
     if batch is None:
         batch = _default_batch(method, width, N, L, R)
+    out = ((8 * samples * R * N * N, f"gram: {samples} x {R} x {N} x {N}") if record == "gram"
+           else (8 * samples * R, f"rho: {samples} x {R}"))
+    _check_memory("simulate_paths", _sampler_bytes(method, width, N, x.shape[1], L, False,
+                                                   min(batch, samples), R) + [out])
     gram = np.empty((samples, R, N, N)) if record == "gram" else None
     rho = np.empty((samples, R)) if record == "rho" else None
     sampler = _WeightsSampler(fin, x, width, False, slots) if method == "weights" else None
@@ -528,6 +631,7 @@ def simulate_paths(net, x, width, samples, seed=0, layers=None, record="gram", m
                 rec = np.empty((hi - lo, R, N, N))
                 for k in range(hi - lo):
                     sampler.run(keys[k], rec[k])
+            _check_finite_block(rec, "per-layer Grams", lo, fin, layers)
             if gram is not None:
                 gram[lo:hi] = rec
             else:
