@@ -72,7 +72,8 @@ def test_memory_guard_refuses_keeping_too_many_samples(monkeypatch):
     with pytest.raises(ValueError, match=r"needs about 144,\d{3},\d{3},\d{3} bytes.*keep_samples"):
         kn.monte_carlo(net, _inputs(), width=8, samples=10 ** 9, keep_samples=True,
                        progress=False)
-    with pytest.raises(ValueError, match=r"needs about 216,\d{3},\d{3},\d{3} bytes.*gram: 1000000000 x 3 x 3 x 3"):
+    with pytest.raises(ValueError,
+                       match=r"needs about 216,\d{3},\d{3},\d{3} bytes.*gram: 1000000000 x 3 x 3"):
         kn.simulate_paths(net, _inputs(), width=8, samples=10 ** 9, progress=False)
 
 
