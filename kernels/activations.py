@@ -13,6 +13,7 @@ Williams 1997), and by tensor Gauss–Hermite quadrature otherwise (the neural-t
 import math
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -127,6 +128,29 @@ class Activation:
         """The activation actually used in a network of the given depth (ShapedReLU needs it)."""
         return self
 
+    # -- pointwise protocol (finite width: Monte Carlo, trainers, SDE coefficients) ----------
+    @property
+    def positively_homogeneous(self):
+        """True if ``phi(c x) = c phi(x)`` for every c > 0 (the ABReLU family): then a bias-free
+        network's correlation map does not depend on the scale of its inputs."""
+        return bool(self.homogeneous)
+
+    def finite(self, width, depth):
+        """The fixed activation a network of this ``width`` and ``depth`` uses (``ShapedReLU``
+        resolves its slopes here; every other activation is its own)."""
+        return self._resolve(depth)
+
+    def pointwise(self):
+        """The compiled form ``p`` of phi: ``kernels._pointwise.phi(p, x)``, ``dphi(p, x)`` and
+        ``d2phi(p, x)`` evaluate phi, phi', phi'' inside numba code (inlined), or in Python.
+
+        For ``Activation(fn)``: ``fn``, ``deriv`` (or its fourth-order central difference) and
+        the central difference of that for phi''."""
+        if getattr(self, "_point", None) is None:
+            d = self.deriv if self.deriv is not None else _central_difference(self.fn)
+            self._point = _FnPoint(self.fn, d, _central_difference(d))
+        return self._point
+
     def _engine(self):
         """('smooth', pair, params): pair(q1, q2, c, params) -> (V, Vdot), compiled."""
         if self._pair is None:
@@ -197,6 +221,9 @@ class ABReLU(Activation):
 
     def _engine(self):
         return "abrelu", self.a, self.b
+
+    def pointwise(self):
+        return _ABReLUPoint(self.a, self.b)
 
     def _maps(self, q1, q2, c):
         q1, q2, c = _as_float_arrays(q1, q2, c)
@@ -280,6 +307,14 @@ class ShapedReLU(Activation):
         raise ValueError("ShapedReLU must be resolved by an architecture (its slopes depend on "
                          "the depth); call .resolved(n) for a fixed-slope ABReLU")
 
+    def finite(self, width, depth):
+        """``resolved(width)`` for ``rate="width"``, ``resolved(depth)`` for ``rate="depth"``."""
+        return self.resolved(width if self.rate == "width" else depth)
+
+    def pointwise(self):
+        raise ValueError("ShapedReLU slopes depend on n: use .finite(width, depth).pointwise() "
+                         "or .resolved(n).pointwise()")
+
     def _maps(self, q1, q2, c):
         raise ValueError("ShapedReLU maps depend on n: use .resolved(n).V(...)")
 
@@ -307,6 +342,9 @@ class Erf(Activation):
 
     def _engine(self):
         return "smooth", _erf_pair, np.array([self.a, self.b, self.c], dtype=np.float64)
+
+    def pointwise(self):
+        return _ErfPoint(self.a, self.b, self.c)
 
     def _maps(self, q1, q2, cov):
         q1, q2, cov = _as_float_arrays(q1, q2, cov)
@@ -356,11 +394,101 @@ class Tanh(Activation):
     def __repr__(self):
         return f"Tanh(deg={self.deg})"
 
+    def pointwise(self):
+        return _TanhPoint(1.0)
+
     def __eq__(self, other):
         return isinstance(other, Tanh) and other.deg == self.deg
 
     def __hash__(self):
         return hash(("Tanh", self.deg))
+
+
+# ----------------------------------------------------------------------------------------------
+# compiled pointwise forms (``pointwise()``; dispatched by kernels._pointwise.phi / dphi / d2phi)
+# ----------------------------------------------------------------------------------------------
+_TWO_OVER_SQRT_PI = 1.1283791670955126
+
+
+class _ABReLUPoint(NamedTuple):
+    """``phi(x) = b x`` (x > 0), ``a x`` (x <= 0)."""
+
+    a: float
+    b: float
+
+    @staticmethod
+    def phi(p, x):
+        return p.b * x if x > 0.0 else p.a * x
+
+    @staticmethod
+    def dphi(p, x):
+        return p.b if x > 0.0 else p.a
+
+    @staticmethod
+    def d2phi(p, x):
+        return 0.0
+
+
+class _ErfPoint(NamedTuple):
+    """``phi(x) = a erf(b x) + c``."""
+
+    a: float
+    b: float
+    c: float
+
+    @staticmethod
+    def phi(p, x):
+        return p.a * math.erf(p.b * x) + p.c
+
+    @staticmethod
+    def dphi(p, x):
+        bx = p.b * x
+        return p.a * p.b * _TWO_OVER_SQRT_PI * math.exp(-bx * bx)
+
+    @staticmethod
+    def d2phi(p, x):
+        bx = p.b * x
+        return -2.0 * p.b * bx * (p.a * p.b * _TWO_OVER_SQRT_PI * math.exp(-bx * bx))
+
+
+class _TanhPoint(NamedTuple):
+    """``phi(x) = tanh(x)`` (``unit`` is 1.0: numba wants a non-empty tuple)."""
+
+    unit: float
+
+    @staticmethod
+    def phi(p, x):
+        return math.tanh(x)
+
+    @staticmethod
+    def dphi(p, x):
+        t = math.tanh(x)
+        return 1.0 - t * t
+
+    @staticmethod
+    def d2phi(p, x):
+        t = math.tanh(x)
+        return -2.0 * t * (1.0 - t * t)
+
+
+class _FnPoint(NamedTuple):
+    """A user function and its first two derivatives (numba dispatchers)."""
+
+    fn: object
+    dfn: object
+    d2fn: object
+
+    @staticmethod
+    def phi(p, x):
+        return p.fn(x)
+
+    @staticmethod
+    def dphi(p, x):
+        return p.dfn(x)
+
+    @staticmethod
+    def d2phi(p, x):
+        return p.d2fn(x)
 
 
 # ----------------------------------------------------------------------------------------------

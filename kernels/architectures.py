@@ -66,7 +66,12 @@ class Trajectory:
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Stack:
-    """What the engine needs: stem (K <- w K + b, Theta <- K), layers (u, v), readout."""
+    """What the engine needs: stem (K <- w K + b, Theta <- K), layers (u, v), readout.
+
+    Layer l maps K <- u_l K + v_l (sw2 V(K) + sb2).  Monte Carlo runs the same description at
+    finite width (kernels.montecarlo): ``scales`` are the per-layer multipliers of the sampled
+    layer (ResNet: the branch scales alpha_l, whose squares are v; None: sqrt(v)).
+    """
 
     activation: Activation
     sw2: float
@@ -75,6 +80,7 @@ class _Stack:
     u: np.ndarray
     v: np.ndarray
     readout: Optional[tuple]
+    scales: Optional[np.ndarray] = None
 
     def without_readout(self):
         return replace(self, readout=None)
@@ -758,10 +764,13 @@ class MLP(_KernelMethods):
         object.__setattr__(self, "bias_var", _checks.nonneg_float(self.bias_var, "bias_var"))
         _check_resolvable(self.activation, self.depth)
 
-    def _stack(self):
+    def _stack(self, width=None):
+        """The per-layer description; at a finite ``width`` the activation is ``finite(width,
+        depth)`` (Monte Carlo)."""
         L = self.depth
         _stack_memory(L)
-        return _Stack(self.activation._resolve(L), self.weight_var, self.bias_var,
+        act = self.activation._resolve(L) if width is None else self.activation.finite(width, L)
+        return _Stack(act, self.weight_var, self.bias_var,
                       (self.weight_var, self.bias_var), np.zeros(L), np.ones(L), None)
 
 
@@ -834,9 +843,12 @@ class ResNet(_KernelMethods):
         return np.broadcast_to(np.asarray(self.branch_scale, dtype=np.float64),
                                (self.depth,)).copy()
 
-    def _stack(self):
+    def _stack(self, width=None):
+        """The per-layer description (see ``MLP._stack``)."""
         L = self.depth
         _stack_memory(L)
-        return _Stack(self.activation._resolve(L), self.weight_var, self.bias_var,
+        act = self.activation._resolve(L) if width is None else self.activation.finite(width, L)
+        alphas = self.alphas
+        return _Stack(act, self.weight_var, self.bias_var,
                       (self.input_weight_var, self.input_bias_var), np.ones(L),
-                      self.alphas ** 2, (self.readout_weight_var, self.readout_bias_var))
+                      alphas ** 2, (self.readout_weight_var, self.readout_bias_var), alphas)

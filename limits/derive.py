@@ -42,6 +42,8 @@ import numpy as np
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
+from kernels._fastmath import h_of
+
 __all__ = [
     "Derivation", "Compiled", "h", "hs2", "explicit", "J", "E22", "E31",
     "covariance_sde", "correlation_sde", "correlation_derivation", "correlation_sde_coordinates",
@@ -908,22 +910,12 @@ def _unshaped_q(coordinates):
 # ----------------------------------------------------------------------------------------------
 # 4. code generation
 # ----------------------------------------------------------------------------------------------
-_H_SERIES = tuple((-1) ** (j + 1) * 2 * j / math.factorial(2 * j + 1) for j in range(1, 9))
-
-
 @numba.njit(cache=True)
 def _h_num(t):
-    """h(theta) = sin - theta cos, by its series for theta < 0.25 (sde.md §1, §5.2)."""
-    if t < 0.25:
-        t2 = t * t
-        acc = 0.0
-        for j in range(7, -1, -1):
-            acc = acc * t2 + _H_COEF[j]
-        return acc * t2 * t
-    return math.sin(t) - t * math.cos(t)
-
-
-_H_COEF = np.array(_H_SERIES)
+    """h(theta) = sin - theta cos (sde.md §1, §5.2): ``kernels._fastmath.h_of``, its series below
+    theta = 1, with 1 - cos theta = 2 sin^2(theta / 2) formed without cancellation."""
+    s = math.sin(0.5 * t)
+    return h_of(t, 2.0 * s * s)
 
 
 @numba.njit(cache=True)

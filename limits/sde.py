@@ -28,8 +28,7 @@ import numpy as np
 
 from kernels import _checks
 from kernels._fastmath import acos1m, h_of
-
-from ._vecmath import ATAN_TAIL_K, EXP_K, _exp_core_k, atan_tail_k
+from kernels._vecmath import ATAN_TAIL_K, EXP_K, _exp_core_k, atan_tail_k
 
 from ._sde_paths import _check_times, _exact_q, _keys
 
@@ -44,7 +43,8 @@ Q_STAR = 9.0 * math.pi ** 2 / 2.0                        # = 4 / k^2
 # ----------------------------------------------------------------------------------------------
 # compiled model functions: drift a (dim,) and volatility B (dim, noise) in solver coordinates
 # ----------------------------------------------------------------------------------------------
-# constants of ``_corr_drift_k`` (a runtime argument in the solver's hot loop: see _vecmath)
+# constants of ``_corr_drift_k`` (a runtime argument in the solver's hot loop; see
+# kernels/_vecmath.py)
 CORR_K = EXP_K + ATAN_TAIL_K + (1.0 / (4.0 * math.pi),)
 
 

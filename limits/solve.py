@@ -13,7 +13,7 @@ the key kappa_j = mix(k1 ^ mix(k2)) from its generator keys (k1, k2) of ``kernel
 2014; G the 64-bit golden ratio), and words 2i, 2i + 1 give normals 2i, 2i + 1 by
 ``kernels.montecarlo``'s Box-Muller transform.  So the normal of step ``i`` of path ``j``
 depends only on (seed, j, i), and results do not depend on the thread count or on how paths are
-blocked.  (One mix per word instead of the two of ``kernels.montecarlo._word``: AVX2 has no
+blocked.  (One mix per word instead of the two of ``kernels._random._word``: AVX2 has no
 64-bit multiply, and the generator is half of the correlation solver's work.)  The paths are
 windows of one SplitMix64 sequence at random offsets kappa_j / G mod 2^64; two windows of W
 words overlap with probability about 2 W / 2^64, so 10^5 paths x 4,000 words overlap nowhere
@@ -60,8 +60,9 @@ import numpy as np
 from numba import prange
 
 from kernels import _checks
-from kernels.montecarlo import (BM_K, MIX_K, _box_muller_k, _chol_upper, _fill, _mix, _mix_k,
-                               _phi, _sample_keys)
+from kernels._linalg import _chol_upper
+from kernels._pointwise import phi
+from kernels._random import BM_K, MIX_K, _box_muller_k, _fill, _mix, _mix_k, _sample_keys
 
 from . import sde as _sde
 from ._itosde import _solve_ito, _solve_ito_diagonal
@@ -159,7 +160,7 @@ def _solve_corr(C, y0, grid, save, keys, method, out, kc, mk, bk):
     hand-written because it is the hot loop of the limit studies; same numbers per path).
 
     ``kc``, ``mk``, ``bk``: the constants of the drift and the generator (``CORR_K``, ``MIX_K``,
-    ``BM_K``), passed as runtime arguments (see limits/_vecmath.py: 20% faster on AVX2)."""
+    ``BM_K``), passed as runtime arguments (see kernels/_vecmath.py: 20% faster on AVX2)."""
     paths = keys.shape[0]
     nsteps = grid.shape[0] - 1
     for b in prange((paths + _LANES - 1) // _LANES):
@@ -400,7 +401,7 @@ def _save_flat(V, out, k, lo, nl):
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _solve_pf(code, ap, fn, D, U0, p, grid, save, keys, out):
+def _solve_pf(pt, D, U0, p, grid, save, keys, out):
     """Peluchetti-Favaro diffusion: X (N, D) from a stem X_0 = U0^T Z; Euler-Maruyama with the
     noise of coordinate j shared by the inputs through the Cholesky factor of
     G = sb2 + sw2 phi(X) phi(X)^T / D; out (S, paths, N, N) = X X^T / D at the save times."""
@@ -434,7 +435,7 @@ def _solve_pf(code, ap, fn, D, U0, p, grid, save, keys, out):
             for a in range(N):
                 s = 0.0
                 for c in range(D):
-                    v = _phi(code, ap, fn, X[a, c])
+                    v = phi(pt, X[a, c])
                     P[a, c] = v
                     s += v
                 mu[a] = mb + mw * s / D
@@ -665,14 +666,12 @@ def _gram_runner(kernel, homogeneous):
 
 
 def _run_pf(sde, K0, grid, save, keys, S):
-    import kernels as kn
-    from kernels.montecarlo import _compiled_activation
-    act = _compiled_activation(kn.MLP(depth=1, activation=sde.activation), sde.width)
+    pt = sde.activation.finite(sde.width, 1).pointwise()
     N = K0.shape[0]
     U0 = np.empty((N, N))
     _chol_upper(K0, U0, np.empty((N, N)))
     blk = np.empty((S, keys.shape[0], N, N))
-    _solve_pf(act.code, act.params, act.fn, sde.width, U0, sde.params, grid, save, keys, blk)
+    _solve_pf(pt, sde.width, U0, sde.params, grid, save, keys, blk)
     return blk
 
 

@@ -13,7 +13,7 @@ import pytest
 from scipy import special, stats
 
 import kernels as kn
-from kernels import montecarlo as mc
+from kernels import _random as rnd, _weights_sampler as ws, montecarlo as mc
 
 Z = 4.0        # standard errors allowed in statistical comparisons
 
@@ -26,8 +26,8 @@ def _inputs(N=3, d=4, seed=0):
 # the normal generator
 # ----------------------------------------------------------------------------------------------
 def test_normals_are_standard_normal():
-    keys = mc._sample_keys(np.random.SeedSequence(7), 0, 1)[0]
-    z = mc._normals(keys, 5, (400_000,))
+    keys = rnd._sample_keys(np.random.SeedSequence(7), 0, 1)[0]
+    z = rnd._normals(keys, 5, (400_000,))
     assert np.all(np.isfinite(z))
     se = 1 / math.sqrt(z.size)
     assert abs(z.mean()) < Z * se
@@ -42,10 +42,10 @@ def test_normals_are_standard_normal():
 
 
 def test_streams_and_samples_are_independent():
-    keys = mc._sample_keys(np.random.SeedSequence(1), 0, 2)
-    a = mc._normals(keys[0], 2, (100_000,))
-    b = mc._normals(keys[0], 6, (100_000,))      # another stream of the same sample
-    c = mc._normals(keys[1], 2, (100_000,))      # the same stream of another sample
+    keys = rnd._sample_keys(np.random.SeedSequence(1), 0, 2)
+    a = rnd._normals(keys[0], 2, (100_000,))
+    b = rnd._normals(keys[0], 6, (100_000,))      # another stream of the same sample
+    c = rnd._normals(keys[1], 2, (100_000,))      # the same stream of another sample
     for u, v in ((a, b), (a, c), (a[:-1], a[1:])):
         r = np.corrcoef(u, v)[0, 1]
         assert abs(r) < Z / math.sqrt(u.size)
@@ -53,8 +53,8 @@ def test_streams_and_samples_are_independent():
 
 def test_sample_keys_do_not_depend_on_the_range():
     ss = np.random.SeedSequence(3)
-    whole = mc._sample_keys(ss, 0, 2500)
-    parts = np.concatenate([mc._sample_keys(ss, lo, min(2500, lo + 333))
+    whole = rnd._sample_keys(ss, 0, 2500)
+    parts = np.concatenate([rnd._sample_keys(ss, lo, min(2500, lo + 333))
                             for lo in range(0, 2500, 333)])
     np.testing.assert_array_equal(whole, parts)
     assert len(np.unique(whole[:, 0])) == 2500
@@ -65,12 +65,12 @@ def test_sample_keys_do_not_depend_on_the_range():
 # ----------------------------------------------------------------------------------------------
 def _mlp_params(net, keys, n, d):
     L = net.depth
-    Ws = [mc._normals(keys, mc._stream(0, mc._ROLE_W), (n, d)).copy()]
-    bs = [mc._normals(keys, mc._stream(0, mc._ROLE_B), (n,)).copy()]
+    Ws = [rnd._normals(keys, ws._stream(0, ws._ROLE_W), (n, d)).copy()]
+    bs = [rnd._normals(keys, ws._stream(0, ws._ROLE_B), (n,)).copy()]
     for l in range(1, L):
-        Ws.append(mc._normals(keys, mc._stream(l, mc._ROLE_W), (n, n)).copy())
-        bs.append(mc._normals(keys, mc._stream(l, mc._ROLE_B), (n,)).copy())
-    Ws.append(mc._normals(keys, mc._stream(L, mc._ROLE_W), (n,)).copy())
+        Ws.append(rnd._normals(keys, ws._stream(l, ws._ROLE_W), (n, n)).copy())
+        bs.append(rnd._normals(keys, ws._stream(l, ws._ROLE_B), (n,)).copy())
+    Ws.append(rnd._normals(keys, ws._stream(L, ws._ROLE_W), (n,)).copy())
     bs.append(np.zeros(()))          # the readout bias: any value, only its derivative counts
     return Ws + bs
 
@@ -87,12 +87,12 @@ def _mlp_forward(net, phi, theta, x, n):
 
 def _resnet_params(net, keys, n, d):
     L = net.depth
-    Ws = [mc._normals(keys, mc._stream(0, mc._ROLE_W), (n, d)).copy()]
-    bs = [mc._normals(keys, mc._stream(0, mc._ROLE_B), (n,)).copy()]
+    Ws = [rnd._normals(keys, ws._stream(0, ws._ROLE_W), (n, d)).copy()]
+    bs = [rnd._normals(keys, ws._stream(0, ws._ROLE_B), (n,)).copy()]
     for l in range(1, L + 1):
-        Ws.append(mc._normals(keys, mc._stream(l, mc._ROLE_W), (n, n)).copy())
-        bs.append(mc._normals(keys, mc._stream(l, mc._ROLE_B), (n,)).copy())
-    Ws.append(mc._normals(keys, mc._stream(L + 1, mc._ROLE_W), (n,)).copy())
+        Ws.append(rnd._normals(keys, ws._stream(l, ws._ROLE_W), (n, n)).copy())
+        bs.append(rnd._normals(keys, ws._stream(l, ws._ROLE_B), (n,)).copy())
+    Ws.append(rnd._normals(keys, ws._stream(L + 1, ws._ROLE_W), (n,)).copy())
     bs.append(np.zeros(()))
     return Ws + bs
 
@@ -135,14 +135,14 @@ def test_ntk_and_nngp_estimators_match_a_numpy_network(arch, act):
                        "relu": (kn.ReLU(), lambda h: np.maximum(h, 0.0))}[act]
     if arch == "mlp":
         net = kn.MLP(depth=3, activation=activation, weight_var=1.7, bias_var=0.3)
-        theta = _mlp_params(net, mc._sample_keys(np.random.SeedSequence(11), 0, 1)[0], n, 4)
+        theta = _mlp_params(net, rnd._sample_keys(np.random.SeedSequence(11), 0, 1)[0], n, 4)
 
         def forward(th):
             return _mlp_forward(net, phi, th, x, n)
     else:
         net = kn.ResNet(depth=3, activation=activation, weight_var=1.3, bias_var=0.2,
                         input_bias_var=0.1, readout_bias_var=0.4)
-        theta = _resnet_params(net, mc._sample_keys(np.random.SeedSequence(11), 0, 1)[0], n, 4)
+        theta = _resnet_params(net, rnd._sample_keys(np.random.SeedSequence(11), 0, 1)[0], n, 4)
 
         def forward(th):
             return _resnet_forward(net, phi, th, x, n)
@@ -215,11 +215,13 @@ def test_one_step_conditional_mean_of_shaped_relu(method):
 def test_shaped_relu_rate_depth_uses_depth():
     act = kn.ShapedReLU(c_plus=0.0, c_minus=-3.0, rate="depth")
     net = kn.MLP(depth=4, activation=act)
-    a = mc._compiled_activation(net, width=100).activation
+    a = net._stack(100).activation
     assert (a.a, a.b) == pytest.approx((1 - 3 / 2, 1.0))
+    assert act.finite(100, 4) == a
     net_w = kn.MLP(depth=4, activation=kn.ShapedReLU(0.0, -3.0, rate="width"))
-    a = mc._compiled_activation(net_w, width=100).activation
+    a = net_w._stack(100).activation
     assert (a.a, a.b) == pytest.approx((1 - 3 / 10, 1.0))
+    assert tuple(a.pointwise()) == pytest.approx((1 - 3 / 10, 1.0))
 
 
 # ----------------------------------------------------------------------------------------------

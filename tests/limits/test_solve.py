@@ -15,9 +15,9 @@ from scipy import integrate, stats
 
 import kernels as kn
 import limits
-from kernels.montecarlo import _GOLDEN, BM_K, _box_muller_k, _mix, _sample_keys
+from kernels._random import _GOLDEN, BM_K, _box_muller_k, _mix, _sample_keys
+from kernels._vecmath import atan_tail, vexp
 from limits import sde as S
-from limits._vecmath import atan_tail, vexp
 
 Z = 3.0
 
@@ -58,7 +58,7 @@ def test_vector_exp_and_atan_are_accurate():
 
 @pytest.mark.slow
 def test_atan_tail_coefficients_are_reproduced_by_their_fit():
-    from limits import _vecmath as vm
+    from kernels import _vecmath as vm
     p, q = vm._fit_atan_tail()
     np.testing.assert_allclose([float(c) for c in p + q[1:]], vm._ATAN_P + vm._ATAN_Q[1:],
                                rtol=1e-15)

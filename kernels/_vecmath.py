@@ -1,5 +1,9 @@
-"""Branch-free exp and atan for loops that LLVM should vectorise (numba has no vector math
-library here, and a libm call in a loop stops vectorisation; see kernels/_fastmath.py).
+"""Branch-free vector math for loops that LLVM should vectorise (numba has no vector math
+library here, and a libm call in a loop stops vectorisation; the scalar special functions of the
+kernel engine, arccos / arcsin / h(theta), are in kernels/_fastmath.py).
+
+* ``_f2i`` / ``_i2f``: bit casts between float64 and int64, and the magic-number integer <-> float
+  conversions built on them (below), used here and by the normal generator (kernels/_random.py).
 
 * ``vexp``: Cody-Waite reduction ``x = k ln2 + r`` (|r| <= ln2/2), degree-11 Chebyshev
   approximation of e^r on that interval (``mpmath.chebyfit``; error 3.2e-18, so the result is
@@ -13,7 +17,8 @@ library here, and a libm call in a loop stops vectorisation; see kernels/_fastma
   caller, which can merge it with its own (the correlation drift needs one division in all).
   The coefficients come from ``_fit_atan_tail`` (mpmath), kept here to regenerate them.
 
-Both are tested against mpmath / ``math`` (tests/limits/test_solve.py).
+Both are tested against mpmath / ``math`` (tests/limits/test_solve.py).  Used by the SDE
+models (limits/sde.py); the Box-Muller log / sincos of the generator are in kernels/_random.py.
 
 Constants as arguments
 ----------------------
@@ -28,10 +33,49 @@ correlation solver's time (measured, one Zen 3 core).  The numbers are bit-ident
 import math
 
 import numba
+from numba import types
+from numba.extending import intrinsic
 
-from kernels.montecarlo import _MAGIC, _MAGIC_BITS, BM_K, _f2i, _i2f
+__all__ = ["vexp", "atan_tail", "atan_tail_k", "EXP_K", "ATAN_TAIL_K"]
 
-_LN2_HI, _LN2_LO = BM_K[0], BM_K[1]          # ln 2 split into a short head and a tail (fdlibm)
+
+@intrinsic
+def _f2i(typingctx, x):
+    """Reinterpret the bits of a float64 as an int64."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _i2f(typingctx, x):
+    """Reinterpret the bits of an int64 as a float64."""
+    if x != types.int64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+
+    return types.float64(types.int64), codegen
+
+
+# Integer <-> float conversions by the "magic number" trick.  AVX2 has no packed int64 <-> double
+# conversion (that is AVX-512DQ), so ``float(int64)`` / ``int64(float)`` in a loop are done one
+# lane at a time; the generator (kernels/_random.py) and ``vexp`` below convert instead with only
+# 64-bit integer add/and/or/shift and float add, which vectorise on every x86-64 target and give
+# bit-identical results: float(e) = bits(e + _MAGIC_BITS) - _MAGIC for |e| < 2^51, and
+# round(x) = bits(x + _MAGIC) - _MAGIC_BITS.
+_MAGIC = 6755399441055744.0                 # 1.5 * 2^52
+_MAGIC_BITS = 0x4338000000000000            # its bit pattern
+_TWO52 = 4503599627370496.0                 # 2^52, bits 0x4330000000000000
+_TWO84 = 19342813113834066795298816.0       # 2^84, bits 0x4530000000000000
+
+# ln 2 split into a short head and a tail (fdlibm e_log.c; also BM_K[0], BM_K[1] in _random)
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
 _INV_LN2 = 1.0 / math.log(2.0)
 
 # e^r on [-ln2/2, ln2/2]: mpmath.chebyfit(exp, [-ln2/2, ln2/2], 12) (degree 11, error 3.2e-18),
