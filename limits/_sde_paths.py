@@ -15,7 +15,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from kernels.montecarlo import BM_K, MIX_K, _box_muller_k, _mix, _mix_k, _sample_keys
+from kernels._random import BM_K, MIX_K, _box_muller_k, _mix, _mix_k, _sample_keys
 
 
 @numba.njit(inline="always", cache=True)

@@ -88,7 +88,6 @@ import numba
 import numpy as np
 
 import kernels as kn
-from kernels import _checks
 
 __all__ = ["SignalPropagation", "signal_propagation", "edge_of_chaos"]
 

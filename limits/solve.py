@@ -62,7 +62,7 @@ from numba import prange
 from kernels import _checks
 from kernels._linalg import _chol_upper
 from kernels._pointwise import phi
-from kernels._random import BM_K, MIX_K, _box_muller_k, _fill, _mix, _mix_k, _sample_keys
+from kernels._random import BM_K, MIX_K, _fill
 
 from . import sde as _sde
 from ._itosde import _solve_ito, _solve_ito_diagonal
