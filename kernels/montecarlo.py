@@ -142,14 +142,18 @@ def _finite(net, x, width):
 # finiteness and memory
 # ----------------------------------------------------------------------------------------------
 def _bad_activation(point, name):
-    """A message if the activation returns NaN / inf on a grid of moderate arguments, else None."""
+    """A message if the activation returns NaN on a grid of arguments, else None: moderate ones
+    first, then a log-spaced grid out to +-1e300 (an ``Activation(fn)`` that is NaN only far
+    in a tail passes the Gauss-Hermite check at construction, but large inputs reach it)."""
     from ._pointwise import phi
-    for t in np.concatenate([[0.0], np.linspace(-8.0, 8.0, 33)]):
+    far = np.logspace(1.0, 300.0, 300)
+    grid = np.concatenate([[0.0], np.linspace(-8.0, 8.0, 33), np.ravel(np.c_[-far, far])])
+    for k, t in enumerate(grid):
         try:
             v = float(phi(point, float(t)))
         except Exception:               # pragma: no cover - a compiled fn that raises
             continue
-        if not math.isfinite(v):
+        if math.isnan(v) or (k < 34 and not math.isfinite(v)):   # inf only counts if moderate
             return f"the activation {name} returns {v} at x = {t:g}"
     return None
 
