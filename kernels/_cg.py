@@ -29,11 +29,18 @@ __all__ = ["kernel_regression", "Regression"]
 class Regression:
     """Result of ``kernel_regression``.
 
-    mean : (M,) or (M, k) predictions ``K_*X a`` (None without ``k_test_train``).
-    coef : (N,) or (N, k) the solution ``a`` of ``(K + r I) a = y``.
-    iterations : CG iterations (0 for the direct solver).
-    residual : max over columns of ``|y - (K + r I) a| / |y|``.
-    solver, preconditioner : what was used.
+    Attributes
+    ----------
+    mean : (M,) or (M, k) array or None
+        Predictions ``K_*X a`` (None without ``k_test_train``).
+    coef : (N,) or (N, k) array
+        The solution ``a`` of ``(K + r I) a = y``.
+    iterations : int
+        CG iterations (0 for the direct solver).
+    residual : float
+        Max over columns of ``|y - (K + r I) a| / |y|`` (recomputed at the end).
+    solver : str
+    preconditioner : str or None
     """
 
     mean: object

@@ -106,6 +106,9 @@ def dask_kernels(net, x1, x2=None, chunks=1000, *, fast=None):
     from .architectures import MLP, ResNet
     if not isinstance(net, (MLP, ResNet)):
         raise TypeError(f"net must be a kernels MLP or ResNet, got {type(net).__name__}")
+    if isinstance(x2, (int, np.integer)) and not isinstance(x2, bool):
+        raise TypeError(f"x2 must be an array of inputs, got {x2!r}: give the block size as "
+                        f"chunks={x2}")
     x1, x2, _ = net._prepare(x1, x2, None)
     sym = x2 is None
     n1 = x1.shape[0]
