@@ -232,7 +232,7 @@ def _regression_problem(n, m, seed=0):
     return x, y
 
 
-def _check_cg_against_direct(n, m, preconditioner, tmp_path=None):
+def _check_cg_against_direct(n, m, preconditioner, tmp_path=None, block=256):
     net = kn.MLP(3, kn.ReLU(), weight_var=2.0, bias_var=0.05)
     x, y = _regression_problem(n, m)
     k = net.kernels(x)
@@ -244,7 +244,7 @@ def _check_cg_against_direct(n, m, preconditioner, tmp_path=None):
                                            shape=(n, n))
             mm[:] = Kxx
             Kxx = mm
-        cg = kn.kernel_regression(Kxx, y, Ksx, diag_reg=r, tol=tol, block=256,
+        cg = kn.kernel_regression(Kxx, y, Ksx, diag_reg=r, tol=tol, block=block,
                                   preconditioner=preconditioner)
         direct = kn.kernel_regression(K[:n, :n], y, Ksx, diag_reg=r, solver="direct")
         assert cg.residual <= tol and cg.iterations > 0
@@ -263,7 +263,7 @@ def test_cg_matches_direct_small(preconditioner, tmp_path):
 
 @pytest.mark.slow
 def test_cg_matches_direct_n5000(tmp_path):
-    _check_cg_against_direct(5000, 200, "block", tmp_path)
+    _check_cg_against_direct(5000, 200, "block", tmp_path, block=1024)
 
 
 def test_cg_on_dask_kernel():
