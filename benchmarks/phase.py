@@ -21,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from limits import phase as ph  # noqa: E402
+from limits.phase._kernels import _run_gd  # noqa: E402
 
 
 def numpy_step(a, W, Xa, y, c, F=1.0, delta=0.02):
@@ -61,7 +62,7 @@ def step_row(m, X, y, gamma, steps, repeats):
 
     def run_numba():
         a, W = a0.copy(), W0.copy()
-        code, k, _ = ph._run_gd(a, W, Xa, y, c, 1e-300, steps, 1.0, 0.02, 0.0, 1e300, loss)
+        code, k, _ = _run_gd(a, W, Xa, y, c, 1e-300, steps, 1.0, 0.02, 0.0, 1e300, loss)
         assert k == steps, (code, k)
 
     run_numba()                                               # compile / load cache
@@ -70,8 +71,8 @@ def step_row(m, X, y, gamma, steps, repeats):
     if d == 1:
         def run_par():
             a, W = a0.copy(), W0.copy()
-            code, k, _ = ph._run_gd(a, W, Xa, y, c, 1e-300, steps, 1.0, 0.02, 0.0, 1e300, loss,
-                                    parallel=True)
+            code, k, _ = _run_gd(a, W, Xa, y, c, 1e-300, steps, 1.0, 0.02, 0.0, 1e300, loss,
+                                 parallel=True)
             assert k == steps, (code, k)
         run_par()
         t_par = best(run_par, repeats) / steps
@@ -88,7 +89,7 @@ def step_row(m, X, y, gamma, steps, repeats):
     for _ in range(3):
         a, W, _ = numpy_step(a, W, Xa, y, c)
     a2, W2 = a0.copy(), W0.copy()
-    ph._run_gd(a2, W2, Xa, y, c, 1e-300, 3, 1.0, 0.02, 0.0, 1e300, np.empty(4))
+    _run_gd(a2, W2, Xa, y, c, 1e-300, 3, 1.0, 0.02, 0.0, 1e300, np.empty(4))
     diff = max(np.max(np.abs(a - a2)) / np.max(np.abs(a)),
                np.max(np.abs(W - W2)) / np.max(np.abs(W)))
     return t_nb, t_par, t_np, diff

@@ -32,6 +32,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from limits import _sweep_testing as T  # noqa: E402
+from limits import _sweep_pool, _sweep_store  # noqa: E402
 from limits import sweep  # noqa: E402
 
 
@@ -58,7 +59,7 @@ def main(argv=None):
                                       progress=False)
 
     ctx = multiprocessing.get_context("forkserver")
-    workers = sweep._cpu_count()
+    workers = _sweep_pool._cpu_count()
     rows = []
 
     def row(label, fn):
@@ -86,13 +87,13 @@ def main(argv=None):
 
     def writes():
         path = store()
-        con = sweep._connect(path, create=True)
+        con = _sweep_store._connect(path, create=True)
         spec = sweep._seed_spec(sweep._root_seed(0))
-        sweep._experiment(con, "w", "limits._sweep_testing:trivial", spec)
+        _sweep_store._experiment(con, "w", "limits._sweep_testing:trivial", spec)
         pts = [(sweep.point_key(g), sweep._canonical_json(g)) for g in grid]
-        sweep._register(con, "w", pts)
+        _sweep_store._register(con, "w", pts)
         for key, cj in pts:
-            sweep._store_result(con, "w", key, cj, {}, 0.0)
+            _sweep_store._store_result(con, "w", key, cj, {}, 0.0)
         con.close()
     row("store writes only (1 transaction / point)", writes)
 

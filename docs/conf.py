@@ -32,10 +32,16 @@ nb_execution_mode = "off"
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
 
-source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 exclude_patterns = ["_build", "README.md", "**/.ipynb_checkpoints"]
 html_theme = "alabaster"
 html_title = "nn-limits"
 # Type words in parameter lists ("array (N, d)") are cross-referenced by the Python domain; a
 # word that names an attribute of two classes ("d", "depth") is ambiguous, not an error.
 suppress_warnings = ["ref.python"]
+# Docstrings write absolute values as |delta| and |delta_k| (plain text, as in the formulas of
+# theory/training.md); render them literally rather than as reST substitutions.
+rst_prolog = r"""
+.. |delta| replace:: \|delta\|
+.. |delta_k| replace:: \|delta_k\|
+"""

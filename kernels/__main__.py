@@ -9,13 +9,17 @@ from . import MLP, ResNet, ReLU, Erf, Tanh
 
 def main(argv=None):
     p = argparse.ArgumentParser(
-        prog="python -m kernels",
+        prog="python -m kernels", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Print infinite-width NNGP, NTK and correlation of two inputs at several "
                     "depths (He-initialised ReLU MLP, erf and tanh MLPs, ReLU ResNet).")
     p.add_argument("--rho", type=float, default=0.0,
-                   help="input correlation of the two unit-norm inputs (default 0)")
+                   help="input correlation of the two unit-norm inputs")
     p.add_argument("--depths", type=int, nargs="+", default=[1, 2, 5, 10, 100, 1000, 10000],
                    help="depths to tabulate")
+    p.add_argument("--tanh-max-depth", type=int, default=1000,
+                   help="deepest tanh MLP computed: its Gauss-Hermite maps cost about a "
+                        "millisecond per layer (about 10 s at depth 10000 on a busy 2-core "
+                        "machine), so deeper rows are listed as skipped unless you raise this")
     args = p.parse_args(argv)
     if not -1.0 <= args.rho <= 1.0:
         p.error(f"--rho must lie in [-1, 1], got {args.rho}")
@@ -36,8 +40,11 @@ def main(argv=None):
         print(f"  {'depth':>6} {'NNGP(x,x)':>12} {'NNGP(x,y)':>12} {'NTK(x,x)':>12} "
               f"{'NTK(x,y)':>12} {'rho':>14} {'1 - rho':>12}")
         for L in args.depths:
-            if "tanh" in name and L > 1000:
-                continue       # quadrature activations cost deg^2 per entry and layer
+            if "tanh" in name and L > args.tanh_max_depth:
+                # quadrature activations cost deg^2 per entry and layer: say so, never skip silently
+                print(f"  {L:>6}  skipped: deeper than --tanh-max-depth {args.tanh_max_depth} "
+                      "(quadrature maps, about 1 ms per layer)")
+                continue
             net = make(L)
             try:
                 k = net.kernels(K0=K0)

@@ -4,7 +4,11 @@ A tile of the kernel is computed by the same engine call as the whole kernel
 (``architectures._run``), on the tile's rows and columns, with three things taken from the whole
 problem so that the tile equals the corresponding block of ``net.kernels(x)`` bit for bit:
 
-* the input diagonals ``|x_i|^2 / d`` (``_gram.row_dots``, the same sums as the Gram diagonal);
+* the input diagonals ``|x_i|^2 / d`` (``_gram.row_dots``, the same sums as the Gram diagonal),
+  of the rows after the power-of-two rescaling of extreme rows (``architectures.
+  _homogeneous_rescale``, bias-free ReLU-family networks).  That rescaling is row by row (each
+  row's exponent depends on that row alone), so the engine, given a tile's rows, rescales them
+  and scales the results back exactly as the whole computation does;
 * the number of pairs, which decides the automatic depth-independent path (``fast``): its
   tabulation depends only on the network, so a tile evaluates the same table as the whole;
 * the entries themselves: the Gram matrix is summed entry by entry in a fixed order
@@ -70,16 +74,25 @@ def check_fast(stack, fast):
     return fast
 
 
+def rescaled(stack):
+    """Whether ``architectures._run`` rescales extreme rows for this network (the same test)."""
+    kind = stack.activation._engine()
+    return kind[0] == "abrelu" and stack.sb2 == 0.0 and stack.stem[1] == 0.0
+
+
 class Problem:
     """The whole problem a tile belongs to: inputs, their diagonals, the number of pairs."""
 
-    def __init__(self, stack, x1, x2, fast):
+    def __init__(self, stack, x1, x2, fast, ntk=True):
         self.stack = stack
         self.x1, self.x2 = x1, x2
         self.sym = x2 is None
+        self.ntk = ntk
+        xs1, xs2, _, _ = (_arch._homogeneous_rescale(x1, x2, None) if rescaled(stack)
+                          else (x1, x2, None, None))
         gscale = 1.0 / x1.shape[1]        # the same scaling as architectures._input_state
-        self.q1 = _gram.row_dots(x1) * gscale
-        self.q2 = self.q1 if self.sym else _gram.row_dots(x2) * gscale
+        self.q1 = _gram.row_dots(xs1) * gscale
+        self.q2 = self.q1 if self.sym else _gram.row_dots(xs2) * gscale
         n1 = x1.shape[0]
         self.shape = (n1, n1 if self.sym else x2.shape[0])
         self.pairs = n1 * (n1 - 1) // 2 if self.sym else n1 * self.shape[1]
@@ -91,10 +104,10 @@ class Problem:
         xr, qr = self.x1[r0:r1], self.q1[r0:r1]
         if self.sym and (r0, r1) == (c0, c1):
             return _arch._run(self.stack, xr, None, None, fast=self.fast, diag=(qr, qr),
-                              pairs=self.pairs)
+                              pairs=self.pairs, ntk=self.ntk)
         xc = (self.x1 if self.sym else self.x2)[c0:c1]
         return _arch._run(self.stack, xr, xc, None, fast=self.fast, diag=(qr, self.q2[c0:c1]),
-                          pairs=self.pairs)
+                          pairs=self.pairs, ntk=self.ntk)
 
 
 def _progress_bar(progress, total, n_entries, desc):
@@ -112,8 +125,9 @@ def _progress_bar(progress, total, n_entries, desc):
 
 
 def fill(stack, x1, x2, outs, tile, fast, progress):
-    """Fill ``outs`` = (nngp_out, ntk_out) tile by tile; returns ``Kernels`` of the outs."""
-    prob = Problem(stack, x1, x2, fast)
+    """Fill ``outs`` = (nngp_out, ntk_out) tile by tile; returns ``Kernels`` of the outs.
+    No NTK work is done when ``outs[1]`` is None."""
+    prob = Problem(stack, x1, x2, fast, ntk=outs[1] is not None)
     n1, n2 = prob.shape
     edges1 = [(r, min(r + tile, n1)) for r in range(0, n1, tile)]
     edges2 = edges1 if prob.sym else [(c, min(c + tile, n2)) for c in range(0, n2, tile)]
@@ -140,15 +154,23 @@ def fill(stack, x1, x2, outs, tile, fast, progress):
     return _arch.Kernels(nngp=outs[0], ntk=outs[1])
 
 
-def _finish_diagonal(stack, cov, ntk, qa, qb, ta, tb, sym):
-    # the whole kernel's diagonal is qa (NNGP) and ta (NTK) put through _finish: do exactly that
-    k = _arch._finish(stack, qa[:, None].copy(), ta[:, None].copy(), qa, qb, ta, tb, False)
-    return _arch.Kernels(nngp=k.nngp[:, 0], ntk=k.ntk[:, 0])
+def _finish_diagonal(stack, cov, ntk, qa, qb, ta, tb, sym, scale):
+    # the whole kernel's diagonal is qa (NNGP) and ta (NTK) put through _finish, entry (i, i)
+    # scaled back by 2^(k_i + k_i): do exactly that on (N, 1) columns
+    if scale is not None:
+        scale = (scale[0] + scale[0], np.zeros(1, np.int64))
+    k = _arch._finish(stack, qa[:, None].copy(), None if ntk is None else ta[:, None].copy(),
+                      qa, qb, ta, tb, False, scale)
+    return _arch.Kernels(nngp=k.nngp[:, 0], ntk=None if k.ntk is None else k.ntk[:, 0])
 
 
-def diagonal(stack, x, K0, fast):
+def diagonal(stack, x, K0, fast, ntk=True):
     """The (N,) diagonals of the NNGP and NTK in O(N L): the diagonal recursion of the whole
-    computation alone (the off-diagonal state is an (N, 0) array)."""
+    computation alone (the off-diagonal state is an (N, 0) array), with the same rescaling of
+    extreme rows (``architectures._homogeneous_rescale``)."""
+    scale = None
+    if rescaled(stack):
+        x, _, K0, scale = _arch._homogeneous_rescale(x, None, K0)
     if K0 is not None:
         n = K0.shape[0]
         q = np.diag(K0).copy()            # as architectures._input_state
@@ -156,11 +178,12 @@ def diagonal(stack, x, K0, fast):
     else:
         n = x.shape[0]
         q = _gram.row_dots(x) * (1.0 / x.shape[1])
-    return _arch._run(stack, x, x[:0], None, fast=fast, diag=(q, q[:0]),
-                      pairs=n * (n - 1) // 2, finish=_finish_diagonal)
+    return _arch._run(stack, x, x[:0], None, fast=fast, ntk=ntk, diag=(q, q[:0]),
+                      pairs=n * (n - 1) // 2, finish=_finish_diagonal, prescaled=True,
+                      scale=scale)
 
 
-def kernels(net, x1, x2, K0, fast, out, diagonal_only, tile, progress):
+def kernels(net, x1, x2, K0, fast, out, diagonal_only, tile, progress, ntk=True):
     """Entry point behind ``net.kernels(..., out=, diagonal=, tile=, progress=)``."""
     if not isinstance(diagonal_only, bool):
         raise TypeError(f"diagonal must be True or False, got {diagonal_only!r}")
@@ -175,7 +198,7 @@ def kernels(net, x1, x2, K0, fast, out, diagonal_only, tile, progress):
                              "diagonal of a cross kernel is not defined")
         if out is not None or tile is not None:
             raise ValueError("diagonal=True returns (N,) arrays: it takes no out= or tile=")
-        return diagonal(stack, x1, K0, fast)
+        return diagonal(stack, x1, K0, fast, ntk)
     if out is None:
         raise ValueError("tile= and progress= apply to out= (blockwise computation)")
     if K0 is not None:
@@ -184,4 +207,6 @@ def kernels(net, x1, x2, K0, fast, out, diagonal_only, tile, progress):
     tile = check_tile(tile)
     n1 = x1.shape[0]
     outs = check_outs(out, (n1, n1 if x2 is None else x2.shape[0]))
+    if not ntk:
+        outs = (outs[0], None)
     return fill(stack, x1, x2, outs, tile, fast, progress)

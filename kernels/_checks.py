@@ -1,5 +1,6 @@
 """Argument validation at the public boundary: clear errors before any compiled code runs."""
 import numbers
+import os
 
 import numpy as np
 
@@ -45,6 +46,7 @@ def inputs(x, name, d=None):
     """A finite float64 array of shape (N, d)."""
     if x is None:
         raise TypeError(f"{name} is required (or give an input kernel K0=)")
+    real_array(x, name)
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -62,6 +64,7 @@ def inputs(x, name, d=None):
 
 def psd_kernel(K, name="K0"):
     """A finite, symmetric, positive semi-definite float64 matrix."""
+    real_array(K, name)
     try:
         arr = np.asarray(K, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -80,3 +83,104 @@ def psd_kernel(K, name="K0"):
     if lam < -1e-10 * max(float(np.trace(arr)), 1e-300):
         raise ValueError(f"{name} is not positive semi-definite (smallest eigenvalue {lam:.3g})")
     return np.ascontiguousarray(0.5 * (arr + arr.T))
+
+
+def finite_array(value, name):
+    """A finite float64 array of any shape (a scalar gives a 0-d array); complex, object or
+    non-numeric input is a TypeError, NaN or inf a ValueError, both naming ``name``."""
+    if np.iscomplexobj(value):
+        raise TypeError(f"{name} must be real, got a complex value {value!r}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number or an array of real numbers, "
+                        f"got {value!r}") from None
+    if not np.all(np.isfinite(arr)):
+        if arr.ndim == 0:
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ValueError(f"{name} must be finite: it contains NaN or inf (first at index "
+                         f"{bad}: {float(arr[bad])!r})")
+    return arr
+
+
+def int_in_range(value, name, lo, hi=None):
+    """An integer ``lo <= value <= hi`` (``hi=None``: no upper bound) as int.  Integer-valued
+    floats are refused (TypeError), unlike :func:`positive_int`: use this where a float means
+    a mistake (a width, a seed, a step count)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral,
+                                                                     np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}: {value!r}")
+    value = int(value)
+    if value < lo or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+    return value
+
+
+def flag(value, name):
+    """A bool (Python or NumPy), else TypeError naming ``name`` (``"no"`` is not False)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}: {value!r}")
+    return bool(value)
+
+
+def fits_in_memory(nbytes, what, fraction=0.5):
+    """``nbytes`` if an allocation of that size for ``what`` fits in ``fraction`` of the
+    machine's physical memory; else a ValueError giving both sizes (instead of a MemoryError,
+    or swapping, after the work has started).  Where the physical memory is unknown, only
+    the 2^63-byte address space bounds it."""
+    import os
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        total = 2 ** 63
+    if not nbytes <= fraction * total:
+        raise ValueError(f"{what} would need {_size(nbytes)}, more than {fraction:.0%} of this "
+                         f"machine's {_size(total)} of memory")
+    return nbytes
+
+
+def _size(nbytes):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024 or unit == "PiB":
+            return f"{nbytes:.3g} {unit}" if unit != "B" else f"{int(nbytes)} B"
+        nbytes /= 1024
+
+
+def real_array(value, name):
+    """Refuse complex input with a TypeError naming ``name`` (NumPy would drop the imaginary
+    part with only a ComplexWarning).  Returns ``value`` unchanged."""
+    try:
+        cplx = np.iscomplexobj(value)
+    except (TypeError, ValueError):      # ragged or non-numeric: the caller's cast reports it
+        cplx = False
+    if cplx:
+        raise TypeError(f"{name} must be real, got complex values")
+    return value
+
+
+def available_memory():
+    """Bytes of memory available to a new allocation (MemAvailable on Linux), or None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_budget(nbytes, what, hint=""):
+    """Refuse up front (MemoryError with the number) a computation that needs ``nbytes`` bytes
+    when that exceeds the memory available now."""
+    avail = available_memory()
+    if avail is not None and nbytes > avail:
+        raise MemoryError(f"{what} needs about {_size(nbytes)}, but only "
+                          f"{_size(avail)} is available{': ' + hint if hint else ''}")
+
+

@@ -61,6 +61,8 @@ from ._fastmath import acos1m_unit, gaps_of, h_of, near_minus_one, rho_of, signe
 _BLOCK = 512                 # entries per inner block: state + tables stay in L1/L2
 _ROWS = 8                    # rows advanced together, so each column table is read once for all
 _CHUNK_DOUBLES = 1 << 18     # layers per chunk * N stays below this (2 MB per table: cache-resident)
+SERIAL_WORK = 1 << 17        # entry-layers below which one thread is faster than a parallel call
+SERIAL_ENTRIES = 1 << 14     # entries below which the per-matrix passes run on one thread
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,7 +112,7 @@ def _smooth_diag(pair, params, q0, t0, u, v, sw2, sb2, q_out, t_out):
 # --------------------------------------------------------------------------------------------
 @numba.njit(inline="always", cache=True, error_model="numpy")
 def _abrelu_block(z_row, ntk_row, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
-                  b, g, k, mut, ut, xi, zeta, m, fac, ab):
+                  b, g, k, mut, ut, xi, zeta, m, fac, ab, with_ntk):
     # Arguments are views of one block, indexed from 0: numba then knows j >= 0, drops the
     # negative-index wraparound and the loop vectorises (3.5 ns instead of 22 ns per entry).
     bg = b * g
@@ -118,7 +120,7 @@ def _abrelu_block(z_row, ntk_row, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
     for j in range(z_row.shape[0]):
         sj = sq_c_t[j]
         z = z_row[j]
-        T = ntk_row[j]
+        T = ntk_row[j] if with_ntk else 0.0
         s = si * sj
         A = b * s + g
         d = si - sj
@@ -139,54 +141,81 @@ def _abrelu_block(z_row, ntk_row, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
         wn = (delta + g2 + s * Y) * r
         zn = signed_gap(en, wn)
         z_row[j] = zn if r > 0.0 else 1.0             # zero-norm input: theta = pi/2 (NT)
-        # K' - u K = v (sw2 V + sb2), with V = s (m cos(theta) + fac h): no cancellation
-        dk = mut * s * (m * (1.0 - e) + fac * h) + g
-        vdot = ab + fac * t if neg else m - fac * t   # m - fac theta, exact at both ends
-        ntk_row[j] = ut * T + dk + mut * vdot * T
+        if with_ntk:                                  # loop-invariant: LLVM unswitches it
+            # K' - u K = v (sw2 V + sb2), with V = s (m cos(theta) + fac h): no cancellation
+            dk = mut * s * (m * (1.0 - e) + fac * h) + g
+            vdot = ab + fac * t if neg else m - fac * t   # m - fac theta, exact at both ends
+            ntk_row[j] = ut * T + dk + mut * vdot * T
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")  # caller's flags apply
+def _abrelu_task(task, ntiles, sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, mu,
+                 u, xi, zeta, m, fac, ab, rec_slot, rec_eps, rec_ntk, with_ntk):
+    """One task of ``_abrelu_chunk``: row tile ``task`` (and its mirror ``ntiles-1-task``)."""
+    n1, n2 = eps.shape
+    C = beta.shape[0]
+    R = _ROWS
+    for half in range(2 if sym else 1):
+        tile = task if half == 0 else ntiles - 1 - task
+        if half == 1 and tile == task:
+            continue
+        r0 = tile * R
+        r1 = min(r0 + R, n1)
+        # sym: columns from r0 + 1; the few entries j <= i inside the tile are computed on
+        # lower-triangle scratch and discarded (only j > i is ever read back)
+        for j0 in range(r0 + 1 if sym else 0, n2, _BLOCK):
+            j1 = min(j0 + _BLOCK, n2)
+            for t in range(C):
+                # the column tables of this block are loaded once for R rows
+                sq_t = sq_c[t, j0:j1]
+                sq_t1 = sq_c[t + 1, j0:j1]
+                inv_t1 = inv_c[t + 1, j0:j1]
+                for i in range(r0, r1):
+                    _abrelu_block(eps[i, j0:j1], ntk[i, j0:j1], sq_r[t, i], sq_r[t + 1, i],
+                                  inv_r[t + 1, i], sq_t, sq_t1, inv_t1, beta[t], gamma[t],
+                                  kappa[t], mu[t], u[t], xi[t], zeta[t], m, fac, ab, with_ntk)
+                slot = rec_slot[t]
+                if slot >= 0:
+                    for i in range(r0, r1):
+                        rec_eps[slot, i, j0:j1] = eps[i, j0:j1]
+                        if with_ntk:
+                            rec_ntk[slot, i, j0:j1] = ntk[i, j0:j1]
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, mu, u, xi, zeta,
-                  m, fac, ab, rec_slot, rec_eps, rec_ntk):
+                  m, fac, ab, rec_slot, rec_eps, rec_ntk, with_ntk):
     """Advance the off-diagonal state through one chunk of layers, in place.
 
     sym : only entries j > i of the square state are used (and written).
-    eps, ntk : (N1, N2) state: signed gap (see ``_fastmath``) and NTK.  sq_r/inv_r : (C + 1, N1) sqrt(q) and 1/sqrt(q) (0 where q = 0)
+    eps, ntk : (N1, N2) state: signed gap (see ``_fastmath``) and NTK (not read or written
+    unless with_ntk).  sq_r/inv_r : (C + 1, N1) sqrt(q) and 1/sqrt(q) (0 where q = 0)
     of the row inputs, layers l0 .. l0 + C; sq_c/inv_c the same for the columns.
     beta, gamma, kappa, mu, u, xi, zeta : (C,) per-layer coefficients (module docstring).
     rec_slot : (C,) slot in rec_* where the state after layer t is recorded, or -1.
     """
-    n1, n2 = eps.shape
-    C = beta.shape[0]
-    R = _ROWS
-    ntiles = (n1 + R - 1) // R
+    n1 = eps.shape[0]
+    ntiles = (n1 + _ROWS - 1) // _ROWS
     ntask = (ntiles + 1) // 2 if sym else ntiles
     for ptask in prange(ntask):
-        task = np.int64(ptask)        # prange indices are unsigned; keep the arithmetic signed
-        for half in range(2 if sym else 1):
-            tile = task if half == 0 else ntiles - 1 - task
-            if half == 1 and tile == task:
-                continue
-            r0 = tile * R
-            r1 = min(r0 + R, n1)
-            # sym: columns from r0 + 1; the few entries j <= i inside the tile are computed on
-            # lower-triangle scratch and discarded (only j > i is ever read back)
-            for j0 in range(r0 + 1 if sym else 0, n2, _BLOCK):
-                j1 = min(j0 + _BLOCK, n2)
-                for t in range(C):
-                    # the column tables of this block are loaded once for R rows
-                    sq_t = sq_c[t, j0:j1]
-                    sq_t1 = sq_c[t + 1, j0:j1]
-                    inv_t1 = inv_c[t + 1, j0:j1]
-                    for i in range(r0, r1):
-                        _abrelu_block(eps[i, j0:j1], ntk[i, j0:j1], sq_r[t, i], sq_r[t + 1, i],
-                                      inv_r[t + 1, i], sq_t, sq_t1, inv_t1, beta[t], gamma[t],
-                                      kappa[t], mu[t], u[t], xi[t], zeta[t], m, fac, ab)
-                    slot = rec_slot[t]
-                    if slot >= 0:
-                        for i in range(r0, r1):
-                            rec_eps[slot, i, j0:j1] = eps[i, j0:j1]
-                            rec_ntk[slot, i, j0:j1] = ntk[i, j0:j1]
+        # prange indices are unsigned; keep the arithmetic signed
+        _abrelu_task(np.int64(ptask), ntiles, sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta,
+                     gamma, kappa, mu, u, xi, zeta, m, fac, ab, rec_slot, rec_eps, rec_ntk,
+                     with_ntk)
+
+
+@numba.njit(cache=True, error_model="numpy")         # no contraction: as _abrelu_chunk
+def _abrelu_chunk_serial(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, mu, u,
+                         xi, zeta, m, fac, ab, rec_slot, rec_eps, rec_ntk, with_ntk):
+    """``_abrelu_chunk`` on one thread (small problems: no thread start-up or barrier, which
+    a busy machine makes slow); the same arithmetic, so bit-identical results."""
+    n1 = eps.shape[0]
+    ntiles = (n1 + _ROWS - 1) // _ROWS
+    ntask = (ntiles + 1) // 2 if sym else ntiles
+    for task in range(ntask):
+        _abrelu_task(np.int64(task), ntiles, sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta,
+                     gamma, kappa, mu, u, xi, zeta, m, fac, ab, rec_slot, rec_eps, rec_ntk,
+                     with_ntk)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
@@ -198,6 +227,55 @@ def _stem_gap(rho0_e, rho0_w, s, sa, sb, sQinv, sQ, w, b):
     delta = w * b * dd * dd / den if den > 0.0 else 0.0
     zval = signed_gap((delta + w * s * rho0_e) * sQinv, (delta + 2.0 * b + w * s * rho0_w) * sQinv)
     return zval if sQinv > 0.0 else 1.0
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _sqrt_prod(qa, qb, sqa, sqb):
+    """sqrt(qa qb) as one rounding where the product is a normal float; otherwise (it would
+    overflow or underflow: norms beyond ~1e77 or below ~1e-78) sqrt(qa) sqrt(qb)."""
+    p = qa * qb
+    return math.sqrt(p) if (p > 1e-290 and p < 1e290) else sqa * sqb
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _init_gap_row(i, sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk, sqb, sqb2,
+                  invb2):
+    """Row i of ``_init_gap``."""
+    d = ua.shape[1]
+    qi = qa[i]
+    sa = math.sqrt(qi)
+    sa2 = math.sqrt(w * qi + b)
+    inva2 = 1.0 / sa2 if sa2 > 0.0 else 0.0
+    j0 = i + 1 if sym else 0
+    G_row = G[i, j0:]
+    z_row = z[i, j0:]
+    t_row = ntk[i, j0:]
+    qb_v = qb[j0:]
+    sqb_v = sqb[j0:]
+    sqb2_v = sqb2[j0:]
+    invb2_v = invb2[j0:]
+    for j in range(G_row.shape[0]):
+        g = gscale * G_row[j]
+        t_row[j] = w * g + b
+        se = _sqrt_prod(qi, qb_v[j], sa, sqb_v[j])
+        rho0 = g / se if se > 0.0 else 0.0
+        rho0 = min(max(rho0, -1.0), 1.0)
+        z_row[j] = _stem_gap(1.0 - rho0, 1.0 + rho0, sa * sqb_v[j], sa, sqb_v[j],
+                             inva2 * invb2_v[j], sa2 * sqb2_v[j], w, b)
+    if refine_below > 0.0:
+        for j in range(G_row.shape[0]):
+            if abs(z_row[j]) < refine_below and qi > 0.0 and qb_v[j] > 0.0:
+                se = _sqrt_prod(qi, qb_v[j], sa, sqb_v[j])
+                rho0 = min(max(gscale * G_row[j] / se, -1.0), 1.0)
+                sgn = 1.0 if rho0 >= 0.0 else -1.0
+                acc = 0.0
+                for k in range(d):
+                    diff = ua[i, k] - sgn * ub[j0 + j, k]
+                    acc += diff * diff
+                e0 = 0.5 * acc if rho0 >= 0.0 else 1.0 - rho0
+                w0 = 1.0 + rho0 if rho0 >= 0.0 else 0.5 * acc
+                z_row[j] = _stem_gap(e0, w0, sa * sqb_v[j], sa, sqb_v[j],
+                                     inva2 * invb2_v[j], sa2 * sqb2_v[j], w, b)
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -212,47 +290,26 @@ def _init_gap(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk):
     refine_below = 0 when only a kernel is known).  Zero-norm inputs get the NT convention
     theta = pi/2 (gap 1).  The main loop has no branches and vectorises; refinement is rare.
     """
-    n1, n2 = G.shape
-    d = ua.shape[1]
+    n1 = G.shape[0]
     sqb = np.sqrt(qb)
     sqb2 = np.sqrt(w * qb + b)
     invb2 = np.where(sqb2 > 0.0, 1.0 / np.where(sqb2 > 0.0, sqb2, 1.0), 0.0)
     for pi in prange(n1):
-        i = np.int64(pi)
-        qi = qa[i]
-        sa = math.sqrt(qi)
-        sa2 = math.sqrt(w * qi + b)
-        inva2 = 1.0 / sa2 if sa2 > 0.0 else 0.0
-        j0 = i + 1 if sym else 0
-        G_row = G[i, j0:]
-        z_row = z[i, j0:]
-        t_row = ntk[i, j0:]
-        qb_v = qb[j0:]
-        sqb_v = sqb[j0:]
-        sqb2_v = sqb2[j0:]
-        invb2_v = invb2[j0:]
-        for j in range(G_row.shape[0]):
-            g = gscale * G_row[j]
-            t_row[j] = w * g + b
-            se = math.sqrt(qi * qb_v[j])
-            rho0 = g / se if se > 0.0 else 0.0
-            rho0 = min(max(rho0, -1.0), 1.0)
-            z_row[j] = _stem_gap(1.0 - rho0, 1.0 + rho0, sa * sqb_v[j], sa, sqb_v[j],
-                                 inva2 * invb2_v[j], sa2 * sqb2_v[j], w, b)
-        if refine_below > 0.0:
-            for j in range(G_row.shape[0]):
-                if abs(z_row[j]) < refine_below and qi * qb_v[j] > 0.0:
-                    se = math.sqrt(qi * qb_v[j])
-                    rho0 = min(max(gscale * G_row[j] / se, -1.0), 1.0)
-                    sgn = 1.0 if rho0 >= 0.0 else -1.0
-                    acc = 0.0
-                    for k in range(d):
-                        diff = ua[i, k] - sgn * ub[j0 + j, k]
-                        acc += diff * diff
-                    e0 = 0.5 * acc if rho0 >= 0.0 else 1.0 - rho0
-                    w0 = 1.0 + rho0 if rho0 >= 0.0 else 0.5 * acc
-                    z_row[j] = _stem_gap(e0, w0, sa * sqb_v[j], sa, sqb_v[j],
-                                         inva2 * invb2_v[j], sa2 * sqb2_v[j], w, b)
+        _init_gap_row(np.int64(pi), sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk,
+                      sqb, sqb2, invb2)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _init_gap_serial(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk):
+    """``_init_gap`` on one thread (small inputs: a parallel call costs a thread wake-up, which
+    on a busy machine can take a scheduler time slice), bit-identical."""
+    n1 = G.shape[0]
+    sqb = np.sqrt(qb)
+    sqb2 = np.sqrt(w * qb + b)
+    invb2 = np.where(sqb2 > 0.0, 1.0 / np.where(sqb2 > 0.0, sqb2, 1.0), 0.0)
+    for i in range(n1):
+        _init_gap_row(np.int64(i), sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk,
+                      sqb, sqb2, invb2)
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -261,6 +318,16 @@ def _gap_to_cov(sym, z, qa, qb, out):
     n1, n2 = z.shape
     for pi in prange(n1):
         i = np.int64(pi)
+        sa = math.sqrt(qa[i])
+        for j in range(i + 1 if sym else 0, n2):
+            out[i, j] = sa * math.sqrt(qb[j]) * rho_of(z[i, j])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _gap_to_cov_serial(sym, z, qa, qb, out):
+    """``_gap_to_cov`` on one thread (small inputs), bit-identical."""
+    n1, n2 = z.shape
+    for i in range(n1):
         sa = math.sqrt(qa[i])
         for j in range(i + 1 if sym else 0, n2):
             out[i, j] = sa * math.sqrt(qb[j]) * rho_of(z[i, j])
@@ -302,48 +369,96 @@ def _symmetrize(a, diag):
     return a
 
 
+@numba.njit(cache=True)
+def _symmetrize_layers(a, diag):
+    """``_symmetrize`` for every layer of a (R, N, N) stack, one call, serial (trajectories:
+    many small matrices; diag is (R, N))."""
+    R, n = a.shape[0], a.shape[1]
+    for k in range(R):
+        for i in range(n):
+            for j in range(i):
+                a[k, i, j] = a[k, j, i]
+            a[k, i, i] = diag[k, i]
+    return a
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _gap_fields_serial(z, e_out, theta_out):
+    """``_gap_fields`` on one thread (small trajectories), bit-identical."""
+    zf = z.reshape(-1)
+    ef = e_out.reshape(-1)
+    tf = theta_out.reshape(-1)
+    for k in range(zf.shape[0]):
+        e, w = gaps_of(zf[k])
+        t = acos1m_unit(abs(zf[k]))
+        ef[k] = e
+        tf[k] = math.pi - t if near_minus_one(zf[k]) else t
+
+
 # --------------------------------------------------------------------------------------------
 # off-diagonal entries, smooth activations: state (K, Theta)
 # --------------------------------------------------------------------------------------------
-@numba.njit(parallel=True, error_model="numpy", fastmath={"contract"})
-def _smooth_chunk(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
-                  rec_slot, rec_cov, rec_ntk):
-    """Same as ``_abrelu_chunk`` for an activation given by its pair map (V, Vdot)."""
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _smooth_task(task, pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
+                 rec_slot, rec_cov, rec_ntk, with_ntk):
+    """One task of ``_smooth_chunk``: row ``task`` and its mirror ``n1 - 1 - task``."""
     n1, n2 = cov.shape
     C = u.shape[0]
-    ntask = (n1 + 1) // 2 if sym else n1
-    for ptask in prange(ntask):
-        task = np.int64(ptask)        # prange indices are unsigned; keep the arithmetic signed
-        for half in range(2 if sym else 1):
-            i = task if half == 0 else n1 - 1 - task
-            if half == 1 and i == task:
-                continue
-            j_start = i + 1 if sym else 0
-            for j0 in range(j_start, n2, _BLOCK):
-                j1 = min(j0 + _BLOCK, n2)
-                for t in range(C):
-                    qi = q_r[t, i]
-                    ut = u[t]
-                    vt = v[t]
-                    for j in range(j0, j1):
-                        c = cov[i, j]
-                        V, Vd = pair(qi, q_c[t, j], c, params)
-                        cn = ut * c + vt * (sw2 * V + sb2)
+    for half in range(2 if sym else 1):
+        i = task if half == 0 else n1 - 1 - task
+        if half == 1 and i == task:
+            continue
+        j_start = i + 1 if sym else 0
+        for j0 in range(j_start, n2, _BLOCK):
+            j1 = min(j0 + _BLOCK, n2)
+            for t in range(C):
+                qi = q_r[t, i]
+                ut = u[t]
+                vt = v[t]
+                for j in range(j0, j1):
+                    c = cov[i, j]
+                    V, Vd = pair(qi, q_c[t, j], c, params)
+                    cn = ut * c + vt * (sw2 * V + sb2)
+                    if with_ntk:
                         T = ntk[i, j]
                         ntk[i, j] = ut * T + (cn - ut * c) + vt * sw2 * Vd * T
-                        cov[i, j] = cn
-                    slot = rec_slot[t]
-                    if slot >= 0:
-                        for j in range(j0, j1):
-                            rec_cov[slot, i, j] = cov[i, j]
+                    cov[i, j] = cn
+                slot = rec_slot[t]
+                if slot >= 0:
+                    for j in range(j0, j1):
+                        rec_cov[slot, i, j] = cov[i, j]
+                        if with_ntk:
                             rec_ntk[slot, i, j] = ntk[i, j]
+
+
+@numba.njit(parallel=True, error_model="numpy", fastmath={"contract"})
+def _smooth_chunk(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
+                  rec_slot, rec_cov, rec_ntk, with_ntk):
+    """Same as ``_abrelu_chunk`` for an activation given by its pair map (V, Vdot)."""
+    n1 = cov.shape[0]
+    ntask = (n1 + 1) // 2 if sym else n1
+    for ptask in prange(ntask):
+        # prange indices are unsigned; keep the arithmetic signed
+        _smooth_task(np.int64(ptask), pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
+                     rec_slot, rec_cov, rec_ntk, with_ntk)
+
+
+@numba.njit(error_model="numpy", fastmath={"contract"})
+def _smooth_chunk_serial(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
+                         rec_slot, rec_cov, rec_ntk, with_ntk):
+    """``_smooth_chunk`` on one thread (small problems), bit-identical."""
+    n1 = cov.shape[0]
+    ntask = (n1 + 1) // 2 if sym else n1
+    for task in range(ntask):
+        _smooth_task(np.int64(task), pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
+                     rec_slot, rec_cov, rec_ntk, with_ntk)
 
 
 # --------------------------------------------------------------------------------------------
 # fast path tables: evaluate piecewise Chebyshev series
 # --------------------------------------------------------------------------------------------
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _fast_eval(sym, eps0, sq_r, sq_c, los, his, coef_r, coef_tau, out_cov, out_ntk):
+def _fast_eval(sym, eps0, sq_r, sq_c, los, his, coef_r, coef_tau, out_cov, out_ntk, with_ntk):
     """Evaluate the tabulated depth-L maps: 1 - rho_L = (1 - rho_0) r(theta0), tau_L(theta0).
 
     Pieces (los[k], his[k]), k < P, are dyadic in the angle distance to the nearer end (piece k
@@ -413,19 +528,21 @@ def _fast_eval(sym, eps0, sq_r, sq_c, los, his, coef_r, coef_tau, out_cov, out_n
                         tr = x2 * b1r[jj] - b2r[jj] + cr_n[ks[jj]]
                         b2r[jj] = b1r[jj]
                         b1r[jj] = tr
-                        tt = x2 * b1t[jj] - b2t[jj] + ct_n[ks[jj]]
-                        b2t[jj] = b1t[jj]
-                        b1t[jj] = tt
+                        if with_ntk:
+                            tt = x2 * b1t[jj] - b2t[jj] + ct_n[ks[jj]]
+                            b2t[jj] = b1t[jj]
+                            b1t[jj] = tt
                 cr_0 = coef_r[0]
                 ct_0 = coef_tau[0]
                 for jj in range(nb):
                     k = ks[jj]
                     rr = xs[jj] * b1r[jj] - b2r[jj] + cr_0[k]
-                    tau = xs[jj] * b1t[jj] - b2t[jj] + ct_0[k]
                     s = si * sc_blk[jj]
                     e0, w0 = gaps_of(e_blk[jj])
                     c_blk[jj] = s * (1.0 - e0 * rr) if s > 0.0 else 0.0
-                    t_blk[jj] = s * tau
+                    if with_ntk:
+                        tau = xs[jj] * b1t[jj] - b2t[jj] + ct_0[k]
+                        t_blk[jj] = s * tau
 
 
 def chunk_length(n, depth):

@@ -11,6 +11,7 @@ Williams 1997), and by tensor Gauss–Hermite quadrature otherwise (the neural-t
 (arrays broadcast) and serve users and tests; the recursion engine uses the compiled pair maps.
 """
 import math
+import warnings
 from dataclasses import dataclass
 
 import numba
@@ -18,18 +19,37 @@ import numpy as np
 from scipy.special import roots_hermite
 
 from . import _checks
-from ._fastmath import asin_fast
+from ._fastmath import acos1m_unit, asin_fast
 
 __all__ = ["Activation", "ABReLU", "ReLU", "LeakyReLU", "ShapedReLU", "Identity", "Erf", "Tanh"]
 
 
 def _as_float_arrays(q1, q2, c):
-    q1, q2, c = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (q1, q2, c)))
+    """Broadcast (q1, q2, c) to float64 arrays, or raise: complex values (TypeError), NaN or
+    inf, negative variances, or |c| > sqrt(q1 q2) (ValueError, naming the argument).  The
+    covariance test is written with square roots so that it holds at any representable scale."""
+    arrs = []
+    for name, a in (("q1", q1), ("q2", q2), ("c", c)):
+        _checks.real_array(a, name)
+        try:
+            arrs.append(np.asarray(a, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be real numbers: {exc}") from exc
+    for name, a in zip(("q1", "q2", "c"), arrs):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{name} must be finite, got {a[~np.isfinite(a)].ravel()[0]!r}")
+    q1, q2, c = np.broadcast_arrays(*arrs)
     if np.any(q1 < 0) or np.any(q2 < 0):
         raise ValueError("q1 and q2 must be >= 0 (variances)")
-    if np.any(c * c > q1 * q2 * (1 + 1e-12) + 1e-300):
+    if np.any(np.abs(c) > np.sqrt(q1) * np.sqrt(q2) * (1 + 5e-13) + 1e-150):
         raise ValueError("need c**2 <= q1*q2: (q1, q2, c) must be a covariance matrix")
     return q1, q2, c
+
+
+def _pow4_scale(q):
+    """k with q 4^-k in [1/4, 1) (k = 0 for q = 0): an exact rescaling of a variance."""
+    _, e = np.frexp(q)
+    return e // 2
 
 
 def _angle(q1, q2, c):
@@ -58,7 +78,13 @@ class Activation:
         Its derivative.  If omitted, a fourth-order central difference with step 1e-3 is used
         (error about 1e-12 for smooth ``fn``).
     deg : int, default 300
-        Gauss–Hermite degree per dimension.  Nodes whose weight is below 1e-18 of the largest
+        Gauss–Hermite degree per dimension, 1 <= deg <= 10000.  At construction the relative
+        error of the rule is estimated at unit variance (``V(1, 1, 1)`` and ``Vdot(1, 1, 1)``,
+        degree ``deg`` against ``2 deg + 1``; stored as ``quadrature_error``).  Documented
+        accuracy: 1e-8.  A degree whose estimate exceeds 1e-2 while a higher degree would meet
+        1e-8 is refused (ValueError naming the degree to use); an estimate above 1e-8 that no
+        degree fixes (a kink in ``fn`` or ``deriv``: Gauss–Hermite then converges only
+        algebraically) gives a ``UserWarning`` with the estimate.  Nodes whose weight is below 1e-18 of the largest
         are dropped (their contribution is below rounding), so degree 300 costs about
         100 x 100 function evaluations per (q1, q2, c).  Gauss–Hermite converges slowly for
         functions with complex singularities near the real axis, which for ``tanh(sqrt(q) z)``
@@ -83,6 +109,11 @@ class Activation:
         self.deriv = _compile_scalar(deriv, "deriv") if deriv is not None else None
         self.deg = _checks.positive_int(deg, "deg")
         self.name = name or getattr(fn, "__name__", "fn")
+        if self.deg > _DEG_MAX:
+            raise ValueError(f"deg must be <= {_DEG_MAX} (the rule keeps about "
+                             f"6 sqrt(deg) nodes per dimension; beyond that its nodes cost "
+                             f"more than they gain), got {deg!r}")
+        self.quadrature_error = _check_degree(self.fn, self.deriv, self.deg, self.name)
         xs, ws = roots_hermite(self.deg)
         keep = ws >= 1e-18 * ws.max()
         self._params = np.concatenate([xs[keep], ws[keep]]).astype(np.float64)
@@ -169,10 +200,20 @@ class ABReLU(Activation):
 
     def _maps(self, q1, q2, c):
         q1, q2, c = _as_float_arrays(q1, q2, c)
+        # positive homogeneity: V(4^k1 q1, 4^k2 q2, 2^(k1+k2) c) = 2^(k1+k2) V(q1, q2, c), so
+        # the maps are evaluated on exactly rescaled arguments (q1 q2 cannot overflow or
+        # underflow at any representable scale; the diagonal stays exact)
+        k1, k2 = _pow4_scale(q1), _pow4_scale(q2)
+        q1, q2, c = np.ldexp(q1, -2 * k1), np.ldexp(q2, -2 * k2), np.ldexp(c, -(k1 + k2))
         theta = np.where((q1 == 0) & (c == 0) | (q2 == 0) & (c == 0), np.pi / 2,
                          _angle(q1, q2, c))
         Vd = self.m - self.fac * theta
         V = self.fac * np.sqrt(np.maximum(q1 * q2 - c * c, 0.0)) + Vd * c
+        with np.errstate(over="ignore"):
+            V = np.ldexp(V, k1 + k2)
+        if not np.all(np.isfinite(V)):
+            raise FloatingPointError("V overflows: the result exceeds the float64 range "
+                                     "(1.8e308)")
         return V, Vd
 
     def __call__(self, x):
@@ -270,9 +311,16 @@ class Erf(Activation):
     def _maps(self, q1, q2, cov):
         q1, q2, cov = _as_float_arrays(q1, q2, cov)
         b2 = self.b * self.b
-        P = (1 + 2 * b2 * q1) * (1 + 2 * b2 * q2)
-        V = self.a ** 2 * (2 / np.pi) * np.arcsin(2 * b2 * cov / np.sqrt(P)) + self.c ** 2
-        Vd = self.a ** 2 * b2 * (4 / np.pi) / np.sqrt(P - 4 * b2 * b2 * cov * cov)
+        with np.errstate(all="ignore"):
+            P = (1 + 2 * b2 * q1) * (1 + 2 * b2 * q2)
+            V = self.a ** 2 * (2 / np.pi) * np.arcsin(2 * b2 * cov / np.sqrt(P)) + self.c ** 2
+            Vd = self.a ** 2 * b2 * (4 / np.pi) / np.sqrt(P - 4 * b2 * b2 * cov * cov)
+            # large variances: the product P overflows (and P - 4 b^4 c^2 cancels) beyond
+            # 2 b^2 q = _ERF_DIRECT_MAX; use the scale-free form of ``_erf_scaled``
+            big = (2 * b2 * q1 > _ERF_DIRECT_MAX) | (2 * b2 * q2 > _ERF_DIRECT_MAX)
+            if np.any(big):
+                Vs, Vds = _erf_scaled_np(q1, q2, cov, self.a, self.b, self.c)
+                V, Vd = np.where(big, Vs, V), np.where(big, Vds, Vd)
         return V, Vd
 
     def __call__(self, x):
@@ -318,13 +366,90 @@ class Tanh(Activation):
 # ----------------------------------------------------------------------------------------------
 # compiled helpers
 # ----------------------------------------------------------------------------------------------
+_ERF_DIRECT_MAX = 64.0    # 2 b^2 q above this: the scale-free form (``_erf_scaled``)
+
+
 @numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _erf_pair(q1, q2, c, params):
     a, b, c0 = params[0], params[1], params[2]
     b2 = b * b
+    if 2.0 * b2 * q1 > _ERF_DIRECT_MAX or 2.0 * b2 * q2 > _ERF_DIRECT_MAX:
+        return _erf_scaled(q1, q2, c, a, b, c0)
     P = (1.0 + 2.0 * b2 * q1) * (1.0 + 2.0 * b2 * q2)
     V = a * a * (2.0 / math.pi) * asin_fast(2.0 * b2 * c / math.sqrt(P)) + c0 * c0
     Vd = a * a * b2 * (4.0 / math.pi) / math.sqrt(P - 4.0 * b2 * b2 * c * c)
+    return V, Vd
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _erf_scaled(q1, q2, c, a, b, c0):
+    """The erf maps without overflow or cancellation at any variance (kernels.md §1.3).
+
+    With ``t_i = |b| sqrt(2 q_i)``, ``h_i = sqrt(1 + t_i^2)``, ``rho = c / sqrt(q1 q2)`` and
+    ``r = 2 b^2 c / sqrt(P) = rho (t1/h1)(t2/h2)``::
+
+        1 - r^2 = D = 1/h2^2 + (t2/h2)^2 / h1^2 + (t1/h1)^2 (t2/h2)^2 (1 - rho^2)
+        V    = a^2 (2/pi) arcsin(r) + c0^2,    arcsin(|r|) = pi/2 - arccos(1 - D/(1 + |r|))
+        Vdot = a^2 b^2 (4/pi) / (h1 h2 sqrt(D))
+
+    Every term of D is >= 0, and 1 - rho^2 is formed from (q1, q2, c) divided by max(q1, q2),
+    so the diagonal (c = q1 = q2) has D exact and V -> a^2 + c0^2 as q -> infinity.
+    """
+    t1 = abs(b) * math.sqrt(2.0 * q1)
+    t2 = abs(b) * math.sqrt(2.0 * q2)
+    h1 = math.hypot(1.0, t1)
+    h2 = math.hypot(1.0, t2)
+    u1 = t1 / h1
+    u2 = t2 / h2
+    s = max(q1, q2)
+    om = 1.0
+    rho = 0.0
+    if s > 0.0:
+        a1 = q1 / s
+        a2 = q2 / s
+        cs = c / s
+        p = a1 * a2
+        if p > 0.0:
+            om = min(max((p - cs * cs) / p, 0.0), 1.0)
+            rho = min(max(c / (math.sqrt(q1) * math.sqrt(q2)), -1.0), 1.0)
+    D = 1.0 / (h2 * h2) + (u2 * u2) / (h1 * h1) + (u1 * u1) * (u2 * u2) * om
+    r = rho * u1 * u2
+    ar = abs(r)
+    if ar <= 0.5:
+        asr = asin_fast(r)
+    else:
+        asr = math.pi / 2.0 - acos1m_unit(min(D / (1.0 + ar), 1.0))
+        asr = asr if r >= 0.0 else -asr
+    V = a * a * (2.0 / math.pi) * asr + c0 * c0
+    Vd = (a * a * b * b * (4.0 / math.pi) / h1) / (h2 * math.sqrt(D))
+    return V, Vd
+
+
+def _erf_scaled_np(q1, q2, c, a, b, c0):
+    """NumPy twin of ``_erf_scaled`` (same formula, arrays)."""
+    with np.errstate(all="ignore"):
+        t1 = abs(b) * np.sqrt(2.0 * q1)
+        t2 = abs(b) * np.sqrt(2.0 * q2)
+        h1 = np.hypot(1.0, t1)
+        h2 = np.hypot(1.0, t2)
+        u1, u2 = t1 / h1, t2 / h2
+        s = np.maximum(q1, q2)
+        ss = np.where(s > 0, s, 1.0)
+        a1, a2, cs = q1 / ss, q2 / ss, c / ss
+        p = a1 * a2
+        ok = p > 0
+        om = np.where(ok, np.clip((p - cs * cs) / np.where(ok, p, 1.0), 0.0, 1.0), 1.0)
+        den = np.sqrt(q1) * np.sqrt(q2)
+        rho = np.where(ok, np.clip(c / np.where(ok, den, 1.0), -1.0, 1.0), 0.0)
+        D = 1.0 / (h2 * h2) + u2 * u2 / (h1 * h1) + (u1 * u1) * (u2 * u2) * om
+        r = rho * u1 * u2
+        ar = np.abs(r)
+        # arcsin|r| = pi/2 - arccos(1 - e), e = 1 - |r| = D/(1 + |r|), arccos(1 - e) =
+        # 2 arcsin(sqrt(e/2)) (no cancellation as |r| -> 1)
+        far = np.pi / 2 - 2.0 * np.arcsin(np.sqrt(np.clip(0.5 * D / (1.0 + ar), 0.0, 0.5)))
+        asr = np.where(ar <= 0.5, np.arcsin(r), np.sign(r) * far)
+        V = a * a * (2.0 / np.pi) * asr + c0 * c0
+        Vd = (a * a * b * b * (4.0 / np.pi) / h1) / (h2 * np.sqrt(D))
     return V, Vd
 
 
@@ -347,7 +472,12 @@ def _build_gh_pair(fn, dfn):
         if q1 > 0.0:
             a = math.sqrt(2.0 * q1)
             bc = c * math.sqrt(2.0 / q1)
-            e = math.sqrt(2.0 * max(q2 - c * c / q1, 0.0))
+            cc = c * c
+            if cc < 1e300 and (cc > 1e-300 or c == 0.0):
+                cq = cc / q1
+            else:                       # c * c would overflow or underflow
+                cq = c * (c / q1)
+            e = math.sqrt(2.0 * max(q2 - cq, 0.0))
         else:
             a = 0.0
             bc = 0.0
@@ -370,6 +500,67 @@ def _build_gh_pair(fn, dfn):
         return V / math.pi, Vd / math.pi
 
     return pair
+
+
+_DEG_MAX = 10_000         # Gauss–Hermite degree bound (roots_hermite(1e7) takes 46 s)
+_DEG_TOL = 1e-8           # documented accuracy of the maps at unit variance
+_DEG_REFUSE = 1e-2        # estimated error above which a degree that can be raised is refused
+
+
+def _gh_unit_error(f, d, n):
+    """Estimated relative error of the degree-n rule for E[f(z)^2] and E[d(z)^2], z ~ N(0, 1)
+    (= V(1, 1, 1) and Vdot(1, 1, 1)): the difference from the degree 2n + 1 rule."""
+    errs = []
+    vals = {}
+    for m in (n, 2 * n + 1):
+        xs, ws = roots_hermite(m)
+        keep = ws >= 1e-18 * ws.max()
+        zs = math.sqrt(2.0) * xs[keep]
+        fv = np.array([f(float(z)) for z in zs])
+        dv = np.array([d(float(z)) for z in zs])
+        w = ws[keep] / math.sqrt(math.pi)
+        vals[m] = (float(np.sum(w * fv * fv)), float(np.sum(w * dv * dv)), zs, fv, dv)
+    a, b = vals[n], vals[2 * n + 1]
+    for k in (0, 1):
+        if not (math.isfinite(a[k]) and math.isfinite(b[k])):
+            zs, fv, dv = b[2], b[3], b[4]
+            bad = ~np.isfinite(fv if k == 0 else dv)
+            what = "fn" if k == 0 else "its derivative"
+            raise ValueError(f"the activation's {what} is not finite at x = "
+                             f"{float(zs[bad][0]) if bad.any() else float('nan'):.6g} "
+                             f"(a Gauss–Hermite node at unit variance): its kernel maps would "
+                             f"be NaN")
+        errs.append(abs(a[k] - b[k]) / (abs(b[k]) if b[k] != 0.0 else 1.0))
+    return max(errs)
+
+
+def _check_degree(fn, deriv, deg, name):
+    """Estimate the quadrature error at unit variance; refuse or warn (see ``Activation``)."""
+    if deriv is not None:
+        d = deriv
+    else:
+        def d(x, h=1e-3):
+            return (8.0 * (fn(x + h) - fn(x - h)) - (fn(x + 2 * h) - fn(x - 2 * h))) / (12.0 * h)
+    err = _gh_unit_error(fn, d, deg)
+    if err <= _DEG_TOL:
+        return err
+    better = None
+    n = 16
+    while n <= _DEG_MAX and better is None:
+        if n > deg and _gh_unit_error(fn, d, n) <= _DEG_TOL:
+            better = n
+        n = n * 2 if n * 2 <= _DEG_MAX or n == _DEG_MAX else _DEG_MAX
+    head = (f"Activation {name}, deg={deg}: the Gauss–Hermite kernel maps have an estimated "
+            f"relative error of {err:.2g} at unit variance (documented accuracy {_DEG_TOL:g})")
+    if better is not None and err > _DEG_REFUSE:
+        raise ValueError(f"deg={deg} is too low: {head}; use deg >= {better}")
+    if better is not None:
+        warnings.warn(f"{head}; deg >= {better} meets it", UserWarning, stacklevel=3)
+    else:
+        warnings.warn(f"{head}; no degree up to {_DEG_MAX} reaches it (fn or its derivative "
+                      f"is not smooth: the rule converges only algebraically), so prefer a "
+                      f"closed-form activation", UserWarning, stacklevel=3)
+    return err
 
 
 _DIFF_CACHE = {}

@@ -23,7 +23,13 @@ _REFINE_EPS = 1e-3         # input pairs closer than this get 1 - rho from |x/|x
 
 @dataclass(frozen=True)
 class Kernels:
-    """NNGP and NTK matrices from one pass."""
+    """NNGP and NTK matrices from one pass.
+
+    Bias-free positively homogeneous networks (ABReLU family, no bias in the stem or the
+    layers) are computed at any representable input scale (1e-300 .. 1e300): rows of extreme
+    norm are rescaled by exact powers of two and the kernels scaled back, so
+    ``nngp(a x) = a^2 nngp(x)`` holds to rounding; a result beyond the float64 range raises
+    FloatingPointError naming the quantity."""
 
     nngp: np.ndarray
     ntk: np.ndarray
@@ -36,7 +42,8 @@ class Trajectory:
     Attributes
     ----------
     layers : (R,) int array of recorded layer indices l in 0..depth.
-    nngp, ntk : (R, N, N) covariance and NTK of the hidden representation after layer l.
+    nngp, ntk : (R, N, N) covariance and NTK of the hidden representation after layer l
+        (``ntk`` is None for ``trajectory(..., ntk=False)``).
     correlation : (R, N, N) ``rho = K12 / sqrt(K11 K22)``.
     one_minus_correlation : (R, N, N) ``1 - rho`` computed without cancellation (the recursion
         state for ReLU-type activations), accurate in relative terms as rho -> 1.  For smooth
@@ -79,8 +86,66 @@ def _acos1m_np(eps):
 
 
 def _unit_rows(x):
+    big = np.max(np.abs(x), axis=1, keepdims=True)
+    odd = (big > 0) & ((big < 2.0 ** -_SAFE_EXP) | (big > 2.0 ** _SAFE_EXP))
+    if np.any(odd):            # the norm would underflow or overflow: rescale those rows first
+        x = np.where(odd, x / np.where(odd, big, 1.0), x)
     n = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.where(n > 0, n, 1.0)
+
+
+_SAFE_EXP = 240     # rows with max |x| in [2^-240, 2^240] (~1.8e-72 .. 1.8e72) are used as given
+
+
+def _row_exponents(x):
+    """Power-of-two exponents k_i (x_i 2^-k_i has max |x_i| in [1/2, 1)) for rows whose largest
+    entry lies outside [2^-_SAFE_EXP, 2^_SAFE_EXP], 0 for the others; None if all are 0."""
+    M = np.max(np.abs(x), axis=1)
+    _, e = np.frexp(M)
+    odd = (M > 0) & ((M < 2.0 ** -_SAFE_EXP) | (M > 2.0 ** _SAFE_EXP))
+    return np.where(odd, e, 0).astype(np.int64) if np.any(odd) else None
+
+
+def _kernel_exponents(K0):
+    """The same for an input kernel: k_i with K0_ii 4^-k_i in [1/4, 1) where K0_ii is outside
+    [4^-_SAFE_EXP, 4^_SAFE_EXP]."""
+    q = np.diag(K0)
+    _, e = np.frexp(q)
+    odd = (q > 0) & ((q < 4.0 ** -_SAFE_EXP) | (q > 4.0 ** _SAFE_EXP))
+    return np.where(odd, e // 2, 0).astype(np.int64) if np.any(odd) else None
+
+
+def _homogeneous_rescale(x1, x2, K0):
+    """Bias-free positively homogeneous networks satisfy K(D1 x1, D2 x2) = D1 K(x1, x2) D2 for
+    positive diagonal D (every layer, NNGP and NTK alike).  Rows of extreme scale are brought
+    to scale 1 by exact powers of two, so that no product such as q1 q2 or x x' overflows or
+    underflows (theta, rho and every ratio are then exact at any representable scale); the
+    results are multiplied back by 2^(k_i + k_j) (``_unscale``).  Rows in the safe range are
+    untouched, so their numbers are bit-identical to the unscaled computation."""
+    if K0 is not None:
+        k = _kernel_exponents(K0)
+        if k is None:
+            return x1, x2, K0, None
+        return x1, x2, np.ldexp(K0, -(k[:, None] + k[None, :])), (k, k)
+    ka = _row_exponents(x1)
+    kb = ka if x2 is None else _row_exponents(x2)
+    if ka is None and kb is None:
+        return x1, x2, K0, None
+    ka = np.zeros(x1.shape[0], np.int64) if ka is None else ka
+    kb = (ka if x2 is None else np.zeros(x2.shape[0], np.int64)) if kb is None else kb
+    x1 = np.ldexp(x1, -ka[:, None])
+    if x2 is not None:
+        x2 = np.ldexp(x2, -kb[:, None])
+    return x1, x2, None, (ka, kb)
+
+
+def _unscale(a, scale):
+    """a * 2^(k_i + k_j) on the last two axes (exact unless it overflows or underflows)."""
+    if scale is None or a is None:
+        return a
+    ka, kb = scale
+    with np.errstate(over="ignore", under="ignore"):
+        return np.ldexp(a, ka[:, None] + kb[None, :])
 
 
 def _input_state(x1, x2, K0, stem, gap, diag=None):
@@ -107,13 +172,14 @@ def _input_state(x1, x2, K0, stem, gap, diag=None):
         qa, qb = diag
     if gap:
         z, ntk = np.empty(G.shape), np.empty(G.shape)
+        init = _rec._init_gap_serial if G.size < _rec.SERIAL_ENTRIES else _rec._init_gap
         if K0 is None:
             ua = _unit_rows(xa)
-            _rec._init_gap(sym, G, gscale, qa, qb, w, b, ua, ua if sym else _unit_rows(xb),
-                           _REFINE_EPS, z, ntk)
+            init(sym, G, gscale, qa, qb, w, b, ua, ua if sym else _unit_rows(xb),
+                 _REFINE_EPS, z, ntk)
         else:
             empty = np.zeros((G.shape[0], 0))
-            _rec._init_gap(sym, G, gscale, qa, qb, w, b, empty, empty, 0.0, z, ntk)
+            init(sym, G, gscale, qa, qb, w, b, empty, empty, 0.0, z, ntk)
         state = (z, ntk, G)
     else:
         cov = w * (gscale * G) + b        # the same operations as the diagonal w qa + b
@@ -121,23 +187,33 @@ def _input_state(x1, x2, K0, stem, gap, diag=None):
     return w * qa + b, w * qb + b, state, sym
 
 
-def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, diag=None, pairs=None,
-         finish=None):
-    """Run the recursion: Kernels, or a Trajectory when ``record`` lists layers.
+def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, diag=None,
+         pairs=None, finish=None, prescaled=False, scale=None):
+    """Run the recursion: Kernels, or a Trajectory when ``record`` lists layers.  With
+    ``ntk=False`` no NTK operation runs in the O(N^2 L) loops and ``.ntk`` is None.
 
     For tiles of a larger kernel (``_blockwise``): ``diag`` gives the input diagonals, ``pairs``
     the number of pairs of the whole problem (the automatic ``fast`` choice), ``finish`` replaces
-    ``_finish`` (same arguments)."""
+    ``_finish`` (same arguments); with ``prescaled`` the inputs are already rescaled
+    (``_homogeneous_rescale`` of the whole problem, which is row by row) and ``scale`` is this
+    tile's part of its exponents."""
     kind = stack.activation._engine()
     w0, b0 = stack.stem
-    qa, qb, (state, ntk, spare), sym = _input_state(x1, x2, K0, stack.stem,
-                                                     gap=kind[0] == "abrelu", diag=diag)
-    n1, n2 = state.shape
+    eligible = kind[0] == "abrelu" and stack.sb2 == 0.0 and b0 == 0.0
+    if not prescaled:
+        scale = None
+        if eligible:
+            x1, x2, K0, scale = _homogeneous_rescale(x1, x2, K0)
+    n1 = (K0 if K0 is not None else x1).shape[0]
+    n2 = n1 if (K0 is not None or x2 is None) else x2.shape[0]
     L = stack.u.shape[0]
+    if record is not None:
+        _trajectory_memory(len(record), n1, n2, ntk)
+    qa, qb, (state, ntk_state, spare), sym = _input_state(x1, x2, K0, stack.stem,
+                                                           gap=kind[0] == "abrelu", diag=diag)
     ta, tb = qa.copy(), qb.copy()    # Theta = K after the (trained) stem
     eps, cov = (state, spare) if kind[0] == "abrelu" else (None, state)
 
-    eligible = kind[0] == "abrelu" and stack.sb2 == 0.0 and b0 == 0.0
     n_pairs = (n1 * (n1 - 1) // 2 if sym else n1 * n2) if pairs is None else pairs
     if fast is None:
         fast = (eligible and record is None and L >= _FAST_MIN_DEPTH
@@ -149,23 +225,36 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, diag=None, pa
         if record is not None:
             raise ValueError("fast=True is not available for trajectories")
 
-    rec = _Recorder(record, n1, n2) if record is not None else None
+    rec = _Recorder(record, n1, n2, ntk) if record is not None else None
     if kind[0] == "abrelu":
         _, a, b = kind
         if fast:
-            cov, ntk, qa, qb, ta, tb = _run_fast(stack, eps, cov, ntk, qa, qb, ta, tb, sym, a, b)
+            cov, ntk_state, qa, qb, ta, tb = _run_fast(stack, eps, cov, ntk_state, qa, qb, ta,
+                                                       tb, sym, a, b, ntk)
         else:
-            eps, ntk, qa, qb, ta, tb = _run_abrelu(stack, eps, ntk, qa, qb, ta, tb, sym, a, b,
-                                                   rec)
+            eps, ntk_state, qa, qb, ta, tb = _run_abrelu(stack, eps, ntk_state, qa, qb, ta, tb,
+                                                         sym, a, b, rec, with_ntk=ntk)
             if rec is None:
-                _rec._gap_to_cov(sym, eps, qa, qb, cov)
+                (_rec._gap_to_cov_serial if eps.size < _rec.SERIAL_ENTRIES
+                 else _rec._gap_to_cov)(sym, eps, qa, qb, cov)
     else:
         _, pair, params = kind
-        cov, ntk, qa, qb, ta, tb = _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb,
-                                               sym, rec)
+        cov, ntk_state, qa, qb, ta, tb = _run_smooth(stack, pair, params, cov, ntk_state, qa,
+                                                     qb, ta, tb, sym, rec, with_ntk=ntk)
     if rec is not None:
-        return _finish_trajectory(rec, sym, gap=kind[0] == "abrelu")
-    return (finish or _finish)(stack, cov, ntk, qa, qb, ta, tb, sym)
+        return _finish_trajectory(stack, rec, sym, gap=kind[0] == "abrelu", scale=scale)
+    return (finish or _finish)(stack, cov, ntk_state if ntk else None, qa, qb, ta, tb, sym,
+                               scale)
+
+
+def _trajectory_memory(R, n1, n2, ntk):
+    """Refuse up front a trajectory that cannot fit: about (9 + 2 ntk) arrays of (R, N1, N2)
+    float64 (engine records, outputs, temporaries)."""
+    per = 9 + (2 if ntk else 0)
+    _checks.memory_budget(8.0 * R * (n1 * n2 * per + 4),
+                          f"a trajectory of {R} recorded layers x {n1} x {n2} entries",
+                          "record fewer layers (layers=[...])" +
+                          ("" if not ntk else " or skip the NTK (ntk=False)"))
 
 
 def _layer_coeffs(stack, a, b, lo, hi):
@@ -185,35 +274,45 @@ def _layer_coeffs(stack, a, b, lo, hi):
 
 
 class _Recorder:
-    """Collects the recorded layers: off-diagonal state from the engine, diagonals from tables."""
+    """Collects the recorded layers: off-diagonal state from the engine, diagonals from tables.
+    Layer look-ups are vectorised (``searchsorted`` on the sorted layer list), so recording
+    every layer of a depth-1e7 network costs no Python loop over layers."""
 
-    def __init__(self, record, n1, n2):
+    def __init__(self, record, n1, n2, ntk=True):
         self.layers = np.asarray(record, dtype=np.int64)
         R = len(self.layers)
-        self.slot_of = {int(l): k for k, l in enumerate(self.layers)}
+        self.ntk = ntk
         self.off_a = np.zeros((R, n1, n2))     # eps (ABReLU) or covariance (smooth)
-        self.off_t = np.zeros((R, n1, n2))
+        self.off_t = np.zeros((R, n1, n2)) if ntk else _NO_SLOTS
         self.qa = np.zeros((R, n1))
         self.qb = np.zeros((R, n2))
         self.ta = np.zeros((R, n1))
         self.tb = np.zeros((R, n2))
 
+    def _find(self, ls):
+        """Slot of each layer in ``ls`` (int array), -1 where it is not recorded."""
+        idx = np.searchsorted(self.layers, ls)
+        idc = np.minimum(idx, len(self.layers) - 1)
+        return np.where(self.layers[idc] == ls, idc, -1).astype(np.int64)
+
     def slots(self, lo, hi):
         """rec_slot for the states after layers lo+1 .. hi."""
-        return np.array([self.slot_of.get(l, -1) for l in range(lo + 1, hi + 1)], dtype=np.int64)
+        return self._find(np.arange(lo + 1, hi + 1, dtype=np.int64))
 
     def take_diag(self, lo, hi, tables):
         qa_t, qb_t, ta_t, tb_t = tables
-        for l in range(lo, hi + 1):
-            k = self.slot_of.get(l)
-            if k is not None:
-                self.qa[k], self.qb[k] = qa_t[l - lo], qb_t[l - lo]
-                self.ta[k], self.tb[k] = ta_t[l - lo], tb_t[l - lo]
+        k = self._find(np.arange(lo, hi + 1, dtype=np.int64))
+        hit = k >= 0
+        rows, k = np.nonzero(hit)[0], k[hit]
+        self.qa[k], self.qb[k] = qa_t[rows], qb_t[rows]
+        self.ta[k], self.tb[k] = ta_t[rows], tb_t[rows]
 
     def take_state(self, off_a, off_t):
-        k = self.slot_of.get(0)
-        if k is not None:
-            self.off_a[k], self.off_t[k] = off_a, off_t
+        k = int(self._find(np.zeros(1, dtype=np.int64))[0])
+        if k >= 0:
+            self.off_a[k] = off_a
+            if self.ntk:
+                self.off_t[k] = off_t
 
 
 def _chunks(stack, n):
@@ -236,7 +335,15 @@ def _diag_tables(diag_fn, qa, qb, ta, tb, sym, C):
 _NO_SLOTS = np.zeros((1, 1, 1))
 
 
-def _run_abrelu(stack, z, ntk, qa, qb, ta, tb, sym, a, b, rec, diag_only=False):
+def _serial(state, sym, C):
+    """One thread when the chunk is too small for threads to pay (``_rec.SERIAL_WORK``)."""
+    n1, n2 = state.shape
+    pairs = n1 * (n1 - 1) // 2 if sym else n1 * n2
+    return pairs * C < _rec.SERIAL_WORK
+
+
+def _run_abrelu(stack, z, ntk, qa, qb, ta, tb, sym, a, b, rec, diag_only=False,
+                with_ntk=True):
     """ABReLU family: advance the signed gap z, the NTK and the diagonals, in place."""
     m = 0.5 * (a * a + b * b)
     fac = (a - b) ** 2 / (2 * math.pi)
@@ -256,13 +363,15 @@ def _run_abrelu(stack, z, ntk, qa, qb, ta, tb, sym, a, b, rec, diag_only=False):
             if rec is not None:
                 slots, r_eps, r_ntk = rec.slots(lo, hi), rec.off_a, rec.off_t
                 rec.take_diag(lo, hi, tables)
-            _rec._abrelu_chunk(sym, z, ntk, sqa, inva, sqb, invb, beta, gamma, kappa, mu, u,
-                               xi, zeta, m, fac, a * b, slots, r_eps, r_ntk)
+            chunk = (_rec._abrelu_chunk_serial if _serial(z, sym, hi - lo)
+                     else _rec._abrelu_chunk)
+            chunk(sym, z, ntk, sqa, inva, sqb, invb, beta, gamma,
+                  kappa, mu, u, xi, zeta, m, fac, a * b, slots, r_eps, r_ntk, with_ntk)
         qa, qb, ta, tb = qa_t[-1].copy(), qb_t[-1].copy(), ta_t[-1].copy(), tb_t[-1].copy()
     return z, ntk, qa, qb, ta, tb
 
 
-def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec):
+def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec, with_ntk=True):
     """Any activation with a compiled pair map: advance (cov, ntk) and the diagonals."""
     n1, n2 = cov.shape
     if rec is not None:
@@ -279,59 +388,114 @@ def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec):
         if rec is not None:
             slots, r_cov, r_ntk = rec.slots(lo, hi), rec.off_a, rec.off_t
             rec.take_diag(lo, hi, tables)
-        _rec._smooth_chunk(pair, params, sym, cov, ntk, qa_t, qb_t, u, v, stack.sw2, stack.sb2,
-                           slots, r_cov, r_ntk)
+        chunk = _rec._smooth_chunk_serial if _serial(cov, sym, hi - lo) else _rec._smooth_chunk
+        chunk(pair, params, sym, cov, ntk, qa_t, qb_t, u, v,
+              stack.sw2, stack.sb2, slots, r_cov, r_ntk, with_ntk)
         qa, qb, ta, tb = qa_t[-1].copy(), qb_t[-1].copy(), ta_t[-1].copy(), tb_t[-1].copy()
     return cov, ntk, qa, qb, ta, tb
 
 
 def _assemble(off, diag, sym):
     """Full matrix from the off-diagonal state (upper triangle if sym) and the diagonal."""
-    return _rec._symmetrize(off, np.broadcast_to(diag, off.shape[:1]).copy()) if sym else off
+    if not sym:
+        return off
+    diag = np.broadcast_to(diag, off.shape[:1]).copy()
+    if off.size < _rec.SERIAL_ENTRIES:       # one thread: no wake-up of the pool
+        return _rec._symmetrize_layers(off[None], diag[None])[0]
+    return _rec._symmetrize(off, diag)
 
 
-def _check_finite(*arrays):
-    for a in arrays:
-        if not np.all(np.isfinite(a)):
-            raise FloatingPointError("the kernel has non-finite entries (overflow, or 0/0 after "
-                                     "underflow): reduce the depth or adjust the variances")
+def _assemble_layers(off, diag, sym):
+    """``_assemble`` for a (R, N, N) stack of layers in one compiled call (diag (R, N))."""
+    return _rec._symmetrize_layers(off, np.ascontiguousarray(diag)) if sym else off
 
 
-def _finish(stack, cov, ntk, qa, qb, ta, tb, sym):
-    K = _assemble(cov, qa, sym)
-    T = _assemble(ntk, ta, sym)
+def _activation_fault(act):
+    """A string naming where the activation (or its derivative) returns NaN or inf, or None.
+    Only user activations (``Activation(fn)``) can: the closed forms are total."""
+    if not hasattr(act, "fn") or type(act).__name__ in ("ABReLU", "Erf"):
+        return None
+    grid = np.concatenate([np.linspace(-60.0, 60.0, 2401), np.logspace(-300, 300, 241),
+                           -np.logspace(-300, 300, 241), [0.0]])
+    for what, f in (("phi", act), ("phi'", act.derivative)):
+        try:
+            with np.errstate(all="ignore"):
+                vals = f(grid)
+        except Exception as exc:                         # noqa: BLE001 (reported as is)
+            return f"{what} raised {type(exc).__name__}: {exc}"
+        bad = ~np.isfinite(vals)
+        if bad.any():
+            x = float(grid[bad][np.argmin(np.abs(grid[bad]))])
+            return f"{what}({x:.6g}) = {float(vals[bad][np.argmin(np.abs(grid[bad]))])!r}"
+    return None
+
+
+def _check_finite(stack, named, layers=None):
+    """Raise FloatingPointError naming the quantity, the layer and the cause if any of the
+    (name, array) pairs has a non-finite entry (arrays are (N1, N2), or (R, N1, N2) with
+    ``layers`` the recorded layer indices)."""
+    for name, a in named:
+        if a is None or np.all(np.isfinite(a)):
+            continue
+        where = ""
+        if layers is not None:
+            bad_layer = np.flatnonzero(~np.all(np.isfinite(a), axis=(1, 2)))[0]
+            where = f" from layer {int(layers[bad_layer])} on"
+        fault = _activation_fault(stack.activation)
+        if fault is not None:
+            raise FloatingPointError(
+                f"the {name} has non-finite entries{where}: the activation "
+                f"{stack.activation!r} returns a non-finite value ({fault}); fix the "
+                f"activation (its kernel maps integrate it over the whole real line)")
+        skip = (" (a trajectory or kernel that does not need the NTK can skip it: "
+                "ntk=False, or net.nngp(x))" if name == "NTK" else "")
+        # with finite inputs and an activation that is finite everywhere, a NaN can only come
+        # from an entry that overflowed (inf - inf, 0 * inf) a layer or so earlier
+        raise FloatingPointError(
+            f"the {name} overflows{where}: entries exceed the float64 range (1.8e308) and "
+            f"become inf or NaN; reduce the depth or adjust the variances{skip}")
+
+
+def _finish(stack, cov, ntk, qa, qb, ta, tb, sym, scale=None):
+    K = _unscale(_assemble(cov, qa, sym), scale)
+    T = None if ntk is None else _unscale(_assemble(ntk, ta, sym), scale)
     if stack.readout is not None:
         w, b = stack.readout
-        K = w * K + b
-        T = K + w * T
-    _check_finite(K, T)
+        with np.errstate(over="ignore", invalid="ignore"):   # reported by _check_finite
+            K = w * K + b
+            T = None if T is None else K + w * T
+    _check_finite(stack, (("NNGP", K), ("NTK", T)))
     return Kernels(nngp=K, ntk=T)
 
 
-def _finish_trajectory(rec, sym, gap):
+def _finish_trajectory(stack, rec, sym, gap, scale=None):
+    """All recorded layers at once: a few whole-array NumPy operations and one compiled call
+    each for the gap fields and the symmetrisation (the same arithmetic as layer by layer, so
+    the numbers are bit-identical to it)."""
     R = len(rec.layers)
     n1, n2 = rec.off_a.shape[1:]
-    K, T, E, TH = (np.empty((R, n1, n2)) for _ in range(4))
-    for k in range(R):
-        s = np.sqrt(rec.qa[k])[:, None] * np.sqrt(rec.qb[k])[None, :]
-        if gap:
-            e, th = np.empty((n1, n2)), np.empty((n1, n2))
-            _rec._gap_fields(rec.off_a[k], e, th)
-            c = s * (1.0 - e)
-        else:
-            c = rec.off_a[k]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                rho = np.where(s > 0, c / np.where(s > 0, s, 1.0), 0.0)
-            # rounding can put |K12| a hair above sqrt(K11 K22): the correlation is clipped
-            # to [-1, 1] (documented in Trajectory)
-            e = 1.0 - np.clip(rho, -1.0, 1.0)
-            th = _acos1m_np(e)
-        zero = rec.qa[k] == 0
-        K[k] = _assemble(c, rec.qa[k], sym)
-        T[k] = _assemble(rec.off_t[k], rec.ta[k], sym)
-        E[k] = _assemble(e, np.where(zero, 1.0, 0.0), sym)
-        TH[k] = _assemble(th, np.where(zero, 0.5 * np.pi, 0.0), sym)
-    _check_finite(K, T)
+    small = R * n1 * n2 < 4 * _rec.SERIAL_ENTRIES
+    s = np.sqrt(rec.qa)[:, :, None] * np.sqrt(rec.qb)[:, None, :]
+    if gap:
+        E, TH = np.empty((R, n1, n2)), np.empty((R, n1, n2))
+        (_rec._gap_fields_serial if small else _rec._gap_fields)(rec.off_a, E, TH)
+        with np.errstate(over="ignore", invalid="ignore"):   # reported by _check_finite
+            K = s * (1.0 - E)
+    else:
+        K = rec.off_a
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = np.where(s > 0, K / np.where(s > 0, s, 1.0), 0.0)
+        # rounding can put |K12| a hair above sqrt(K11 K22): the correlation is clipped
+        # to [-1, 1] (documented in Trajectory)
+        E = 1.0 - np.clip(rho, -1.0, 1.0)
+        TH = _acos1m_np(E)
+    del s
+    zero = rec.qa == 0
+    K = _unscale(_assemble_layers(K, rec.qa, sym), scale)
+    T = _unscale(_assemble_layers(rec.off_t, rec.ta, sym), scale) if rec.ntk else None
+    E = _assemble_layers(E, np.where(zero, 1.0, 0.0), sym)
+    TH = _assemble_layers(TH, np.where(zero, 0.5 * np.pi, 0.0), sym)
+    _check_finite(stack, (("NNGP", K), ("NTK", T)), layers=rec.layers)
     return Trajectory(layers=rec.layers, nngp=K, ntk=T, correlation=1.0 - E,
                       one_minus_correlation=E, angle=TH)
 
@@ -410,7 +574,7 @@ def _fast_tables(stack, a, b):
     return out
 
 
-def _run_fast(stack, eps, cov, ntk, qa, qb, ta, tb, sym, a, b):
+def _run_fast(stack, eps, cov, ntk, qa, qb, ta, tb, sym, a, b, with_ntk=True):
     """Depth-independent path; cov and ntk are overwritten with the results."""
     cr, ct = _fast_tables(stack, a, b)
     # bias-free: every diagonal is its stem value times the unit input's factors
@@ -419,7 +583,7 @@ def _run_fast(stack, eps, cov, ntk, qa, qb, ta, tb, sym, a, b):
                                      a, b, None, diag_only=True)
     qa, qb, ta, tb = qa * qf[0], qb * qf[0], ta * tf[0], tb * tf[0]
     los, his = _fast_pieces()
-    _rec._fast_eval(sym, eps, np.sqrt(qa), np.sqrt(qb), los, his, cr, ct, cov, ntk)
+    _rec._fast_eval(sym, eps, np.sqrt(qa), np.sqrt(qb), los, his, cr, ct, cov, ntk, with_ntk)
     return cov, ntk, qa, qb, ta, tb
 
 
@@ -481,20 +645,26 @@ class _KernelMethods:
         Kernels
             ``.nngp`` and ``.ntk``, each (N1, N2) (or (N,) with ``diagonal=True``).
         """
+        return self._kernels(x1, x2, K0, fast, out, diagonal, tile, progress, ntk=True)
+
+    def _kernels(self, x1, x2, K0, fast, out, diagonal, tile, progress, ntk):
         if out is not None or diagonal is not False or tile is not None or progress is not None:
             from . import _blockwise
-            return _blockwise.kernels(self, x1, x2, K0, fast, out, diagonal, tile, progress)
+            return _blockwise.kernels(self, x1, x2, K0, fast, out, diagonal, tile, progress, ntk)
         x1, x2, K0 = self._prepare(x1, x2, K0)
         if fast is not None and not isinstance(fast, bool):
             raise TypeError(f"fast must be True, False or None, got {fast!r}")
-        return _run(self._stack(), x1, x2, K0, fast=fast)
+        return _run(self._stack(), x1, x2, K0, fast=fast, ntk=ntk)
 
     def nngp(self, x1=None, x2=None, *, K0=None, fast=None, out=None, diagonal=False,
              tile=None, progress=None):
         """NNGP kernel ``E[f(x) f(x')]`` of one scalar output (see ``kernels``; ``out`` is one
-        array here)."""
-        return self.kernels(x1, x2, K0=K0, fast=fast, out=None if out is None else (out, None),
-                            diagonal=diagonal, tile=tile, progress=progress).nngp
+        array here).
+
+        Runs the NNGP recursion alone: no NTK operation in the layer loop (and no NTK
+        overflow can stop it)."""
+        return self._kernels(x1, x2, K0, fast, None if out is None else (out, None), diagonal,
+                             tile, progress, ntk=False).nngp
 
     def ntk(self, x1=None, x2=None, *, K0=None, fast=None, out=None, diagonal=False, tile=None,
             progress=None):
@@ -503,7 +673,7 @@ class _KernelMethods:
         return self.kernels(x1, x2, K0=K0, fast=fast, out=None if out is None else (None, out),
                             diagonal=diagonal, tile=tile, progress=progress).ntk
 
-    def trajectory(self, x=None, *, K0=None, layers=None):
+    def trajectory(self, x=None, *, K0=None, layers=None, ntk=True):
         """Per-layer NNGP, NTK and correlation of the hidden representation.
 
         Parameters
@@ -514,21 +684,60 @@ class _KernelMethods:
             Input kernel instead of ``x``.
         layers : sequence of int, optional
             Layer indices in ``0..depth`` to record (default: all).  Layer 0 is the stem output.
+        ntk : bool, default True
+            Also compute the NTK.  ``False`` skips every NTK operation (``.ntk`` is None), so
+            a correlation trajectory is not refused because the NTK, which grows like
+            ``chi_1^l`` in the chaotic phase, overflows.
 
         Returns
         -------
         Trajectory
+
+        Raises
+        ------
+        MemoryError
+            Up front, with the number of bytes, if the recorded layers cannot fit in the
+            memory available (about 11 arrays of (layers, N, N) float64; 9 with ntk=False).
         """
         x1, _, K0 = self._prepare(x, None, K0, name1="x")
-        if layers is None:
+        ntk = _checks.flag(ntk, "ntk")
+        n = (K0 if K0 is not None else x1).shape[0]
+        if layers is None:              # check before the layer list itself is allocated
+            _trajectory_memory(self.depth + 1, n, n, ntk)
             layers = np.arange(self.depth + 1)
-        layers = np.unique(np.asarray(layers))
+        else:     # sorted and de-duplicated (np.unique hashes: seconds for 1e6 layers)
+            layers = np.sort(np.asarray(layers).ravel())
+            if layers.size:
+                layers = layers[np.concatenate([[True], layers[1:] != layers[:-1]])]
         if layers.ndim != 1 or layers.size == 0 or not np.issubdtype(layers.dtype, np.integer):
             raise ValueError(f"layers must be a non-empty sequence of integers, got {layers!r}")
         if layers[0] < 0 or layers[-1] > self.depth:
-            raise ValueError(f"layers must lie in 0..{self.depth}, got {layers.tolist()}")
+            raise ValueError(f"layers must lie in 0..{self.depth}, got "
+                             f"{_short(layers.tolist())}")
+        _trajectory_memory(len(layers), n, n, ntk)
         stack = self._stack()
-        return _run(stack.without_readout(), x1, None, K0, record=layers, fast=False)
+        return _run(stack.without_readout(), x1, None, K0, record=layers, fast=False, ntk=ntk)
+
+
+def _short(seq, k=6):
+    return str(seq) if len(seq) <= 2 * k else f"[{str(seq[:k])[1:-1]}, ..., {str(seq[-k:])[1:-1]}]"
+
+
+_MAX_DEPTH = 10 ** 9      # 16 bytes of layer description per layer: 16 GB at the bound
+
+
+def _check_depth(depth):
+    depth = _checks.positive_int(depth, "depth")
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"depth must be <= {_MAX_DEPTH:.0e}, got {depth:.3g}: the per-layer "
+                         f"description alone would need {16 * depth / 2 ** 30:.3g} GiB (and "
+                         f"the layer loop about {depth * 5e-9:.3g} s per input pair)")
+    return depth
+
+
+def _stack_memory(L):
+    """Refuse up front a per-layer description that cannot fit (u, v: 16 bytes a layer)."""
+    _checks.memory_budget(16.0 * L, f"the per-layer description of depth {L}")
 
 
 def _check_resolvable(activation, depth):
@@ -578,7 +787,7 @@ class MLP(_KernelMethods):
     bias_var: float = 0.0
 
     def __post_init__(self):
-        object.__setattr__(self, "depth", _checks.positive_int(self.depth, "depth"))
+        object.__setattr__(self, "depth", _check_depth(self.depth))
         _check_activation(self.activation)
         object.__setattr__(self, "weight_var", _checks.nonneg_float(self.weight_var,
                                                                     "weight_var"))
@@ -587,6 +796,7 @@ class MLP(_KernelMethods):
 
     def _stack(self):
         L = self.depth
+        _stack_memory(L)
         return _Stack(self.activation._resolve(L), self.weight_var, self.bias_var,
                       (self.weight_var, self.bias_var), np.zeros(L), np.ones(L), None)
 
@@ -634,7 +844,7 @@ class ResNet(_KernelMethods):
     readout_bias_var: float = 0.0
 
     def __post_init__(self):
-        object.__setattr__(self, "depth", _checks.positive_int(self.depth, "depth"))
+        object.__setattr__(self, "depth", _check_depth(self.depth))
         _check_activation(self.activation)
         for name in ("weight_var", "bias_var", "input_weight_var", "readout_weight_var",
                      "input_bias_var", "readout_bias_var"):
@@ -662,6 +872,7 @@ class ResNet(_KernelMethods):
 
     def _stack(self):
         L = self.depth
+        _stack_memory(L)
         return _Stack(self.activation._resolve(L), self.weight_var, self.bias_var,
                       (self.input_weight_var, self.input_bias_var), np.ones(L),
                       self.alphas ** 2, (self.readout_weight_var, self.readout_bias_var))

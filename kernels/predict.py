@@ -35,6 +35,7 @@ class Prediction:
 
 
 def _targets(y, n):
+    _checks.real_array(y, "y_train")
     try:
         arr = np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -109,6 +110,7 @@ def predict(net, x_train, y_train, x_test, kind="nngp", diag_reg=0.0, t=None,
     y = _targets(y_train, x_train.shape[0])
     r = _checks.nonneg_float(diag_reg, "diag_reg")
     eta = _checks.positive_float(learning_rate, "learning_rate")
+    compute_cov = _checks.flag(compute_cov, "compute_cov")
     if t is not None:
         t = _checks.nonneg_float(t, "t")
         if kind != "ntk":
@@ -122,12 +124,16 @@ def predict(net, x_train, y_train, x_test, kind="nngp", diag_reg=0.0, t=None,
             raise ValueError("solver='cg' gives infinite-time means only: pass t=None and "
                              "compute_cov=False")
     n = x_train.shape[0]
-    k = net.kernels(np.concatenate([x_train, x_test]))
+    xs = np.concatenate([x_train, x_test])
+    if kind == "nngp":                  # the NNGP posterior needs no NTK
+        K, Th = net.nngp(xs), None
+    else:
+        k = net.kernels(xs)
+        K, Th = k.nngp, k.ntk
     if solver == "cg":
-        M = k.nngp if kind == "nngp" else k.ntk
+        M = K if kind == "nngp" else Th
         reg = _cg.kernel_regression(M[:n, :n], y, M[n:, :n], diag_reg=r, tol=tol)
         return Prediction(reg.mean, None)
-    K, Th = k.nngp, k.ntk
     Kxx, Ksx, Kss = K[:n, :n] + r * np.eye(n), K[n:, :n], K[n:, n:]
     if kind == "nngp":
         c = _cho(Kxx, "K_train_train")

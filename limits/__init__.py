@@ -6,19 +6,20 @@ one solver (``solve``) and the comparison with finite networks (``compare``); Sy
 ``limits.derive``; the validation report (``python -m limits validate``) and figures
 (``limits.plots``).
 """
-from . import plots, validate
 from .sde import (CorrelationSDE, CovarianceSDE, GeometricBM, LinearSDE, OrnsteinUhlenbeck,
                   PeluchettiFavaroSDE, ResNetODE, SmoothCovarianceSDE, UnshapedCorrelationSDE)
 from .solve import Comparison, Solution, compare, solve
+from .which_limit import WhichLimit, which_limit
 
-__all__ = ["plots", "validate", "CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE",
+__all__ = ["CorrelationSDE", "CovarianceSDE", "SmoothCovarianceSDE",
            "UnshapedCorrelationSDE",
            "ResNetODE", "GeometricBM", "LinearSDE", "OrnsteinUhlenbeck", "PeluchettiFavaroSDE",
            "solve", "Solution",
-           "compare", "Comparison"]
+           "compare", "Comparison", "which_limit", "WhichLimit"]
 __version__ = "0.1.0"
 
-_LAZY = ("derive", "phase", "resnet_scaling", "sweep")   # heavier imports (SymPy, ...), on use
+# heavier imports, loaded on first use: SymPy (derive), matplotlib (plots), dask (sweep), ...
+_LAZY = ("criticality", "derive", "phase", "plots", "resnet_scaling", "sweep", "validate")
 
 
 def __getattr__(name):

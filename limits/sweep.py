@@ -5,7 +5,9 @@ A *grid* is a list of parameter dicts (:func:`product` builds the Cartesian prod
 :class:`concurrent.futures.Executor` -- by default a local process pool over the available
 cores; ``dask.distributed.Client(...).get_executor()`` runs the same grid on a cluster with no
 code change -- and stores each completed run in an SQLite file.  :func:`load` returns one
-:class:`Record` per stored point, :func:`failures` the recorded failures.
+:class:`Record` per stored point, :func:`failures` the recorded failures.  :func:`collect` is
+:func:`run_grid` followed by reading the grid's own records back, in grid order, with an
+in-memory store when none is given: the one way the library's own studies run their grids.
 
 Contract of ``fn``
 ------------------
@@ -38,11 +40,28 @@ One SQLite file (stdlib :mod:`sqlite3`, WAL journal, ``synchronous=NORMAL``: a c
 process loses nothing committed, a power cut at most the last commits; the file stays
 consistent).  Table ``points`` has one row per (experiment name, sha256 of the canonical
 parameters) with the parameters and results as JSON; ``arrays`` holds the array results;
-``failures`` every failed attempt with its traceback text.  Only the coordinating process
-writes, one transaction per completed run, so the store must be on a disk of the machine that
+``failures`` every failed attempt with its traceback text.  Only coordinating processes
+write, one transaction per completed run, so the store must be on a disk of the machine that
 calls :func:`run_grid` (workers never open it; SQLite's WAL does not work on network file
 systems).  A rerun skips the stored points and retries the failed ones.  An experiment name is
-bound to one ``fn`` and one root seed: rerunning it with another raises ``ValueError``.
+bound to one ``fn`` and one root seed: rerunning it with another raises ``ValueError``.  An
+SQLite file that is not a sweep store is refused and left untouched.
+
+Several coordinators (processes calling :func:`run_grid` on one store at once) share the
+work: each *leases* the points it submits (a row in the store with an expiry, renewed while it
+runs), and skips the points leased to the others, then waits for them; the points of a
+coordinator that died are taken over at once if it ran on this machine, else when their lease
+expires (``lease`` seconds, default 60).
+Every point is computed once (twice only if a live coordinator stalls for longer than its
+lease), and each :class:`Summary` says what its own call stored and what the others did.
+
+Processes
+---------
+The default pool's workers exit within moments when the coordinator dies, even by SIGKILL
+(they watch a pipe that only the coordinator holds); the fork server and the resource tracker
+follow.  A script that calls :func:`run_grid` at its top level must do so under
+``if __name__ == "__main__":`` (the workers import the main module again); if it does not,
+the error says so.
 
 Example
 -------
@@ -59,7 +78,6 @@ On a cluster (``pip install nn-limits[dask]``, the project installed on the work
         sweep.run_grid(mymodule.train_once, grid, "runs.sqlite", executor=client.get_executor())
 """
 import concurrent.futures as cf
-import datetime
 import hashlib
 import importlib
 import io
@@ -67,13 +85,10 @@ import itertools
 import json
 import math
 import multiprocessing
-import os
 import queue
-import sqlite3
 import sys
 import time
 import traceback
-import uuid
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,28 +96,15 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-__all__ = ["run_grid", "load", "failures", "product", "point_seed", "point_key", "Record",
-           "Failure", "Summary"]
+from . import _sweep_pool as _pool
+from . import _sweep_store as _db
 
-_SCHEMA_VERSION = "1"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS experiments(
-    name TEXT PRIMARY KEY, fn TEXT NOT NULL, seed TEXT NOT NULL, created TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS points(
-    name TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, params TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed')),
-    results TEXT, seconds REAL, finished TEXT, error TEXT,
-    PRIMARY KEY (name, key));
-CREATE INDEX IF NOT EXISTS points_seq ON points(name, seq);
-CREATE TABLE IF NOT EXISTS arrays(
-    name TEXT NOT NULL, key TEXT NOT NULL, field TEXT NOT NULL, npy BLOB NOT NULL,
-    PRIMARY KEY (name, key, field));
-CREATE TABLE IF NOT EXISTS failures(
-    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, key TEXT NOT NULL,
-    attempt INTEGER NOT NULL, error TEXT NOT NULL, traceback TEXT NOT NULL, time TEXT NOT NULL);
-"""
+__all__ = ["run_grid", "collect", "load", "failures", "product", "point_seed", "point_key",
+           "Record", "Failure", "Summary"]
 
+LEASE_SECONDS = 60.0
+"""Default ``lease`` of :func:`run_grid`: how long a point stays reserved to a coordinator
+that stops renewing it (it renews every quarter of this while it runs)."""
 
 # ----------------------------------------------------------------------------------------------
 # records
@@ -136,8 +138,11 @@ class Failure:
 @dataclass
 class Summary:
     """What one :func:`run_grid` call did: ``total`` grid points, ``skipped`` (already
-    stored), ``completed`` (stored by this call), ``failed`` (the last failure of each point
-    still failing after ``retries``), ``seconds`` wall time."""
+    stored when it started), ``completed`` (stored by this call), ``others`` (stored during
+    this call by another coordinator sharing the store), ``failed`` (the last failure of each
+    point still failing after ``retries``, in this call or, for points another coordinator
+    ran, in that one), ``seconds`` wall time.  After a normal return
+    ``skipped + completed + others + len(failed) == total``."""
 
     name: str
     store: str
@@ -146,10 +151,13 @@ class Summary:
     completed: int
     failed: List[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    others: int = 0
 
     def __str__(self):
-        return (f"{self.name}: {self.skipped + self.completed}/{self.total} stored "
-                f"({self.completed} now, {self.skipped} before), {len(self.failed)} failed, "
+        stored = self.skipped + self.completed + self.others
+        by = f", {self.others} by another coordinator" if self.others else ""
+        return (f"{self.name}: {stored}/{self.total} stored ({self.completed} now, "
+                f"{self.skipped} before{by}), {len(self.failed)} failed, "
                 f"{self.seconds:.1f} s")
 
 
@@ -382,177 +390,10 @@ def _run_point(ref, params_json, seed_spec, key, attempt, nonce=None):
 
 
 # ----------------------------------------------------------------------------------------------
-# store
-# ----------------------------------------------------------------------------------------------
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _store_path(store, create):
-    if isinstance(store, bool) or not isinstance(store, (str, os.PathLike)):
-        raise TypeError(f"store must be a file path (str or os.PathLike), got "
-                        f"{type(store).__name__} {store!r}")
-    path = os.path.abspath(os.fspath(store))
-    if os.fspath(store) in ("", ":memory:") or os.path.isdir(path):
-        raise ValueError(f"store must be a file path, got {store!r}")
-    if create:
-        parent = os.path.dirname(path)
-        if not os.path.isdir(parent):
-            raise ValueError(f"store={os.fspath(store)!r}: directory {parent!r} does not exist "
-                             f"(create it first)")
-    elif not os.path.isfile(path):
-        raise ValueError(f"store={os.fspath(store)!r} does not exist")
-    return path
-
-
-def _connect(path, create):
-    try:
-        con = sqlite3.connect(path, timeout=60.0, isolation_level=None)
-        con.execute("PRAGMA busy_timeout = 60000")
-        if create:
-            con.execute("PRAGMA journal_mode = WAL")
-            con.execute("PRAGMA synchronous = NORMAL")
-            con.executescript(_SCHEMA)
-            con.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
-        version = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise ValueError(f"store={path!r} is not a sweep store ({exc})") from None
-    if version is None or version[0] != _SCHEMA_VERSION:
-        con.close()
-        raise ValueError(f"store={path!r} has schema {version}, expected {_SCHEMA_VERSION}")
-    return con
-
-
-def _experiment(con, name, ref, spec):
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        row = con.execute("SELECT fn, seed FROM experiments WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            con.execute("INSERT INTO experiments VALUES (?, ?, ?, ?)",
-                        (name, ref, json.dumps(spec, sort_keys=True), _now()))
-        else:
-            if row[0] != ref:
-                raise ValueError(f"name={name!r} was run with fn {row[0]}, not {ref}: use "
-                                 f"another name")
-            if json.loads(row[1]) != spec:
-                raise ValueError(f"name={name!r} was run with seed {json.loads(row[1])}, not "
-                                 f"{spec}: use another name")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-
-
-def _register(con, name, points):
-    """Insert the grid's new points as pending; return {key: status} of the whole grid."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        status = dict(con.execute("SELECT key, status FROM points WHERE name = ?", (name,)))
-        seq = con.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM points WHERE name = ?",
-                          (name,)).fetchone()[0]
-        new = [(name, key, seq + i, cj, "pending")
-               for i, (key, cj) in enumerate((k, c) for k, c in points if k not in status)]
-        con.executemany("INSERT INTO points(name, key, seq, params, status) "
-                        "VALUES (?, ?, ?, ?, ?)", new)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return {key: status.get(key, "pending") for key, _ in points}
-
-
-def _store_result(con, name, key, res, blobs, seconds):
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        cur = con.execute("UPDATE points SET status = 'done', results = ?, seconds = ?, "
-                          "finished = ?, error = NULL WHERE name = ? AND key = ? "
-                          "AND status != 'done'", (res, seconds, _now(), name, key))
-        if cur.rowcount == 1:
-            con.executemany("INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?)",
-                            [(name, key, f, b) for f, b in blobs.items()])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-
-
-def _store_failure(con, name, key, attempt, error, tb, final):
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        t = _now()
-        con.execute("INSERT INTO failures(name, key, attempt, error, traceback, time) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", (name, key, attempt, error, tb, t))
-        if final:
-            con.execute("UPDATE points SET status = 'failed', error = ? WHERE name = ? AND "
-                        "key = ? AND status != 'done'", (error, name, key))
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return t
-
-
-# ----------------------------------------------------------------------------------------------
-# executors
-# ----------------------------------------------------------------------------------------------
-def _cpu_count():
-    if hasattr(os, "process_cpu_count"):
-        return os.process_cpu_count() or 1
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
-
-
-def _default_pool(n_points):
-    """A process pool over the available cores.  ``forkserver`` where the platform has it
-    (``fork`` after threads -- numba, tqdm, dask -- can deadlock), else ``spawn``.  The fork
-    server (one per process, started by its first pool) preloads ``limits.sweep``, so workers
-    start in milliseconds instead of each importing ``limits`` (about a second)."""
-    methods = multiprocessing.get_all_start_methods()
-    if "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        from multiprocessing import forkserver
-        preload = list(getattr(forkserver._forkserver, "_preload_modules", ["__main__"]))
-        if __name__ not in preload:
-            ctx.set_forkserver_preload(preload + [__name__])
-    else:
-        ctx = multiprocessing.get_context("spawn")
-    return cf.ProcessPoolExecutor(max_workers=max(1, min(_cpu_count(), n_points)),
-                                  mp_context=ctx)
-
-
-def _check_executor(executor):
-    if executor is None or isinstance(executor, cf.Executor):
-        return
-    hint = ""
-    if type(executor).__name__ == "Client":
-        hint = " (for dask.distributed pass client.get_executor())"
-    raise TypeError(f"executor must be a concurrent.futures.Executor or None, got "
-                    f"{type(executor).__name__} {executor!r}{hint}")
-
-
-def _window(executor):
-    n = getattr(executor, "_max_workers", None)
-    return max(64, 8 * n) if isinstance(n, int) else 1024
-
-
-def _terminate(pool):
-    """Stop an owned process pool now (used on errors and Ctrl-C)."""
-    pool.shutdown(wait=False, cancel_futures=True)
-    if hasattr(pool, "terminate_workers"):
-        pool.terminate_workers()
-        return
-    for p in list((getattr(pool, "_processes", None) or {}).values()):
-        try:
-            p.terminate()
-        except Exception:
-            pass
-
-
-# ----------------------------------------------------------------------------------------------
 # run_grid
 # ----------------------------------------------------------------------------------------------
-def run_grid(fn, grid, store, name=None, executor=None, seed=0, progress=True, retries=0):
+def run_grid(fn, grid, store, name=None, executor=None, seed=0, progress=True, retries=0, *,
+             lease=LEASE_SECONDS):
     """Run ``fn`` on every point of ``grid`` not yet stored, on any executor; store the results.
 
     Parameters
@@ -565,14 +406,15 @@ def run_grid(fn, grid, store, name=None, executor=None, seed=0, progress=True, r
         Parameter dicts with ``str`` keys and JSON-serialisable, finite values (e.g. from
         :func:`product`).  Two points with the same canonical JSON are refused.
     store : str or os.PathLike
-        SQLite file, created if missing; its directory must exist.
+        SQLite file, created if missing (or empty); its directory must exist.  Any other
+        SQLite database is refused, unchanged.
     name : str, optional
         Experiment name within the store; default ``"module:qualname"`` of ``fn``.
     executor : concurrent.futures.Executor, optional
         Where to run.  Default: a local process pool over the available cores (``forkserver``
         start method; the fork server, one per process, preloads ``limits.sweep``), created
-        and shut down by this call.  Any ``Executor`` works, e.g.
-        ``ProcessPoolExecutor(4)``, ``ThreadPoolExecutor`` or
+        and shut down by this call; its workers exit if this process dies.  Any ``Executor``
+        works, e.g. ``ProcessPoolExecutor(4)``, ``ThreadPoolExecutor`` or
         ``dask.distributed.Client(...).get_executor()``; it is not shut down.
     seed : int or numpy.random.SeedSequence
         Root seed; point seeds are derived from it and the parameters (:func:`point_seed`).
@@ -580,6 +422,10 @@ def run_grid(fn, grid, store, name=None, executor=None, seed=0, progress=True, r
         tqdm bar in this process: points stored / total, failures so far.
     retries : int
         How many more times a failing point is tried in this call (same seed each time).
+    lease : float, default 60
+        Seconds a point submitted by this call stays reserved to it without renewal (it is
+        renewed every ``lease / 4`` while this call runs): other coordinators on the store
+        leave it alone meanwhile and take it over after this call died.
 
     Returns
     -------
@@ -591,10 +437,12 @@ def run_grid(fn, grid, store, name=None, executor=None, seed=0, progress=True, r
     ------
     TypeError, ValueError
         Bad arguments, before any work starts: ``fn`` not importable (also checked in a
-        worker), parameters not JSON-serialisable, a store in a missing directory, an
-        unknown executor type, a ``name`` already bound to another ``fn`` or seed.
+        worker), parameters not JSON-serialisable, a store in a missing directory or an
+        SQLite file that is not a sweep store, an unknown executor type, a ``name`` already
+        bound to another ``fn`` or seed.
     RuntimeError
-        The executor broke (e.g. a worker process was killed); completed points are kept
+        The executor broke (e.g. a worker process was killed, or a script without
+        ``if __name__ == "__main__":``, which the message names); completed points are kept
         and a rerun resumes.
 
     Examples
@@ -608,66 +456,139 @@ def run_grid(fn, grid, store, name=None, executor=None, seed=0, progress=True, r
     20
     """
     t_start = time.perf_counter()
-    ref = _fn_ref(fn)
-    if isinstance(grid, (Mapping, str, bytes)) or not hasattr(grid, "__iter__"):
-        raise TypeError(f"grid must be an iterable of parameter dicts (e.g. a list or "
-                        f"sweep.product(...)), got {type(grid).__name__} {grid!r}")
-    points, first = [], {}
-    for i, params in enumerate(grid):
-        cj = _canonical_json(params, f"grid[{i}]")
-        key = _key_of(cj)
-        if key in first:
-            raise ValueError(f"grid[{i}] = {params!r} duplicates grid[{first[key]}]")
-        first[key] = i
-        points.append((key, cj))
-    if not points:
-        raise ValueError("grid is empty")
-    path = _store_path(store, create=True)
-    if name is None:
-        name = ref
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"name must be a non-empty str or None, got {name!r}")
-    _check_executor(executor)
-    if executor is None and multiprocessing.current_process().daemon:
-        raise ValueError("executor=None starts worker processes, which this daemonic process "
-                         "(e.g. a dask worker) cannot have: pass an executor")
-    spec = _seed_spec(_root_seed(seed))
-    if not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"progress must be a bool, got {progress!r}")
-    if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) or retries < 0:
-        raise ValueError(f"retries must be a non-negative int, got {retries!r}")
-    retries = int(retries)
-
-    con = _connect(path, create=True)
+    job = _Job(fn, grid, store, name, executor, seed, progress, retries, lease, memory=False)
+    con = _db._connect(job.path, create=True)
     try:
-        _experiment(con, name, ref, spec)
-        status = _register(con, name, points)
-        todo = [(key, cj) for key, cj in points if status[key] != "done"]
-        summary = Summary(name, path, len(points), len(points) - len(todo), 0)
-        if todo:
-            _execute(con, name, ref, spec, todo, summary, executor, progress, retries)
+        summary = _run(con, job)
     finally:
         con.close()
     summary.seconds = time.perf_counter() - t_start
     if summary.failed:
         f = summary.failed[0]
-        warnings.warn(f"run_grid {name!r}: {len(summary.failed)} of {summary.total} points "
+        warnings.warn(f"run_grid {job.name!r}: {len(summary.failed)} of {summary.total} points "
                       f"failed (first: {f.params} -> {f.error}); see "
-                      f"limits.sweep.failures({path!r}, {name!r})", RuntimeWarning,
+                      f"limits.sweep.failures({job.path!r}, {job.name!r})", RuntimeWarning,
                       stacklevel=2)
     return summary
 
 
-def _execute(con, name, ref, spec, todo, summary, executor, progress, retries):
+def collect(fn, grid, store=None, name=None, executor=None, seed=0, progress=True, retries=0,
+            *, lease=LEASE_SECONDS):
+    """:func:`run_grid`, then the grid's own records, in grid order.
+
+    What a study built on a grid calls (``limits.phase.slope`` and ``diagram`` do): one call
+    runs what is missing and returns every point's result, whether it was computed now, stored
+    before, or computed meanwhile by another coordinator on the same store.
+
+    Parameters
+    ----------
+    fn, grid, name, executor, seed, progress, retries, lease
+        As for :func:`run_grid`.
+    store : str or os.PathLike, optional
+        As for :func:`run_grid`; default ``None``: an in-memory store, gone when this returns.
+
+    Returns
+    -------
+    records : list of Record or None
+        ``records[i]`` is the stored record of ``grid[i]``, None if that point failed
+        (then it is in ``summary.failed``).
+    summary : Summary
+        As :func:`run_grid` returns it (``store`` is ``":memory:"`` without a file); no
+        warning is issued for failures: the caller decides.
+    """
+    t_start = time.perf_counter()
+    job = _Job(fn, grid, store, name, executor, seed, progress, retries, lease,
+               memory=store is None)
+    con = _db._connect(job.path, create=True)
+    try:
+        summary = _run(con, job)
+        keys = {key for key, _ in job.points}
+        arrays = _db._arrays(con, job.name, keys)
+        found = {}
+        for key, params, results, seconds in _db._done_rows(con, job.name):
+            if key in keys:
+                res = json.loads(results)
+                res.update(arrays.get(key, {}))
+                found[key] = Record(json.loads(params), res, key, seconds)
+    finally:
+        con.close()
+    summary.seconds = time.perf_counter() - t_start
+    return [found.get(key) for key, _ in job.points], summary
+
+
+class _Job:
+    """The checked arguments of one :func:`run_grid` / :func:`collect` call (every check runs
+    here, before the store is opened or any work starts)."""
+
+    def __init__(self, fn, grid, store, name, executor, seed, progress, retries, lease, memory):
+        self.ref = _fn_ref(fn)
+        if isinstance(grid, (Mapping, str, bytes)) or not hasattr(grid, "__iter__"):
+            raise TypeError(f"grid must be an iterable of parameter dicts (e.g. a list or "
+                            f"sweep.product(...)), got {type(grid).__name__} {grid!r}")
+        points, first = [], {}
+        for i, params in enumerate(grid):
+            cj = _canonical_json(params, f"grid[{i}]")
+            key = _key_of(cj)
+            if key in first:
+                raise ValueError(f"grid[{i}] = {params!r} duplicates grid[{first[key]}]")
+            first[key] = i
+            points.append((key, cj))
+        if not points:
+            raise ValueError("grid is empty")
+        self.points = points
+        self.path = _db.MEMORY if memory else _db._store_path(store, create=True)
+        self.name = self.ref if name is None else name
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"name must be a non-empty str or None, got {name!r}")
+        _pool._check_executor(executor)
+        if executor is None and multiprocessing.current_process().daemon:
+            raise ValueError("executor=None starts worker processes, which this daemonic "
+                             "process (e.g. a dask worker) cannot have: pass an executor")
+        self.executor = executor
+        self.spec = _seed_spec(_root_seed(seed))
+        if not isinstance(progress, (bool, np.bool_)):
+            raise TypeError(f"progress must be a bool, got {progress!r}")
+        self.progress = bool(progress)
+        if isinstance(retries, bool) or not isinstance(retries, (int, np.integer)) \
+                or retries < 0:
+            raise ValueError(f"retries must be a non-negative int, got {retries!r}")
+        self.retries = int(retries)
+        if isinstance(lease, bool) or not isinstance(lease, (int, float, np.integer,
+                                                             np.floating)) \
+                or not (math.isfinite(lease) and lease > 0):
+            raise ValueError(f"lease must be a finite number of seconds > 0, got {lease!r}")
+        self.lease = float(lease)
+
+
+def _run(con, job):
+    """Register the grid in the store, run what is missing, return the Summary."""
+    _db._experiment(con, job.name, job.ref, job.spec)
+    started = _db._now()
+    status = _db._register(con, job.name, job.points)
+    todo = [(key, cj) for key, cj in job.points if status[key] != "done"]
+    summary = Summary(job.name, job.path, len(job.points), len(job.points) - len(todo), 0)
+    if todo:
+        _execute(con, job, todo, summary, started)
+    return summary
+
+
+def _execute(con, job, todo, summary, started):
+    """Lease, submit and store the points of ``todo`` until each is settled (stored or failed,
+    by this call or by another coordinator); see the module docstring."""
     from tqdm.auto import tqdm
 
-    own = executor is None
-    pool = _default_pool(len(todo)) if own else executor
+    name, retries = job.name, job.retries
+    owned = _pool.OwnedPool(len(todo)) if job.executor is None else None
+    pool = owned.pool if owned is not None else job.executor
     done_q = queue.SimpleQueue()
     pending = {}
     params_of = dict(todo)
+    remaining = dict.fromkeys(key for key, _ in todo)   # not leased by this call, not settled
     failed_now = 0
-    nonce = uuid.uuid4().hex          # one per call: a rerun never reuses a cached task
+    me = _db._new_owner()          # lease owner; also makes every submission a distinct task
+    window = _pool._window(pool)
+    renew_every = job.lease / 4
+    renewed = time.monotonic()
     broken = None
     ok = False
 
@@ -676,29 +597,59 @@ def _execute(con, name, ref, spec, todo, summary, executor, progress, retries):
         if broken is not None:
             return
         try:
-            f = pool.submit(_run_point, ref, params_of[key], spec, key, attempt, nonce)
+            f = pool.submit(_run_point, job.ref, params_of[key], job.spec, key, attempt, me)
         except cf.BrokenExecutor as exc:
             broken = exc
             return
         pending[f] = (key, attempt)
         f.add_done_callback(done_q.put)
 
+    def fail(key, attempt, error, tb, t):
+        nonlocal failed_now
+        failed_now += 1
+        bar.set_postfix_str(f"failed={failed_now}", refresh=False)
+        summary.failed.append(Failure(json.loads(params_of[key]), key, attempt, error, tb, t))
+
+    def refill():
+        """Lease and submit more points; count those settled elsewhere meanwhile."""
+        claimed, done, failed, _ = _db._claim(con, name, me, remaining, window - len(pending),
+                                              started, job.lease)
+        for key in itertools.chain(claimed, done, failed):
+            del remaining[key]
+        summary.others += len(done)
+        bar.update(len(done))
+        for key in failed:
+            fail(key, *_db._last_failure(con, name, key))
+        for key in claimed:
+            submit(key, 1)
+
     bar = tqdm(total=summary.total, initial=summary.skipped, desc=name[-40:], unit="pt",
-               disable=not progress, dynamic_ncols=True)
+               disable=not job.progress, dynamic_ncols=True)
     try:
         try:
-            err = pool.submit(_probe, ref, nonce).result()
+            err = pool.submit(_probe, job.ref, me).result()
         except cf.BrokenExecutor as exc:
-            raise RuntimeError(f"the executor's workers died before running anything "
+            raise RuntimeError(f"the executor's workers died before running anything"
+                               f"{_pool._main_guard_hint(job.executor)} "
                                f"({type(exc).__name__}: {exc})") from exc
         if err is not None:
-            raise TypeError(f"fn is not importable as {ref} in the executor's workers: {err} "
-                            f"(is the module on the workers' path?)")
-        queued = iter(todo)
-        for key, _ in itertools.islice(queued, _window(pool)):
-            submit(key, 1)
-        while pending:
-            f = done_q.get()
+            raise TypeError(f"fn is not importable as {job.ref} in the executor's workers: "
+                            f"{err} (is the module on the workers' path?)")
+        while True:
+            if broken is None and remaining and len(pending) <= window // 2:
+                refill()
+            if not pending:
+                if broken is not None or not remaining:
+                    break
+                time.sleep(min(0.25, renew_every))      # the rest is leased to others: wait
+                continue
+            if time.monotonic() - renewed > renew_every:
+                _db._renew(con, me, job.lease)
+                renewed = time.monotonic()
+            try:
+                f = done_q.get(timeout=renew_every)
+            except queue.Empty:
+                continue
             key, attempt = pending.pop(f)
             try:
                 out = f.result()
@@ -708,21 +659,21 @@ def _execute(con, name, ref, spec, todo, summary, executor, progress, retries):
             except Exception as exc:      # the executor could not run the task (e.g. dask)
                 out = (False, f"{type(exc).__name__}: {exc}", traceback.format_exc(), 0.0)
             if out[0]:
-                _store_result(con, name, key, out[1], out[2], out[3])
-                summary.completed += 1
+                if _db._store_result(con, name, key, out[1], out[2], out[3]):
+                    summary.completed += 1
+                else:
+                    summary.others += 1        # another coordinator stored it first
                 bar.update(1)
             else:
                 final = attempt > retries or broken is not None
-                t = _store_failure(con, name, key, attempt, out[1], out[2], final)
-                if final:
-                    failed_now += 1
-                    bar.set_postfix_str(f"failed={failed_now}", refresh=False)
-                    summary.failed.append(Failure(json.loads(params_of[key]), key, attempt,
-                                                  out[1], out[2], t))
+                t, marked = _db._store_failure(con, name, key, attempt, out[1], out[2], final)
+                if final and marked:
+                    fail(key, attempt, out[1], out[2], t)
+                elif final:
+                    summary.others += 1
+                    bar.update(1)
                 else:
                     submit(key, attempt + 1)
-            for key2, _ in itertools.islice(queued, 0 if broken else 1):
-                submit(key2, 1)
         if broken is not None:
             raise RuntimeError(
                 f"the executor broke after {summary.completed} points were stored by this "
@@ -733,28 +684,17 @@ def _execute(con, name, ref, spec, todo, summary, executor, progress, retries):
         bar.close()
         for f in pending:
             f.cancel()
-        if own:
-            if ok:
-                pool.shutdown(wait=True)
-            else:
-                _terminate(pool)
+        try:
+            _db._release(con, me)
+        finally:
+            if owned is not None:
+                owned.close(wait=ok)
+
 
 
 # ----------------------------------------------------------------------------------------------
 # reading
 # ----------------------------------------------------------------------------------------------
-def _pick_name(con, name, path):
-    names = [r[0] for r in con.execute("SELECT name FROM experiments ORDER BY created")]
-    if name is None:
-        if len(names) != 1:
-            raise ValueError(f"store={path!r} holds {len(names)} experiments {names}: pass "
-                             f"name=")
-        return names[0]
-    if name not in names:
-        raise ValueError(f"name={name!r} is not in store={path!r} (it holds {names})")
-    return name
-
-
 def load(store, name=None):
     """The stored results of an experiment: one :class:`Record` per completed grid point.
 
@@ -777,18 +717,13 @@ def load(store, name=None):
     >>> xs = np.array([r.params["x"] for r in recs])                      # doctest: +SKIP
     >>> ys = np.array([r.results["y"] for r in recs])                     # doctest: +SKIP
     """
-    path = _store_path(store, create=False)
-    con = _connect(path, create=False)
+    path = _db._store_path(store, create=False)
+    con = _db._connect(path, create=False)
     try:
-        name = _pick_name(con, name, path)
-        arrays = {}
-        for key, fld, blob in con.execute("SELECT key, field, npy FROM arrays WHERE name = ?",
-                                          (name,)):
-            arrays.setdefault(key, {})[fld] = np.load(io.BytesIO(blob), allow_pickle=False)
+        name = _db._pick_name(con, name, path)
+        arrays = _db._arrays(con, name)
         out = []
-        for key, params, results, seconds in con.execute(
-                "SELECT key, params, results, seconds FROM points WHERE name = ? AND "
-                "status = 'done' ORDER BY seq", (name,)):
+        for key, params, results, seconds in _db._done_rows(con, name):
             res = json.loads(results)
             res.update(arrays.get(key, {}))
             out.append(Record(json.loads(params), res, key, seconds))
@@ -811,10 +746,10 @@ def failures(store, name=None, resolved=False):
     -------
     list of Failure
     """
-    path = _store_path(store, create=False)
-    con = _connect(path, create=False)
+    path = _db._store_path(store, create=False)
+    con = _db._connect(path, create=False)
     try:
-        name = _pick_name(con, name, path)
+        name = _db._pick_name(con, name, path)
         sql = ("SELECT p.params, f.key, f.attempt, f.error, f.traceback, f.time FROM failures f "
                "JOIN points p ON p.name = f.name AND p.key = f.key WHERE f.name = ?")
         if not resolved:

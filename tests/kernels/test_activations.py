@@ -12,19 +12,17 @@ from scipy import integrate
 from scipy.special import erf as sp_erf
 
 import kernels as kn
+from limits.validate import reference_table
 
 Q1, Q2, C = 1.0, 2.0, 0.5
 
-# kernels.md §1.5, oracle table at (q1, q2, c) = (1, 2, 0.5): (V, Vdot, V(1, 1, 1))
-ORACLE_15 = {
-    "relu": (kn.ReLU, 0.3642988816942232, 0.307513364040654, 0.5),
-    "leaky0.2": (lambda: kn.LeakyReLU(0.2), 0.3331512842843028, 0.3968085529860185, 0.52),
-    "abs": (lambda: kn.ABReLU(-1.0, 1.0), 0.9571955267768927, 0.2300534561626159, 1.0),
-    "erf": (lambda: kn.Erf(1.0, 1.0, 0.0), 0.1662579714811902, 0.3402875819779294,
-            0.46455905439754),
-    "identity": (kn.Identity, 0.5, 1.0, 1.0),
-}
-THETA_15 = 1.2094292028881888    # kernels.md §1.5 (mpmath)
+# kernels.md §1.5, oracle table at (q1, q2, c) = (1, 2, 0.5): (V, Vdot, V(1, 1, 1)), and the §1.4
+# tanh values; shipped as limits/_data/kernels_oracles.json (one copy for tests and validate)
+_ORACLES = reference_table("kernels_oracles")
+ORACLE_15 = {name: (lambda row=row: getattr(kn, row["activation"])(*row["args"]), *row["values"])
+             for name, row in _ORACLES["activation_maps"]["rows"].items()}
+TANH_14 = _ORACLES["tanh"]
+THETA_15 = _ORACLES["activation_maps"]["theta"]    # kernels.md §1.5 (mpmath)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -64,15 +62,18 @@ def tanh():
 
 
 def test_tanh_V_oracle(tanh):
-    assert float(tanh.V(1.0, 2.0, 0.5)) == pytest.approx(0.146754115460387, rel=1e-9, abs=0)
+    assert float(tanh.V(1.0, 2.0, 0.5)) == pytest.approx(TANH_14["V(1, 2, 0.5)"], rel=1e-9,
+                                                         abs=0)
 
 
 def test_tanh_Vdot_oracle(tanh):
-    assert float(tanh.Vdot(1.0, 2.0, 0.5)) == pytest.approx(0.299172021393036, rel=1e-9, abs=0)
+    assert float(tanh.Vdot(1.0, 2.0, 0.5)) == pytest.approx(TANH_14["Vdot(1, 2, 0.5)"], rel=1e-9,
+                                                            abs=0)
 
 
 def test_tanh_second_moment_oracle(tanh):
-    assert float(tanh.V(1.0, 1.0, 1.0)) == pytest.approx(0.394294490397841, rel=1e-9, abs=0)
+    assert float(tanh.V(1.0, 1.0, 1.0)) == pytest.approx(TANH_14["V(1, 1, 1)"], rel=1e-9,
+                                                         abs=0)
 
 
 def test_tanh_pointwise(tanh):

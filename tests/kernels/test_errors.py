@@ -285,3 +285,156 @@ def test_trajectory_bad_x_raises(net):
         net.trajectory(x)
     with pytest.raises(ValueError):
         net.trajectory(np.ones(3))
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 21: no silent wrong answer, early and specific refusals
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ENTRY_POINTS + ["trajectory"])
+def test_complex_x_refused(net, method):
+    name = r"\bx\b" if method == "trajectory" else "x1"
+    with pytest.raises(TypeError, match=name):
+        getattr(net, method)(X + 1j)
+
+
+def test_complex_x2_refused(net):
+    with pytest.raises(TypeError, match="x2"):
+        net.nngp(X, X.tolist() + [[1j, 0.0]])
+
+
+@pytest.mark.parametrize("method", ENTRY_POINTS + ["trajectory"])
+def test_complex_K0_refused(net, method):
+    with pytest.raises(TypeError, match="K0"):
+        getattr(net, method)(K0=np.eye(2) * (1 + 0j))
+
+
+@pytest.mark.parametrize("arg", ["x_train", "y_train", "x_test"])
+def test_predict_complex_refused(arg):
+    kw = dict(x_train=X[:2], y_train=np.array([1.0, -1.0]), x_test=X[2:])
+    kw[arg] = kw[arg] + 0.5j
+    with pytest.raises(TypeError, match=arg):
+        kn.predict(kn.MLP(2, kn.ReLU()), kw["x_train"], kw["y_train"], kw["x_test"])
+
+
+@pytest.mark.parametrize("bad", ["no", 0, 1, None, "False"])
+def test_predict_compute_cov_must_be_bool(bad):
+    with pytest.raises(TypeError, match="compute_cov"):
+        kn.predict(kn.MLP(2, kn.ReLU()), X[:2], [1.0, -1.0], X[2:], compute_cov=bad)
+
+
+def test_predict_compute_cov_numpy_bool_accepted():
+    p = kn.predict(kn.MLP(2, kn.ReLU()), X[:2], [1.0, -1.0], X[2:], compute_cov=np.False_)
+    assert p.cov is None
+
+
+@pytest.mark.parametrize("cls", [kn.MLP, kn.ResNet])
+@pytest.mark.parametrize("depth", [10 ** 30, 10 ** 12, 10 ** 9 + 1])
+def test_huge_depth_refused_at_construction(cls, depth):
+    with pytest.raises(ValueError, match=r"depth must be <= 1e\+09.*GiB"):
+        cls(depth, kn.ReLU())
+
+
+def test_trajectory_memory_refused_up_front():
+    # 1e9 layers x 2 x 2 x 11 arrays: hundreds of GB, refused before any allocation, with the
+    # number and what to do
+    net = kn.MLP(10 ** 9, kn.ReLU())
+    with pytest.raises(MemoryError, match=r"needs about .*(GiB|TiB).*layers=") as exc:
+        net.trajectory(K0=np.eye(2))
+    assert "ntk=False" in str(exc.value)
+
+
+def test_trajectory_memory_uses_available(monkeypatch):
+    from kernels import _checks
+    monkeypatch.setattr(_checks, "available_memory", lambda: 10_000)
+    with pytest.raises(MemoryError, match=r"9.77 KiB is available"):
+        kn.MLP(100, kn.ReLU()).trajectory(K0=np.eye(2))
+    kn.MLP(100, kn.ReLU()).trajectory(K0=np.eye(2), layers=[100])     # 1 layer fits
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_trajectory_ntk_must_be_bool(net, bad):
+    with pytest.raises(TypeError, match="ntk"):
+        net.trajectory(X, ntk=bad)
+
+
+def test_activation_returning_nan_is_named():
+    # NaN beyond |x| = 20 only: construction (unit variance) passes, the kernel at variance
+    # ~50 does not, and the error names the activation and the point, not the depth
+    act = kn.Activation(lambda t: math.nan if t > 20.0 else math.tanh(t), name="bad_tanh")
+    net = kn.MLP(2, act, weight_var=1.0)
+    x = np.array([[10.0, 0.0], [0.0, 10.0]])
+    for call in (lambda: net.kernels(x), lambda: net.nngp(x), lambda: net.trajectory(x)):
+        with pytest.raises(FloatingPointError, match=r"activation .*bad_tanh.*phi\(2\d\.\d*\) = nan"):
+            call()
+
+
+def test_activation_nan_at_unit_variance_refused():
+    with pytest.raises(ValueError, match="not finite at x"):
+        kn.Activation(lambda t: math.log(t))
+
+
+def test_overflow_names_quantity_and_layer():
+    # erf at sw2 = 1 is (barely) chaotic: chi_1 = 1.017, so the NTK overflows near layer 42,000
+    net = kn.MLP(60_000, kn.Erf(), weight_var=1.0)
+    K0 = np.array([[1.0, 0.5], [0.5, 1.0]])
+    with pytest.raises(FloatingPointError, match=r"NTK overflows from layer \d+ on.*ntk=False"):
+        net.trajectory(K0=K0, layers=[0, 30_000, 50_000, 60_000])
+    tr = net.trajectory(K0=K0, layers=[0, 30_000, 50_000, 60_000], ntk=False)
+    assert tr.ntk is None and np.all(np.isfinite(tr.correlation))
+    with pytest.raises(FloatingPointError, match="NTK overflows"):
+        net.kernels(K0=K0)
+    assert np.all(np.isfinite(net.nngp(K0=K0)))      # the NNGP alone is not refused
+
+
+# ----------------------------------------------------------------------------------------------
+# the public maps
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("act", [kn.ReLU(), kn.Erf(), kn.Tanh(), kn.LeakyReLU(0.1)],
+                         ids=["relu", "erf", "tanh", "leaky"])
+@pytest.mark.parametrize("args,name", [((np.nan, 1.0, 0.0), "q1"), ((1.0, np.inf, 0.0), "q2"),
+                                       ((1.0, 1.0, np.nan), r"\bc\b")],
+                         ids=["nan-q1", "inf-q2", "nan-c"])
+def test_maps_reject_non_finite(act, args, name):
+    for m in (act.V, act.Vdot):
+        with pytest.raises(ValueError, match=name):
+            m(*args)
+
+
+@pytest.mark.parametrize("act", [kn.ReLU(), kn.Erf(), kn.Tanh()], ids=["relu", "erf", "tanh"])
+def test_maps_reject_complex(act):
+    with pytest.raises(TypeError, match=r"\bc\b"):
+        act.V(1.0, 1.0, 0.5 + 0.1j)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gauss-Hermite degree
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("deg", [1, 3, 5, 10])
+def test_too_low_degree_refused(deg):
+    # deg 1 returned exact zeros (100 % error), deg 3 31 %, deg 5 11 %
+    with pytest.raises(ValueError, match=rf"deg={deg} is too low.*estimated relative error.*"
+                                         rf"use deg >= \d+"):
+        kn.Tanh(deg=deg)
+
+
+def test_low_degree_warns_with_estimate():
+    with pytest.warns(UserWarning, match=r"estimated relative error of [0-9.e-]+.*deg >= \d+"):
+        act = kn.Tanh(deg=40)
+    assert 1e-8 < act.quadrature_error < 1e-2
+
+
+def test_kinked_activation_warns_that_no_degree_helps():
+    with pytest.warns(UserWarning, match="no degree up to"):
+        kn.Activation(lambda t: t / (1.0 + abs(t)))
+
+
+def test_default_degree_quiet_and_accurate(recwarn):
+    act = kn.Tanh()
+    assert act.quadrature_error < 1e-12
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
+
+
+@pytest.mark.parametrize("deg", [10 ** 7, 10_001])
+def test_degree_bounded_above(deg):
+    with pytest.raises(ValueError, match=r"deg must be <= 10000"):
+        kn.Activation(lambda t: math.tanh(t), deg=deg)

@@ -100,6 +100,70 @@ def test_diagonal_from_input_kernel():
     np.testing.assert_array_equal(d.ntk, np.diag(full.ntk))
 
 
+@pytest.mark.parametrize("name", ["relu-bias", "relu-fast", "erf"])
+def test_tiles_serial_and_parallel_paths_agree(name):
+    # the whole 300-point kernel runs the threaded per-matrix passes and layer chunks
+    # (architectures._serial, _rec.SERIAL_ENTRIES), small tiles the one-thread variants
+    net = NETS[name]()
+    x = _inputs(300)
+    full = net.kernels(x)
+    for tile in (7, 128):
+        a, b = np.empty((300, 300)), np.empty((300, 300))
+        _equal(net.kernels(x, out=(a, b), tile=tile), full)
+
+
+@pytest.mark.parametrize("depth", [3, 40])
+def test_extreme_rows_rescaled_in_tiles_and_diagonal(depth):
+    # bias-free ReLU: rows of extreme norm are rescaled by powers of two (row by row), in
+    # tiles and in the diagonal exactly as in the whole computation
+    net = kn.MLP(depth, kn.ReLU(), weight_var=2.0)
+    x = _inputs(150)
+    x[[2, 40, 99]] *= 1e150         # K ~ 1e300: x x' and q q' overflow unless rescaled
+    x[[5, 41, 120]] *= 1e-150
+    x2 = _inputs(37, seed=2)
+    x2[[1, 30]] *= 1e-100
+    full, cross = net.kernels(x), net.kernels(x, x2)
+    assert np.all(np.isfinite(full.nngp)) and np.all(np.isfinite(full.ntk))
+    assert 1e298 < full.nngp[2, 2] < 1e302 and 1e-302 < full.nngp[5, 5] < 1e-298
+    for tile in (9, 64):
+        a, b = np.empty((150, 150)), np.empty((150, 150))
+        _equal(net.kernels(x, out=(a, b), tile=tile), full)
+        a, b = np.empty((150, 37)), np.empty((150, 37))
+        _equal(net.kernels(x, x2, out=(a, b), tile=tile), cross)
+    d = net.kernels(x, diagonal=True)
+    np.testing.assert_array_equal(d.nngp, np.diag(full.nngp))
+    np.testing.assert_array_equal(d.ntk, np.diag(full.ntk))
+    K0 = np.diag(np.array([1e-310, 1.0, 1e300, 4.0]))
+    K0[1, 3] = K0[3, 1] = 1.5
+    fk = net.kernels(K0=K0)
+    dk = net.kernels(K0=K0, diagonal=True)
+    np.testing.assert_array_equal(dk.nngp, np.diag(fk.nngp))
+    np.testing.assert_array_equal(dk.ntk, np.diag(fk.ntk))
+
+
+def test_nngp_out_and_diagonal_skip_the_ntk(monkeypatch):
+    from kernels import architectures as arch
+    net = NETS["relu-bias"]()
+    x = _inputs(60)
+    ref = net.nngp(x)
+    calls = []
+    run = arch._run
+
+    def spy(*args, **kw):
+        calls.append(kw.get("ntk", True))
+        return run(*args, **kw)
+
+    monkeypatch.setattr(arch, "_run", spy)
+    a = np.empty((60, 60))
+    assert net.nngp(x, out=a, tile=25) is a
+    np.testing.assert_array_equal(a, ref)
+    np.testing.assert_array_equal(net.nngp(x, diagonal=True), np.diag(ref))
+    assert len(calls) == 6 + 1 and not any(calls)
+    calls.clear()
+    k = net.kernels(x, out=(a, None), tile=25)
+    assert k.ntk is None and len(calls) == 6 and not any(calls)
+
+
 # ----------------------------------------------------------------------------------------------
 # bad input: clear errors before any work
 # ----------------------------------------------------------------------------------------------

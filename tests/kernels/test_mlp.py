@@ -10,9 +10,10 @@ import math
 import mpmath as mp
 import numpy as np
 import pytest
-from scipy.special import roots_hermite
 
 import kernels as kn
+from limits.validate import reference_table
+from tests._reference import abrelu_maps, erf_maps, gh_maps
 
 PI = math.pi
 E2 = np.array([[1.0, 0.0], [0.0, 1.0]])       # d = 2: K_1 = sw2 * I / 2, input correlation 0
@@ -21,45 +22,11 @@ E2 = np.array([[1.0, 0.0], [0.0, 1.0]])       # d = 2: K_1 = sw2 * I / 2, input 
 # ----------------------------------------------------------------------------------------------
 # independent reference implementation of kernels.md §2.2
 # ----------------------------------------------------------------------------------------------
-def _abrelu_maps(a, b):
-    def maps(q1, q2, c):
-        s = np.sqrt(q1 * q2)
-        th = np.arctan2(np.sqrt(np.maximum(q1 * q2 - c * c, 0.0)), c)   # q1*q2 as a product
-        # phi = b relu(x) - a relu(-x); quadrant probabilities (kernels.md §1.2 derivation)
-        e_rr = s * (np.sin(th) + (PI - th) * np.cos(th)) / (2 * PI)
-        e_rm = s * (np.sin(th) - th * np.cos(th)) / (2 * PI)
-        V = (a * a + b * b) * e_rr - 2 * a * b * e_rm
-        Vd = ((a * a + b * b) * (PI - th) + 2 * a * b * th) / (2 * PI)
-        return V, Vd
-    return maps
-
-
-def _erf_maps(a=1.0, b=1.0, c0=0.0):
-    def maps(q1, q2, c):
-        b2 = b * b
-        P = (1 + 2 * b2 * q1) * (1 + 2 * b2 * q2)
-        V = a * a * (2 / PI) * np.arcsin(2 * b2 * c / np.sqrt(P)) + c0 * c0
-        Vd = a * a * b2 * (4 / PI) / np.sqrt(P - 4 * b2 * b2 * c * c)
-        return V, Vd
-    return maps
+_abrelu_maps, _erf_maps = abrelu_maps, erf_maps
 
 
 def _gh_maps(fn, dfn, deg=200):
-    """Tensor Gauss-Hermite (kernels.md §1.4), all nodes, written independently in numpy."""
-    xs, ws = roots_hermite(deg)
-
-    def maps(q1, q2, c):
-        q1, q2, c = np.broadcast_arrays(q1, q2, c)
-        a = np.sqrt(2 * q1)[..., None]
-        bc = (c * np.sqrt(2 / q1))[..., None, None]
-        e = np.sqrt(2 * np.maximum(q2 - c * c / q1, 0.0))[..., None, None]
-        y = bc * xs[:, None] + e * xs[None, :]          # (..., i, j)
-        W = ws[:, None] * ws[None, :]
-        u = a * xs                                         # (..., i)
-        V = np.einsum("...i,...ij,ij->...", fn(u), fn(y), W) / PI
-        Vd = np.einsum("...i,...ij,ij->...", dfn(u), dfn(y), W) / PI
-        return V, Vd
-    return maps
+    return gh_maps(fn, dfn, deg, min_weight=0.0)
 
 
 def _mlp_reference(x, depth, maps, sw2, sb2):
@@ -128,15 +95,10 @@ def test_he_relu_map_through_network(x2, rho, theta):
 
 
 # kernels.md §2.3 table: n -> (rho_n = f^n(0), NTK off-diag, NTK diag)
-TABLE_23 = {
-    1: (0.31830988618379067, 0.318309886183791, 2),
-    2: (0.49373109020037155, 0.685708636282943, 3),
-    3: (0.60482572011294455, 1.060388106802584, 4),
-    4: (0.68095353335573635, 1.430390497210369, 5),
-    5: (0.73594635062763665, 1.792195966844595, 6),
-}
-RHO_6_10 = [0.77722869919143624, 0.80914805147949771, 0.83441630259254746,
-            0.85480923754890578, 0.87153551602151762]
+_HE = reference_table("kernels_oracles")["he_relu_map"]
+TABLE_23 = {n: row for n, row in enumerate(zip(_HE["rho_n"], _HE["ntk_offdiagonal_n"],
+                                               _HE["ntk_diagonal_n"]), start=1)}
+RHO_6_10 = _HE["rho_n"][5:10]
 
 
 @pytest.mark.parametrize("n", sorted(TABLE_23))
@@ -631,3 +593,142 @@ def test_input_duplicates_relu_via_x(depth):
     for M in (k.nngp, k.ntk):
         assert M[0, 1] == pytest.approx(M[0, 0], rel=1e-14)
     assert k.ntk[0, 0] == pytest.approx((depth + 1) * 2 * 0.625 ** 2 / 5, rel=1e-13)
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 21: large norms (erf), the NNGP-only path, the vectorised trajectory recorder
+# ----------------------------------------------------------------------------------------------
+def _erf_mp(q1, q2, c):
+    """Williams' maps (a = b = 1) in mpmath, where nothing overflows; 700 digits, so that
+    P - 4 c^2 does not cancel even at q ~ 1e300."""
+    with mp.workdps(700):
+        q1, q2, c = mp.mpf(q1), mp.mpf(q2), mp.mpf(c)
+        P = (1 + 2 * q1) * (1 + 2 * q2)
+        return (2 / mp.pi * mp.asin(2 * c / mp.sqrt(P)),
+                4 / mp.pi / mp.sqrt(P - 4 * c * c))
+
+
+@pytest.mark.parametrize("norm2", [1e10, 1e80, 1e160, 1e300])
+def test_erf_large_norm_diagonal(norm2):
+    # the diagonal at huge input norm is about sw2 * 1 (arcsin(2q/(1+2q)) -> pi/2); the product
+    # (1 + 2 q1)(1 + 2 q2) used to overflow beyond ~1e77 and every entry came out 0.  Reference:
+    # the recursion in mpmath, with the independent diagonal form V(q, q, q) =
+    # (2/pi) arctan(2q / sqrt(1 + 4q)), Vdot(q, q, q) = (4/pi) / sqrt(1 + 4q)
+    sw2, sb2, depth = 1.7, 0.1, 3
+    x = np.array([[math.sqrt(norm2), 0.0], [0.0, 2 * math.sqrt(norm2)]])
+    k = kn.MLP(depth, kn.Erf(), weight_var=sw2, bias_var=sb2).kernels(x)
+    for i in range(2):
+        with mp.workdps(60):
+            q = sw2 * mp.mpf(float(x[i] @ x[i])) / 2 + sb2
+            th = q
+            for _ in range(depth):
+                V = 2 / mp.pi * mp.atan(2 * q / mp.sqrt(1 + 4 * q))
+                Vd = 4 / mp.pi / mp.sqrt(1 + 4 * q)
+                q, th = sw2 * V + sb2, sw2 * V + sb2 + sw2 * Vd * th
+        assert k.nngp[i, i] == pytest.approx(float(q), rel=1e-14)
+        assert k.ntk[i, i] == pytest.approx(float(th), rel=1e-13)
+    # one layer: sw2 V + sb2 with V -> 1 (it was 0 beyond ~1e77)
+    k1 = kn.MLP(1, kn.Erf(), weight_var=sw2, bias_var=sb2).nngp(x)
+    assert np.all(np.diag(k1) > 0.99 * sw2 + sb2)
+
+
+@pytest.mark.parametrize("scale", [1e40, 1e80, 1e150])
+def test_erf_large_norm_off_diagonal(scale):
+    # full 2 x 2 recursion in mpmath at large norms and input correlation 0.6
+    sw2, sb2, depth = 1.3, 0.05, 2
+    x = scale * np.array([[1.0, 0.0], [0.6, 0.8]])
+    k = kn.MLP(depth, kn.Erf(), weight_var=sw2, bias_var=sb2).kernels(x)
+    G = (x @ x.T) / 2
+    q1, q2, c = (sw2 * G[0, 0] + sb2, sw2 * G[1, 1] + sb2, sw2 * G[0, 1] + sb2)
+    t = c
+    for _ in range(depth):
+        V1, _ = _erf_mp(q1, q1, q1)
+        V2, _ = _erf_mp(q2, q2, q2)
+        V, Vd = _erf_mp(q1, q2, c)
+        q1, q2, c, t = (sw2 * V1 + sb2, sw2 * V2 + sb2, sw2 * V + sb2,
+                        sw2 * V + sb2 + sw2 * Vd * t)
+    assert k.nngp[0, 1] == pytest.approx(float(c), rel=1e-13)
+    assert k.ntk[0, 1] == pytest.approx(float(t), rel=1e-12)
+
+
+def test_erf_maps_scaled_form_matches_closed_form():
+    # the overflow-free form used beyond 2 b^2 q = 64 agrees with Williams' formula in mpmath
+    act = kn.Erf()
+    for q1, q2, r in [(40.0, 50.0, 0.3), (1e3, 2e5, -0.7), (1e20, 1e20, 1.0), (1e20, 1e21, 0.999),
+                      (1e200, 1e250, 0.5), (2.0 ** 996, 2.0 ** 996, -1.0)]:
+        # at |rho| = 1 the maps are ill-conditioned in c (a 1-ulp change of c moves V by
+        # ~1e-8), so those cases use c = +-q exactly
+        c = r * q1 if q1 == q2 and abs(r) == 1.0 else r * math.sqrt(q1) * math.sqrt(q2)
+        V, Vd = _erf_mp(q1, q2, c)
+        assert act.V(q1, q2, c) == pytest.approx(float(V), rel=1e-14, abs=1e-300)
+        assert act.Vdot(q1, q2, c) == pytest.approx(float(Vd), rel=1e-13, abs=1e-300)
+
+
+def test_public_maps_at_1e160():
+    # issue 21 item 3: Erf gave 0, ReLU NaN
+    assert kn.Erf().V(1e160, 1e160, 1e160) == pytest.approx(1.0, rel=1e-15)
+    assert kn.ReLU().V(1e160, 1e160, 1e160) == 0.5e160
+    assert kn.ReLU().V(1e160, 1e160, 0.0) == pytest.approx(1e160 / (2 * PI), rel=1e-15)
+    assert kn.ReLU().Vdot(1e160, 1e160, 0.0) == 0.25
+    with pytest.raises(FloatingPointError, match="overflow"):
+        kn.ABReLU(3.0, 3.0).V(1e308, 1e308, 1e308)          # 9e308
+
+
+def test_tanh_maps_at_extreme_variances():
+    # c^2 / q1 formed without overflow / underflow: tanh(sqrt(q) z) is sign(z) at q = 1e40 to
+    # rounding, so 1e160 must agree with it; at 1e-170 tanh is linear: V = c
+    act = kn.Tanh()
+    assert act.V(1e160, 1e160, 0.5e160) == pytest.approx(act.V(1e40, 1e40, 0.5e40), rel=1e-12)
+    assert act.V(1e-170, 1e-170, 0.3e-170) == pytest.approx(0.3e-170, rel=1e-12)
+
+
+@pytest.mark.parametrize("make", [kn.ReLU, kn.Erf, lambda: kn.LeakyReLU(0.2), kn.Tanh],
+                         ids=["relu", "erf", "leaky", "tanh"])
+@pytest.mark.parametrize("bias", [0.0, 0.1])
+def test_nngp_only_path_is_bit_identical(make, bias):
+    x = np.random.default_rng(4).standard_normal((7, 3))
+    net = kn.MLP(6, make(), weight_var=1.5, bias_var=bias)
+    np.testing.assert_array_equal(net.nngp(x), net.kernels(x).nngp)
+    np.testing.assert_array_equal(net.nngp(x[:3], x[3:]), net.kernels(x[:3], x[3:]).nngp)
+    a, b = net.trajectory(x[:3]), net.trajectory(x[:3], ntk=False)
+    assert b.ntk is None
+    for name in ("nngp", "correlation", "one_minus_correlation", "angle"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+@pytest.mark.parametrize("make", [kn.ReLU, kn.Erf], ids=["relu", "erf"])
+def test_trajectory_all_layers_equals_single_layers(make):
+    # the vectorised recorder: recording every layer gives, bit for bit, what recording one
+    # layer at a time gives
+    x = np.random.default_rng(5).standard_normal((4, 3))
+    net = kn.MLP(25, make(), weight_var=1.8, bias_var=0.05)
+    full = net.trajectory(x)
+    np.testing.assert_array_equal(full.layers, np.arange(26))
+    for l in (0, 1, 7, 25):
+        one = net.trajectory(x, layers=[l])
+        for name in ("nngp", "ntk", "correlation", "one_minus_correlation", "angle"):
+            np.testing.assert_array_equal(getattr(full, name)[l], getattr(one, name)[0])
+
+
+@pytest.mark.parametrize("make", [kn.ReLU, kn.Erf], ids=["relu", "erf"])
+def test_serial_and_parallel_engines_bit_identical(make, monkeypatch):
+    from kernels import _recursion
+    x = np.random.default_rng(6).standard_normal((40, 3))
+    net = kn.MLP(30, make(), weight_var=1.8, bias_var=0.05)
+    monkeypatch.setattr(_recursion, "SERIAL_WORK", 0)           # always parallel
+    par, tpar = net.kernels(x, fast=False), net.trajectory(x[:5])
+    monkeypatch.setattr(_recursion, "SERIAL_WORK", 1 << 62)     # always serial
+    ser, tser = net.kernels(x, fast=False), net.trajectory(x[:5])
+    np.testing.assert_array_equal(par.nngp, ser.nngp)
+    np.testing.assert_array_equal(par.ntk, ser.ntk)
+    np.testing.assert_array_equal(tpar.ntk, tser.ntk)
+
+
+def test_deep_two_input_trajectory_every_layer():
+    # depth 1e4, every layer recorded (notebook 01); checked against sde.md-free facts: the
+    # He-ReLU diagonal stays 1, the diagonal NTK is l + 1, rho follows 1 - rho_l ~ 9 pi^2/(2 l^2)
+    tr = kn.MLP(depth=10_000, activation=kn.ReLU()).trajectory(K0=np.eye(2))
+    assert tr.nngp.shape == (10_001, 2, 2)
+    np.testing.assert_allclose(tr.nngp[:, 0, 0], 2.0, rtol=1e-12)
+    np.testing.assert_allclose(tr.ntk[:, 1, 1], 2.0 * np.arange(1, 10_002), rtol=1e-11)
+    assert 10_000 ** 2 * tr.one_minus_correlation[-1, 0, 1] == pytest.approx(44.25, rel=2e-3)

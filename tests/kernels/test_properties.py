@@ -268,3 +268,170 @@ def test_trajectory_duplicate_inputs_homogeneous_exact():
         tr = net.trajectory(x)
         np.testing.assert_array_equal(tr.one_minus_correlation[:, 0, 1], 0.0)
         np.testing.assert_array_equal(tr.correlation[:, 0, 1], 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# scale: bias-free positively homogeneous networks are 2-homogeneous at every representable
+# scale (issue 21 item 1); every public output is finite or the call raises
+# ----------------------------------------------------------------------------------------------
+homogeneous_act = st.sampled_from(["relu", "leaky", "abrelu"]).flatmap(
+    lambda k: st.just(kn.ReLU()) if k == "relu" else
+    (st.floats(0.05, 0.9).map(kn.LeakyReLU) if k == "leaky" else
+     st.tuples(slope, st.floats(0.3, 1.5)).map(lambda ab: kn.ABReLU(*ab))))
+
+
+@st.composite
+def homogeneous_network(draw):
+    act = draw(homogeneous_act)
+    depth = draw(st.integers(1, 12))
+    sw2 = draw(st.floats(0.5, 2.5))
+    if draw(st.booleans()):
+        return kn.MLP(depth, act, weight_var=sw2)
+    return kn.ResNet(depth, act, weight_var=sw2, input_weight_var=draw(st.floats(0.2, 2.0)),
+                     readout_weight_var=draw(st.floats(0.2, 2.0)))
+
+
+def _nonzero_rows(x):
+    return bool(np.all(np.max(np.abs(x), axis=1) > 0))
+
+
+def _assert_scaled(got, ref, scale_i, scale_j, name, diags=None):
+    """got_ij = scale_i scale_j ref_ij, to 1e-13 of scale_i scale_j sqrt(ref_ii ref_jj)
+    (plus the smallest normal float, where the result is subnormal).  For a cross kernel,
+    ``diags`` gives the two diagonals (K(x1, x1)_ii, K(x2, x2)_jj)."""
+    di, dj = (np.diag(ref), np.diag(ref)) if diags is None else diags
+    unit = np.outer(np.sqrt(np.abs(di)), np.sqrt(np.abs(dj)))     # no underflow of di dj
+    with np.errstate(over="ignore", under="ignore"):
+        exp = np.outer(scale_i, scale_j) * ref
+        tol = 1e-13 * np.outer(scale_i, scale_j) * unit + 4 * np.finfo(float).tiny
+    bad = np.abs(got - exp) > tol
+    assert not bad.any(), (name, got[bad][:3], exp[bad][:3])
+
+
+@SETTINGS
+@given(net=homogeneous_network(), x=inputs(n_min=2, n_max=5).filter(_nonzero_rows),
+       e=st.floats(-300.0, 300.0), pow2=st.booleans())
+def test_homogeneous_scale_invariance(net, x, e, pow2):
+    # nngp(a x) = a^2 nngp(x), the same for the NTK, for a from 1e-300 to 1e300; where
+    # a^2 nngp(x) overflows, a FloatingPointError that says so
+    a = 2.0 ** round(e * 3.3219) if pow2 else 10.0 ** e
+    ref = net.kernels(x)
+    with np.errstate(over="ignore"):
+        big = not (np.all(np.isfinite(a * a * ref.nngp)) and np.all(np.isfinite(a * a * ref.ntk)))
+    if big:
+        with pytest.raises(FloatingPointError, match="overflow"):
+            net.kernels(a * x)
+        return
+    got = net.kernels(a * x)
+    s = np.full(x.shape[0], a)
+    _assert_scaled(got.nngp, ref.nngp, s, s, "nngp")
+    _assert_scaled(got.ntk, ref.ntk, s, s, "ntk")
+    if pow2:                      # exact powers of two: the same bits, scaled
+        with np.errstate(under="ignore"):
+            exact = (a * a * ref.nngp)
+        normal = np.abs(exact) >= np.finfo(float).tiny
+        np.testing.assert_array_equal(got.nngp[normal], exact[normal])
+
+
+@SETTINGS
+@given(net=homogeneous_network(), x=inputs(n_min=2, n_max=5).filter(_nonzero_rows),
+       data=st.data())
+def test_homogeneous_per_row_scale(net, x, data):
+    # K(D x) = D K(x) D for a positive diagonal D whose entries span 1e-150 .. 1e150: no
+    # product of two norms overflows or underflows in the engine (it once gave rho0 = 0)
+    e = np.array(data.draw(st.lists(st.floats(-150.0, 150.0), min_size=x.shape[0],
+                                    max_size=x.shape[0])))
+    s = 10.0 ** e
+    ref = net.kernels(x)
+    got = net.kernels(s[:, None] * x)
+    _assert_scaled(got.nngp, ref.nngp, s, s, "nngp")
+    _assert_scaled(got.ntk, ref.ntk, s, s, "ntk")
+    # the cross kernel with a second set at another scale
+    x2 = data.draw(inputs(n_min=1, n_max=3, d=x.shape[1]).filter(_nonzero_rows))
+    s2 = 10.0 ** data.draw(st.floats(-150.0, 150.0))
+    cross = net.nngp(s[:, None] * x, s2 * x2)
+    _assert_scaled(cross, net.nngp(x, x2), s, np.full(x2.shape[0], s2), "cross",
+                   diags=(np.diag(ref.nngp), np.diag(net.nngp(x2))))
+
+
+@SETTINGS
+@given(net=homogeneous_network(), x=inputs(n_min=2, n_max=4).filter(_nonzero_rows),
+       e=st.floats(-300.0, 300.0))
+def test_homogeneous_trajectory_correlation_scale_free(net, x, e):
+    # the correlation and angle of every layer do not depend on the input scale, even where
+    # the kernels themselves underflow to 0 or overflow (ntk=False: only the NNGP is needed)
+    a = 10.0 ** e
+    ref = net.trajectory(x, ntk=False)
+    try:
+        got = net.trajectory(a * x, ntk=False)
+    except FloatingPointError as exc:
+        assert "overflow" in str(exc)
+        with np.errstate(over="ignore"):
+            assert not np.all(np.isfinite(a * a * ref.nngp))
+        return
+    assert got.ntk is None
+    np.testing.assert_allclose(got.correlation, ref.correlation, rtol=0, atol=1e-13)
+    # relative accuracy of the gap (parallel rows get a rounding-level gap, ~1e-33, from
+    # the scaled copy a x itself)
+    np.testing.assert_allclose(got.one_minus_correlation, ref.one_minus_correlation,
+                               rtol=1e-12, atol=1e-24)
+
+
+@SETTINGS
+@given(net=network(), x=inputs(), e=st.floats(-300.0, 300.0))
+def test_every_output_finite_or_error(net, x, e):
+    # any architecture, activation and input scale: each public output is finite, or the call
+    # raises FloatingPointError naming the quantity that left the float64 range
+    xs = 10.0 ** e * x
+    for call in (lambda: net.kernels(xs), lambda: net.trajectory(xs),
+                 lambda: net.trajectory(xs, ntk=False)):
+        try:
+            out = call()
+        except FloatingPointError as exc:
+            assert "NNGP" in str(exc) or "NTK" in str(exc)
+            continue
+        for name in ("nngp", "ntk", "correlation", "angle"):
+            arr = getattr(out, name, None)
+            if arr is not None:
+                assert np.all(np.isfinite(arr)), name
+    try:
+        K = net.nngp(xs)
+    except FloatingPointError as exc:
+        assert "NNGP" in str(exc)
+    else:
+        assert np.all(np.isfinite(K))
+
+
+@SETTINGS
+@given(e=st.floats(-300.0, 300.0), k=st.integers(-498, 510), r=st.floats(-1.0, 1.0),
+       act=st.sampled_from([kn.ReLU(), kn.LeakyReLU(0.3), kn.ABReLU(-0.5, 1.5), kn.Erf(),
+                            kn.Identity()]))
+def test_public_maps_finite_at_any_scale(e, k, r, act):
+    # V and Vdot of the closed forms at q1 = q2 = 10^e: finite; homogeneous ones at q = 4^k
+    # (so that c = r q is exact: near |r| = 1 the maps are ill-conditioned in c) scale like q
+    q = 10.0 ** e
+    V, Vd = act.V(q, q, r * q), act.Vdot(q, q, r * q)
+    assert np.isfinite(V) and np.isfinite(Vd)
+    if act.homogeneous:
+        q = 4.0 ** k
+        V, Vd = act.V(q, q, r * q), act.Vdot(q, q, r * q)
+        V1 = act.V(1.0, 1.0, r)
+        assert abs(V - q * V1) <= 1e-15 * q * max(abs(act.V(1.0, 1.0, 1.0)), 1.0)
+        assert abs(Vd - act.Vdot(1.0, 1.0, r)) <= 1e-15
+
+
+@pytest.mark.parametrize("s", [1e-300, 1e-200, 1e-80, 1e80, 1e200, 1e300])
+@pytest.mark.parametrize("arch", ["mlp", "resnet"])
+def test_homogeneous_input_kernel_route_any_scale(s, arch):
+    # the K0 route: K0 scaled by s gives kernels scaled by s (2-homogeneity in K0 = degree 1)
+    K0 = np.array([[1.0, 0.3, -0.2], [0.3, 2.0, 0.5], [-0.2, 0.5, 0.7]])
+    net = (kn.MLP(9, kn.LeakyReLU(0.3), weight_var=1.2) if arch == "mlp"
+           else kn.ResNet(9, kn.ABReLU(-0.4, 1.1), weight_var=1.2))
+    ref, got = net.kernels(K0=K0), net.kernels(K0=s * K0)
+    with np.errstate(under="ignore"):
+        np.testing.assert_allclose(got.nngp, s * ref.nngp, rtol=1e-13,
+                                   atol=1e-13 * s * np.max(ref.nngp) + 1e-307)
+        np.testing.assert_allclose(got.ntk, s * ref.ntk, rtol=1e-13,
+                                   atol=1e-13 * s * np.max(ref.ntk) + 1e-307)
+    np.testing.assert_allclose(net.trajectory(K0=s * K0).correlation,
+                               net.trajectory(K0=K0).correlation, rtol=0, atol=1e-13)

@@ -10,9 +10,10 @@ import math
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
-from scipy.special import roots_hermite
 
 import kernels as kn
+from limits.validate import reference_table
+from tests._reference import abrelu_maps, erf_maps, gh_maps
 
 PI = math.pi
 LS = (200, 400, 800)            # depths for the O(1/L) and Richardson checks
@@ -21,43 +22,11 @@ LS = (200, 400, 800)            # depths for the O(1/L) and Richardson checks
 # ----------------------------------------------------------------------------------------------
 # independent references
 # ----------------------------------------------------------------------------------------------
-def _abrelu_maps(a, b):
-    def maps(q1, q2, c):
-        s = np.sqrt(q1 * q2)
-        th = np.arctan2(np.sqrt(np.maximum(q1 * q2 - c * c, 0.0)), c)
-        e_rr = s * (np.sin(th) + (PI - th) * np.cos(th)) / (2 * PI)
-        e_rm = s * (np.sin(th) - th * np.cos(th)) / (2 * PI)
-        return ((a * a + b * b) * e_rr - 2 * a * b * e_rm,
-                ((a * a + b * b) * (PI - th) + 2 * a * b * th) / (2 * PI))
-    return maps
-
-
-def _erf_maps(a=1.0, b=1.0, c0=0.0):
-    def maps(q1, q2, c):
-        b2 = b * b
-        P = (1 + 2 * b2 * q1) * (1 + 2 * b2 * q2)
-        return (a * a * (2 / PI) * np.arcsin(2 * b2 * c / np.sqrt(P)) + c0 * c0,
-                a * a * b2 * (4 / PI) / np.sqrt(P - 4 * b2 * b2 * c * c))
-    return maps
+_abrelu_maps, _erf_maps = abrelu_maps, erf_maps
 
 
 def _gh_maps(fn, dfn, deg=600):
-    """Tensor Gauss-Hermite of high degree.  Nodes with weight < 1e-20 of the largest are
-    dropped: for bounded fn, dfn (tanh, sech^2) their contribution is below 1e-20."""
-    xs, ws = roots_hermite(deg)
-    keep = ws >= 1e-20 * ws.max()
-    xs, ws = xs[keep], ws[keep]
-    W = ws[:, None] * ws[None, :]
-
-    def maps(q1, q2, c):
-        q1, q2, c = np.broadcast_arrays(*(np.asarray(t, dtype=float) for t in (q1, q2, c)))
-        u = np.sqrt(2 * q1)[..., None] * xs
-        y = ((c * np.sqrt(2 / q1))[..., None, None] * xs[:, None]
-             + np.sqrt(2 * np.maximum(q2 - c * c / q1, 0.0))[..., None, None] * xs[None, :])
-        V = np.einsum("...i,...ij,ij->...", fn(u), fn(y), W) / PI
-        Vd = np.einsum("...i,...ij,ij->...", dfn(u), dfn(y), W) / PI
-        return V, Vd
-    return maps
+    return gh_maps(fn, dfn, deg, min_weight=1e-20)
 
 
 def _resnet_reference(K_in, depth, maps, sw2, sb2, alphas=None, s0=1.0, b0=0.0, sv=1.0, bv=0.0):
@@ -106,25 +75,14 @@ def _kmat(q1, q2, c):
 # ----------------------------------------------------------------------------------------------
 # §3.4 ODE oracle table (t = 1), approached by the discrete ResNet at O(1/L)
 # ----------------------------------------------------------------------------------------------
+_ODE = reference_table("kernels_oracles")["resnet_ode"]   # kernels.md §3.4
+_IDS = ["relu-1-0-orth", "relu-2-0-orth", "relu-2-0.3-orth", "relu-1-0-(1,2,.5)"]
 TABLE_34 = {   # id -> (activation factory, sw2, sb2, K_0, K_1, Theta_1)
-    "relu-1-0-orth": (kn.ReLU, 1.0, 0.0, (1, 1, 0),
-                      (1.648721270700, 1.648721270700, 0.233042921716),
-                      (2.473081906050, 2.473081906050, 0.262819755286)),
-    "relu-2-0-orth": (kn.ReLU, 2.0, 0.0, (1, 1, 0),
-                      (2.718281828459, 2.718281828459, 0.690060582046),
-                      (5.436563656918, 5.436563656918, 0.869243826051)),
-    "relu-2-0.3-orth": (kn.ReLU, 2.0, 0.3, (1, 1, 0),
-                        (3.233766376997, 3.233766376997, 1.174999509959),
-                        (6.252048205456, 6.252048205456, 1.512615480510)),
-    "relu-1-0-(1,2,.5)": (kn.ReLU, 1.0, 0.0, (1, 2, 0.5),
-                          (1.648721270700, 3.297442541400, 0.996141387168),
-                          (2.473081906050, 4.946163812100, 1.259129137930)),
-    "identity-1.5-0.2": (kn.Identity, 1.5, 0.2, (1, 2, 0.5),
-                         (4.94591428, 9.42760335, 2.70506974),
-                         (12.10056049, 23.30478317, 6.49844915)),
-}
-RHO_34 = {"relu-1-0-orth": 0.141347677050, "relu-2-0-orth": 0.253859101298,
-          "relu-2-0.3-orth": 0.363353246022, "relu-1-0-(1,2,.5)": 0.427227053114}
+    **{i: (kn.ReLU, sw2, sb2, tuple(K0), tuple(K1), tuple(T1))
+       for i, (sw2, sb2, K0, K1, T1, _) in zip(_IDS, _ODE["rows"])},
+    "identity-1.5-0.2": next((kn.Identity, sw2, sb2, tuple(K0), tuple(K1), tuple(T1))
+                             for a, sw2, sb2, K0, K1, T1 in _ODE["rows_other"] if a == "Identity")}
+RHO_34 = {i: row[-1] for i, row in zip(_IDS, _ODE["rows"])}
 
 
 def _discrete_levels(make, sw2, sb2, K0, Ls=LS):
@@ -177,8 +135,8 @@ def test_ode_oracle_table_correlation(row):
 # degree-600 Gauss-Hermite rule), because the table's own 120-point quadrature is not converged
 # at variances ~3 (see the report: its Theta_22 of the second row is off by ~1.5e-5).
 TANH_ROWS = {"tanh-1-0": (1.0, 0.0, (1, 1, 0.5)), "tanh-2-0.1": (2.0, 0.1, (1, 2, 0.3))}
-TANH_TABLE = {"tanh-1-0": ((1.4278999244, 1.4278999244, 0.6978283706),
-                           (2.0704229593, 2.0704229593, 0.9403621705))}
+TANH_TABLE = {"tanh-1-0": next((tuple(K1), tuple(T1)) for a, sw2, sb2, K0, K1, T1 in
+                               _ODE["rows_other"] if a == "Tanh" and (sw2, sb2) == (1.0, 0.0))}
 
 
 @pytest.fixture(scope="module")
@@ -547,3 +505,47 @@ def test_exact_antipodal_inputs_resnet(fast):
             for got, ref in ((k.nngp, K), (k.ntk, T)):
                 d = np.sqrt(np.diag(ref))
                 assert np.all(np.abs(got - ref) <= 1e-12 * np.outer(d, d)), (s0, x.tolist(), got)
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 21: input scales (bias-free homogeneous ResNets were 43 % wrong at norm 1e80) and erf
+# at large norms
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("act", [kn.ReLU(), kn.LeakyReLU(0.2), kn.ABReLU(-0.5, 1.5)],
+                         ids=["relu", "leaky", "abrelu"])
+@pytest.mark.parametrize("scale", [1e-300, 1e-160, 1e-79, 1e80, 1e150])
+def test_resnet_homogeneous_at_extreme_scales(act, scale):
+    x = np.array([[1.0, 0.2, -0.3], [0.4, -1.0, 0.5], [0.9, 0.3, -0.2]])
+    net = kn.ResNet(20, act, weight_var=1.3, readout_weight_var=0.7)
+    ref = net.kernels(x)
+    got = net.kernels(scale * x)
+    with np.errstate(under="ignore"):
+        exp_K, exp_T = scale * scale * ref.nngp, scale * scale * ref.ntk
+    unit = scale * scale * np.max(np.abs(ref.ntk))
+    np.testing.assert_allclose(got.nngp, exp_K, rtol=0, atol=1e-13 * unit + 1e-307)
+    np.testing.assert_allclose(got.ntk, exp_T, rtol=0, atol=1e-13 * unit + 1e-307)
+    # the residual-stream correlation is scale-free at every layer
+    np.testing.assert_allclose(net.trajectory(scale * x).correlation,
+                               net.trajectory(x).correlation, rtol=0, atol=1e-13)
+
+
+def test_resnet_homogeneous_overflow_is_an_error():
+    x = np.array([[1.0, 0.0], [0.0, 1.0]])
+    with pytest.raises(FloatingPointError, match="NNGP overflows"):
+        kn.ResNet(5, kn.ReLU()).kernels(1e160 * x)
+
+
+def test_resnet_erf_large_norm_diagonal():
+    # K_l = K_{l-1} + alpha^2 (sw2 V(K_{l-1}) + sb2) with V(q, q, q) = (2/pi) arctan(2q/sqrt(1+4q))
+    # (mpmath); at q ~ 1e200 the erf maps used to overflow and return 0
+    import mpmath as mp
+    L, sw2, sb2 = 8, 1.5, 0.1
+    x = np.array([[1e100, 0.0], [0.0, 3e100]])
+    k = kn.ResNet(L, kn.Erf(), weight_var=sw2, bias_var=sb2).kernels(x)
+    for i in range(2):
+        with mp.workdps(60):
+            q = mp.mpf(float(x[i] @ x[i])) / 2
+            for _ in range(L):
+                q = q + (sw2 * 2 / mp.pi * mp.atan(2 * q / mp.sqrt(1 + 4 * q)) + sb2) / L
+        assert k.nngp[i, i] == pytest.approx(float(q), rel=1e-14)
+    assert np.all(np.isfinite(k.ntk)) and k.nngp[0, 1] == pytest.approx(0.0, abs=1e-300 + 2.0)

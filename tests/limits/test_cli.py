@@ -1,4 +1,4 @@
-"""The command line: python -m limits validate / kernel, python -m kernels."""
+"""The command line: python -m limits validate / kernel / sde / phase-diagram, python -m kernels."""
 import os
 import subprocess
 import sys
@@ -47,7 +47,7 @@ def test_validate_quick_writes_report_and_figures(tmp_path):
 
 
 def test_validate_exit_status_reports_failure(monkeypatch, tmp_path):
-    from limits import validate
+    from limits.validate import _registry as validate
 
     def failing(ctx):
         return [validate.Result("always fails", "1", "2", "0", False)]
@@ -88,7 +88,7 @@ def test_validate_runs_checks_on_an_executor_in_order(monkeypatch, tmp_path):
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from limits import validate
+    from limits.validate import _registry as validate
 
     def slow(ctx):
         time.sleep(0.3)
@@ -151,7 +151,7 @@ def test_kernel_subcommand_bad_input_is_a_one_line_error(tmp_path):
 
 def test_validate_runs_on_a_dask_executor(monkeypatch, tmp_path):
     distributed = pytest.importorskip("dask.distributed")
-    from limits import validate
+    from limits.validate import _registry as validate
 
     def ok(ctx):
         return [validate.Result("ok", "1", "1", "0", True)]
@@ -168,3 +168,133 @@ def test_validate_runs_on_a_dask_executor(monkeypatch, tmp_path):
         res = validate.run(out=str(tmp_path), progress=False, executor=client.get_executor())
     assert [(r.name, r.passed) for r in res] == [("ok", True), ("bad", False)]
     assert "**FAIL**" in (tmp_path / "report.md").read_text()
+
+
+# ----------------------------------------------------------------------------------------------
+# help texts, validate --list / --only
+# ----------------------------------------------------------------------------------------------
+def test_every_option_has_help_and_its_default():
+    import argparse
+
+    from limits.__main__ import _parser
+    p = _parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sp in sub.choices.items():
+        text = sp.format_help()
+        for a in sp._actions:
+            if isinstance(a, argparse._HelpAction):
+                continue
+            assert a.help, (name, a.dest)
+            if a.option_strings and a.default is not None:
+                assert f"(default: {a.default})" in " ".join(text.split()), (name, a.dest)
+    assert "--method" in sub.choices["sde"].format_help()
+    desc = " ".join(sub.choices["validate"].format_help().split())
+    for capability in ("Monte Carlo", "SDE", "phase diagram", "ResNet weights", "sweep"):
+        assert capability in desc
+    r = _run("kernels", "--help")
+    assert r.returncode == 0 and "(default: 0.0)" in r.stdout
+
+
+def test_validate_list_and_only(tmp_path):
+    r = _run("limits", "validate", "--list")
+    assert r.returncode == 0, r.stderr
+    names = r.stdout.splitlines()
+    assert "NNGP/NTK vs neural-tangents 0.6.5" in names
+    assert not any("--full only" in n for n in names)
+    r = _run("limits", "validate", "--list", "--full")
+    assert any("--full only" in n for n in r.stdout.splitlines())
+    r = _run("limits", "validate", "--list", "--only", "NEURAL-tangents", "--only", "fast p*")
+    assert r.returncode == 0
+    assert r.stdout.splitlines()[:2] == ["NNGP/NTK vs neural-tangents 0.6.5",
+                                         "fast path vs layer loop"]
+    out = tmp_path / "rep"
+    r = _run("limits", "validate", "--only", "neural-tangents", "--out", str(out),
+             "--no-progress")
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = (out / "report.md").read_text()
+    assert "NT reference" in report and "deep ReLU" not in report
+    r = _run("limits", "validate", "--only", "no such check", "--out", str(out))
+    assert r.returncode == 2 and "matches no" in r.stderr and "Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# early, clear errors (issue 21): before any computation, never a traceback
+# ----------------------------------------------------------------------------------------------
+def _refused(r, *words):
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and "Warning" not in r.stderr, r.stderr
+    assert r.stdout == "", r.stdout               # nothing was computed
+    for w in words:
+        assert w in r.stderr, (w, r.stderr)
+
+
+def test_kernel_input_files_are_checked(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}, None], dtype=object))
+    _refused(_run("limits", "kernel", str(tmp_path / "obj.npy")), "not a numeric .npy array")
+    np.savez(tmp_path / "x.npz", x=np.ones((3, 2)))
+    _refused(_run("limits", "kernel", str(tmp_path / "x.npz")), ".npz archive", "['x']")
+    np.save(tmp_path / "c.npy", np.ones((3, 2)) * 1j)
+    _refused(_run("limits", "kernel", str(tmp_path / "c.npy")), "complex")
+    np.save(tmp_path / "v.npy", np.ones(3))
+    _refused(_run("limits", "kernel", str(tmp_path / "v.npy")), "shape (3,)")
+
+
+def test_sizes_that_cannot_fit_are_refused_early(tmp_path):
+    np.save(tmp_path / "x.npy", np.ones((3, 2)))
+    _refused(_run("limits", "kernel", str(tmp_path / "x.npy"), "--depth", str(10 ** 12)),
+             "--depth", "GiB")
+    _refused(_run("limits", "sde", "--paths", str(10 ** 11)), "--paths", "GiB")
+    _refused(_run("limits", "sde", "--paths", "1"), "--paths must be >= 2")
+
+
+def test_phase_grid_that_overflows_is_refused(tmp_path):
+    for g in ("1000", "-1000"):
+        _refused(_run("limits", "phase-diagram", "--gammas", g, "--out", str(tmp_path / "p.png")),
+                 "gamma = " + g, "float64 range")
+
+
+def test_unwritable_outputs_fail_before_computing(tmp_path):
+    missing = tmp_path / "no" / "such" / "dir"
+    np.save(tmp_path / "x.npy", np.ones((3, 2)))
+    _refused(_run("limits", "sde", "--paths", "100", "--plot", str(missing / "p.png")),
+             "--plot", "does not exist")
+    _refused(_run("limits", "sde", "--paths", "100", "--save", str(tmp_path)),
+             "--save", "is a directory")
+    _refused(_run("limits", "kernel", str(tmp_path / "x.npy"), "--save", str(missing / "k")),
+             "--save")
+    _refused(_run("limits", "phase-diagram", "--out", str(missing / "p.png")), "--out")
+    _refused(_run("limits", "phase-diagram", "--theory", "--out", str(missing / "p.png")),
+             "--out")
+    (tmp_path / "file").write_text("")
+    _refused(_run("limits", "validate", "--out", str(tmp_path / "file" / "rep")), "--out")
+    assert not list(tmp_path.glob("*.npz")) and not list(tmp_path.glob("*.png"))
+
+
+def test_kernels_demo_says_what_it_skips():
+    r = _run("kernels", "--depths", "1", "2000")
+    assert r.returncode == 0, r.stderr
+    tanh = r.stdout.split("tanh MLP")[1].split("ReLU ResNet")[0]
+    assert "skipped" in tanh and "--tanh-max-depth" in tanh
+    r = _run("kernels", "--depths", "1", "3", "--tanh-max-depth", "3")
+    assert "skipped" not in r.stdout
+
+
+def test_one_row_phase_diagram_is_a_curve_not_a_heat_map():
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.collections import QuadMesh
+
+    from limits import phase, plots
+    g = np.array([0.6, 1.0, 1.4])
+    S, SE = np.array([[-0.3, 0.02, 0.2]]), np.array([[0.04, 0.1, 0.1]])
+    d = phase.Diagram(g, np.array([0.0]), (200, 400), (0,), S, SE, np.zeros((1, 3, 1, 2)),
+                      phase.zero_crossings(g, S), [])
+    fig = plots.slope_heatmap(d)
+    ax = fig.axes[0]
+    assert not any(isinstance(c, QuadMesh) for c in ax.collections)
+    assert ax.get_xlabel() == "$\\gamma$" and ax.get_ylabel() == "$S_w$"
+    assert len(ax.containers) == 1                          # the error bars of S_w(gamma)
+    d2 = phase.Diagram(g, np.array([0.0, 0.5]), (200, 400), (0,), np.vstack([S, S]),
+                       np.vstack([SE, SE]), np.zeros((2, 3, 1, 2)),
+                       phase.zero_crossings(g, np.vstack([S, S])), [])
+    assert any(isinstance(c, QuadMesh) for c in plots.slope_heatmap(d2).axes[0].collections)

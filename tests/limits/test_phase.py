@@ -282,75 +282,54 @@ def test_diagram_on_executor_without_store_gives_same_numbers():
     assert np.all(np.isfinite(D1.slope))
 
 
-class _FakeSweep:
-    """In-memory stand-in with the documented interface of limits.sweep (issue 8): run_grid
-    skips stored points, keeps results only for points that did not raise."""
-
-    def __init__(self):
-        self.rows, self.calls = {}, 0
-
-    def run_grid(self, fn, grid, store, name=None, executor=None, seed=0, progress=True,
-                 retries=0):
-        import json
-        import pickle
-        pickle.dumps(fn)                                   # must be picklable
-        for p in grid:
-            k = (store, name, json.dumps(p, sort_keys=True))
-            if k in self.rows:
-                continue
-            self.calls += 1
-            try:
-                self.rows[k] = (json.loads(json.dumps(p)), fn(p, 0))
-            except ph.TrainingFailed:
-                pass
-
-    def load(self, store, name=None):
-        return [{"params": p, "results": r} for (s, n, _), (p, r) in self.rows.items()
-                if s == store and n == name]
-
-
-def test_diagram_through_sweep_interface(monkeypatch):
-    import sys
-
-    import limits
-    fake = _FakeSweep()
-    monkeypatch.setitem(sys.modules, "limits.sweep", fake)
-    monkeypatch.setattr(limits, "sweep", fake, raising=False)
-    kw = dict(widths=(100, 200), seeds=(0,), progress=False)
-    D1 = ph.diagram([0.8, 1.5], [0.0], store="s.db", **kw)
-    assert fake.calls == 4
-    D2 = ph.diagram([0.8, 1.5], [0.0], store="s.db", **kw)        # resumed: nothing recomputed
-    assert fake.calls == 4
-    np.testing.assert_array_equal(D1.rd, D2.rd)
-    np.testing.assert_array_equal(D1.rd, ph.diagram([0.8, 1.5], [0.0], **kw).rd)
-    # other settings under the same name are other points, not mixed in
-    D3 = ph.diagram([0.8, 1.5], [0.0], store="s.db", tol=1e-5, **kw)
-    assert fake.calls == 8 and not np.array_equal(D3.rd, D1.rd)
-    # failed runs are not stored and show up as failures
-    D4 = ph.diagram([0.8], [0.0], store="s.db", lr=1e6, max_restarts=0, **kw)
-    assert len(D4.failures) == 2 and np.isnan(D4.slope[0, 0])
-
-
 def test_diagram_with_store_is_resumable(tmp_path):
-    pytest.importorskip("limits.sweep")
     from concurrent.futures import ThreadPoolExecutor
+
+    from limits import sweep
     store = str(tmp_path / "phase.sqlite")
     kw = dict(widths=(100, 200), seeds=(0,), progress=False)
     with ThreadPoolExecutor(2) as ex:
         D1 = ph.diagram([0.8, 1.5], [0.0], executor=ex, store=store, **kw)
     assert D1.sweep_summary.completed == 4 and not D1.failures
-    with ThreadPoolExecutor(2) as ex:
-        D2 = ph.diagram([0.8, 1.5], [0.0], executor=ex, store=store, **kw)
+    D2 = ph.diagram([0.8, 1.5], [0.0], store=store, **kw)
     assert D2.sweep_summary.completed == 0 and D2.sweep_summary.skipped == 4   # nothing redone
     np.testing.assert_array_equal(D1.rd, D2.rd)
     local = ph.diagram([0.8, 1.5], [0.0], **kw)
+    assert local.sweep_summary.store == ":memory:" and local.sweep_summary.completed == 4
     np.testing.assert_array_equal(D1.rd, local.rd)
+    # other settings under the same name are other points, not mixed in
+    D3 = ph.diagram([0.8, 1.5], [0.0], store=store, tol=1e-5, **kw)
+    assert D3.sweep_summary.completed == 4 and not np.array_equal(D3.rd, D1.rd)
+    # a slope reuses the diagram's runs when it shares the store and name
+    s = ph.slope(1.5, 0.0, widths=(100, 200), seeds=(0,), store=store, name="phase_diagram")
+    np.testing.assert_array_equal(s.rd[0], D1.rd[0, 1, 0])
     # a diverging run is recorded as a failure by the sweep, never as a result
-    with ThreadPoolExecutor(2) as ex, pytest.warns(RuntimeWarning):
-        D3 = ph.diagram([0.8], [0.0], executor=ex, store=store, lr=1e6, max_restarts=0, **kw)
-    assert len(D3.failures) == 2 and np.isnan(D3.slope[0, 0])
-    from limits import sweep
+    with ThreadPoolExecutor(2) as ex, pytest.warns(RuntimeWarning, match="2 of 2 runs failed"):
+        D4 = ph.diagram([0.8], [0.0], executor=ex, store=store, lr=1e6, max_restarts=0, **kw)
+    assert len(D4.failures) == 2 and np.isnan(D4.slope[0, 0])
+    assert all("TrainingFailed" in f["error"] for f in D4.failures)
     assert all("TrainingFailed" in f.error for f in sweep.failures(store, "phase_diagram"))
+    # the experiment is bound to the point function's import path of before the split
+    import sqlite3
+    con = sqlite3.connect(store)
+    assert con.execute("SELECT DISTINCT fn FROM experiments").fetchall() == \
+        [("limits.phase:_phase_point",)]
+    con.close()
+
+
+def test_slope_and_diagram_on_a_process_pool_give_the_same_numbers():
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    kw = dict(widths=(100, 200), seeds=(0, 1))
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in
+                                      multiprocessing.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        s1 = ph.slope(1.2, 0.1, executor=ex, **kw)
+        D1 = ph.diagram([1.2], [0.1], executor=ex, progress=False, **kw)
+    s2 = ph.slope(1.2, 0.1, workers=1, **kw)
+    np.testing.assert_array_equal(s1.rd, s2.rd)
+    np.testing.assert_array_equal(D1.rd[0, 0], s2.rd)
+    assert s1.value == s2.value == D1.slope[0, 0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -363,9 +342,52 @@ def test_diverging_run_is_reported_not_used():
         r.check()
     with pytest.raises(ph.TrainingFailed, match="failed"):
         ph.slope(0.5, 0.0, widths=(50, 100), seeds=(0,), lr=1e6, max_restarts=1)
-    D = ph.diagram([0.5], [0.0], widths=(50, 100), seeds=(0,), progress=False, lr=1e6,
-                   max_restarts=1)
+    with pytest.warns(RuntimeWarning, match="2 of 2 runs failed"):
+        D = ph.diagram([0.5], [0.0], widths=(50, 100), seeds=(0,), progress=False, lr=1e6,
+                       max_restarts=1)
     assert math.isnan(D.slope[0, 0]) and np.all(np.isnan(D.rd)) and len(D.failures) == 2
+
+
+def test_extreme_scales_give_a_result_or_a_named_error():
+    """Property over (gamma, gamma', m) far outside the diagram (issue 21): ``train`` either
+    refuses with a ValueError naming the coordinates, or returns finite numbers (a loss that is
+    finite at every step unless the run is reported diverged); never an OverflowError,
+    ZeroDivisionError, MemoryError, a nan RD or an infinite loss reported as "budget"."""
+    refused = returned = 0
+    for g in np.linspace(-400.0, 400.0, 17):
+        for gp in (-300.0, -20.0, 0.0, 20.0, 300.0):
+            for m in (2, 10, 1000):
+                try:
+                    r = ph.train(m, g, gp, max_steps=50, seed=1)
+                except ValueError as exc:
+                    assert str(exc).startswith(("gamma=", "gamma_prime=")), exc
+                    refused += 1
+                    continue
+                returned += 1
+                assert r.status in ("converged", "budget", "diverged")
+                assert math.isfinite(r.rd) and r.rd >= 0, (g, gp, m, r.rd)
+                if r.status != "diverged":
+                    assert np.all(np.isfinite(r.loss)), (g, gp, m, r.status)
+                if r.status == "converged":
+                    assert r.loss[-1] < 1e-6
+    assert refused > 0 and returned > 0
+
+
+def test_tiny_and_huge_weights_give_the_relative_distance():
+    """RD = ||W - W0|| / ||W0|| where the squares of the weights under- or overflow: the
+    plain formula would give 0/0 or inf/inf."""
+    from limits.phase._training import _relative_distance
+    rng = np.random.default_rng(0)
+    W0 = rng.standard_normal((50, 2))
+    W1 = W0 + 1e-3 * rng.standard_normal((50, 2))
+    want = np.linalg.norm(W1 - W0) / np.linalg.norm(W0)
+    assert _relative_distance(W1, W0) == want                        # the plain formula
+    for scale in (1e-200, 1e-160, 1e160, 1e200):
+        assert _relative_distance(W1 * scale, W0 * scale) == pytest.approx(want, rel=1e-13)
+    r = ph.train(100, 0.5, -60.0, seed=2)          # beta_2 = 1e-120: squares underflow
+    assert r.status == "converged"
+    assert r.rd == pytest.approx(np.linalg.norm((r.W - r.W0) * 1e120)
+                                 / np.linalg.norm(r.W0 * 1e120), rel=1e-13)
 
 
 def test_zero_rd_is_not_fitted():
@@ -406,6 +428,40 @@ def test_budget_is_a_failure():
     (lambda: ph.diagram([1.0], [0.0], widths=(10, 20), seeds=()), ValueError, "seeds"),
     (lambda: ph.from_gamma(1.0, 0.0, 1000, beta_1=0.0), ValueError, "beta_1"),
     (lambda: ph.condensation_index(np.zeros(3), np.ones((3, 2))), ValueError, "zero"),
+    # issue 21: early, named errors instead of OverflowError, ZeroDivisionError, MemoryError
+    (lambda: ph.train(10, 1000.0, 0.0), ValueError, r"gamma=1000.0 at m=10: alpha.*overflows"),
+    (lambda: ph.train(10, -1000.0, 0.0), ValueError, r"gamma=-1000.0 at m=10: alpha.*underfl"),
+    (lambda: ph.train(10, 0.5, 400.0), ValueError, r"gamma_prime=400.0 at m=10: beta_2"),
+    (lambda: ph.train(10, -300.0, 0.0), ValueError, r"gamma=-300.0, gamma_prime=0.0 .*m=10"),
+    (lambda: ph.train(10, -150.0, 0.0), ValueError, r"gamma=-150.0.*rounding error"),
+    (lambda: ph.train(100, 1.0, 0.0, max_steps=10 ** 12), ValueError,
+     r"max_steps=1000000000000: the loss history.*would need 7.28 TiB"),
+    (lambda: ph.train(10 ** 12, 1.0, 0.0), ValueError, r"m=1000000000000.*would need"),
+    (lambda: ph.train(100, 1.0, 0.0, max_steps=10.0), TypeError, "max_steps"),
+    (lambda: ph.train(100, 1.0, 0.0, seed=1.0), TypeError, "seed"),
+    (lambda: ph.train(100, 1.0, 0.0, asi="no"), TypeError, "asi"),
+    (lambda: ph.train(100, 1.0, 0.0, parallel=1), TypeError, "parallel"),
+    (lambda: ph.train(100, 1.0, 0.0, max_restarts=-1), ValueError, "max_restarts"),
+    (lambda: ph.train(100, 1.0, 0.0, X=[[1j], [0.5]], y=[0.0, 1.0]), TypeError, "X.*complex"),
+    (lambda: ph.train(100, 1.0, 0.0, init=(np.ones(100), np.ones((100, 2)) * np.nan)),
+     ValueError, "W0"),
+    (lambda: ph.train(100, alpha=1e-300, beta_1=1e300, beta_2=1.0), ValueError,
+     r"alpha=1e-300, beta_1=1e\+300"),
+    (lambda: ph.from_gamma(1.0, 0.0, 10.0), TypeError, "m"),
+    (lambda: ph.kappas(1e-300, 1e300, 1e300), ValueError, "kappa = beta_1 beta_2 / alpha"),
+    (lambda: ph.from_kappa(1e-300, 1e-300), ValueError, "kappa"),
+    (lambda: ph.initial_parameters(10, 1, -1), ValueError, "seed"),
+    (lambda: ph.slope(1000.0, 0.0, widths=(10, 20)), ValueError, "gamma=1000.0 at m=10"),
+    (lambda: ph.slope(1.0, 0.0, widths=(10, 20), beta1_exponent=400.0), ValueError,
+     "beta1_exponent=400.0"),
+    (lambda: ph.slope(1.0, 0.0, widths=(10, 20), tol=-1.0), ValueError, "tol"),
+    (lambda: ph.slope(1.0, 0.0, widths=(10, 20), max_steps=10 ** 12), ValueError, "max_steps"),
+    (lambda: ph.slope(1.0, 0.0, widths=(10, 20), workers=0), ValueError, "workers"),
+    (lambda: ph.slope(1.0, 0.0, widths=(10, 10 ** 12)), ValueError, "m=1000000000000.*memory"),
+    (lambda: ph.slope(-150.0, 0.0, widths=(10, 20), seeds=(0,)), ValueError,
+     r"gamma=-150.0.*rounding error.*\(seed=0; 2 of 2 runs refused\)"),
+    (lambda: ph.diagram([0.5, 1000.0], [0.0], widths=(10, 20)), ValueError, "gamma=1000.0"),
+    (lambda: ph.diagram([0.5], [0.0], widths=(10, 20), asi=1), TypeError, "asi"),
 ])
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):

@@ -196,10 +196,11 @@ def test_linear_w_sde_mean_is_exact():
 # ----------------------------------------------------------------------------------------------
 # oracles of theory/sde.md §6
 # ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("C, T, mean, se, sd, median", [
-    (0, 0.25, 0.2727, 0.0013, 0.4074, 0.3307),
-    (4, 1.0, 0.5373, 0.0014, 0.4544, 0.7060),
-])
+_TABLE_6B = limits.validate.reference_table("sde_oracles")["correlation_sde_6B"]["rows"]
+
+
+@pytest.mark.parametrize("C, T, mean, se, sd, median", [   # rows of sde.md §6 B
+    tuple(row[:6]) for row in _TABLE_6B if (row[0], row[1]) in ((0, 0.25), (4, 1.0))])
 def test_correlation_sde_table(C, T, mean, se, sd, median):
     P = 40_000
     sol = limits.solve(limits.CorrelationSDE(0.0, -math.sqrt(C)), 0.3, [T], paths=P, seed=3,
@@ -241,11 +242,9 @@ def test_covariance_sde_norms_and_correlation():
     assert stats.ks_2samp(rho, r2).pvalue > 1e-3
 
 
-UNSHAPED = [  # t, E L, sd L (L = ln(q / q*)), E[Y], E[Y^2] (sde.md §6 C)
-    (0.1, -0.135, 0.525, 1.107014, 1.315921),
-    (0.25, -0.337, 0.843, 1.297443, 2.047367),
-    (0.5, -0.686, 1.228, 1.718282, 4.643564),
-]
+UNSHAPED = [  # t, E L, sd L (L = ln(q / q*)), E[Y], E[Y^2] (sde.md §6 C), t <= 0.5
+    (t, EL, sdL, EY, EY2) for t, EL, _, sdL, EY, EY2 in
+    limits.validate.reference_table("sde_oracles")["unshaped_6C"]["rows"] if t <= 0.5]
 
 
 def test_unshaped_exact_sampler_moments():

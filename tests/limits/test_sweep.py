@@ -1,6 +1,7 @@
 """limits.sweep: same stored results on any executor, resumable store, failures, bad input."""
 import concurrent.futures as cf
 import functools
+import json
 import multiprocessing
 import os
 import signal
@@ -138,6 +139,31 @@ def test_identical_results_on_dask_local_cluster(tmp_path):
     assert len(ran_on) == 2 and ["limits.sweep"] in ran_on.values()    # ran in the workers
     assert stored == _dump(ref)
     assert _integrity(store) == [("ok",)]
+
+
+def test_collect_returns_the_grids_records_in_grid_order(tmp_path, monkeypatch):
+    """collect = run_grid + the grid's own records (in memory without a store): what the
+    library's studies call; failed points are None and in the summary, with no warning."""
+    monkeypatch.chdir(tmp_path)
+    grid = sweep.product(x=[3, 1, 2, 0], bad=[[2]])
+    with cf.ThreadPoolExecutor(2) as ex:
+        recs, s = sweep.collect(T.fail_on, grid, executor=ex, seed=4, progress=False)
+    assert os.listdir(tmp_path) == [] and s.store == ":memory:"           # nothing written
+    assert (s.total, s.skipped, s.completed, s.others) == (4, 0, 3, 0)
+    assert [f.params["x"] for f in s.failed] == [2] and recs[2] is None
+    for p, r in zip(grid, recs):
+        if p["x"] != 2:
+            assert r.params == p
+            _assert_same_results(r.results, _direct(T.fail_on, p, seed=4))
+    # with a store: the same records, and a second call reads them back without running
+    store = tmp_path / "s.sqlite"
+    with cf.ThreadPoolExecutor(2) as ex:
+        sweep.run_grid(T.fail_on, grid[:2], store, executor=ex, seed=4, progress=False)
+        recs2, s2 = sweep.collect(T.fail_on, grid, store, executor=ex, seed=4, progress=False)
+    assert (s2.skipped, s2.completed, len(s2.failed)) == (2, 1, 1)
+    assert [r and r.key for r in recs2] == [r and r.key for r in recs]
+    assert all(r is None or r.results["z"].tobytes() == q.results["z"].tobytes()
+               for r, q in zip(recs, recs2))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -307,6 +333,8 @@ def _ghost_fn():
     (dict(retries=-1), ValueError, "retries.*-1"),
     (dict(name=""), TypeError, "name"),
     (dict(store=123), TypeError, "store.*123"),
+    (dict(lease=0), ValueError, "lease.*0"),
+    (dict(lease=float("inf")), ValueError, "lease"),
 ])
 def test_bad_input(tmp_path, kwargs, exc, match):
     args = dict(fn=T.noisy, grid=[{"x": 1}], store=tmp_path / "s.sqlite", progress=False)
@@ -364,3 +392,230 @@ def test_default_pool_refused_in_a_daemonic_process(tmp_path, monkeypatch):
     s = sweep.run_grid(T.noisy, [{"x": 1}], tmp_path / "s.sqlite", progress=False,
                        executor=cf.ThreadPoolExecutor(1))
     assert s.completed == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# processes: nothing outlives a killed coordinator; a missing __main__ guard is named
+# ----------------------------------------------------------------------------------------------
+def _parents():
+    """{pid: parent pid} of every process, from /proc."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            out[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    return out
+
+
+def _descendants(pid):
+    parents, found, todo = _parents(), set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p and c not in found]
+        found.update(kids)
+        todo.extend(kids)
+    return found
+
+
+def _running(pid):
+    """Alive and not a zombie (an orphan's zombie waits for a reaper that may never come)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc") or not hasattr(os, "killpg"),
+                    reason="needs /proc and POSIX process groups")
+def test_killed_coordinator_leaves_no_live_processes(tmp_path):
+    """SIGKILL to the coordinator alone (not its process group): its pool's workers, the fork
+    server and the resource tracker must all be gone 10 s later (issue 21, item 9)."""
+    log, store = tmp_path / "calls.log", tmp_path / "s.sqlite"
+    script = textwrap.dedent(f"""
+        from limits import sweep, _sweep_testing as T
+        if __name__ == "__main__":
+            sweep.run_grid(T.logged, sweep.product(x=list(range(400)), log=[{str(log)!r}],
+                           sleep=[0.5]), {str(store)!r}, progress=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_done(store)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None and len(_done(store)) >= 2       # workers are computing
+        family = _descendants(proc.pid)
+        workers = [p for p in family if "forkserver" in open(f"/proc/{p}/cmdline").read()]
+        assert len(workers) >= 2                      # the fork server and at least a worker
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(_running(p) for p in family) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        alive = [p for p in family if _running(p)]
+        assert alive == [], f"still running 10 s after the coordinator was killed: {alive}"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def test_script_without_main_guard_gets_a_clear_error(tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent(f"""
+        from limits import sweep, _sweep_testing as T
+        sweep.run_grid(T.noisy, sweep.product(x=[1, 2]), {str(tmp_path / 's.sqlite')!r},
+                       progress=False)
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(sweep.__file__)), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: the executor's workers died before running anything")
+    assert 'has no `if __name__ == "__main__":` block' in last and str(script) in last
+    # with the guard the same script runs
+    script.write_text("if __name__ == '__main__':\n" + textwrap.indent(script.read_text(), "    "))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    assert [r.params["x"] for r in sweep.load(tmp_path / "s.sqlite")] == [1, 2]
+
+
+# ----------------------------------------------------------------------------------------------
+# a database that is not a sweep store is refused and left untouched
+# ----------------------------------------------------------------------------------------------
+def test_unrelated_sqlite_database_is_refused_untouched(tmp_path):
+    path = tmp_path / "other.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE people(name TEXT, age INTEGER)")
+    con.executemany("INSERT INTO people VALUES (?, ?)", [("ada", 36), ("alan", 41)])
+    con.commit()
+    mode = con.execute("PRAGMA journal_mode").fetchone()[0]
+    con.close()
+    before = path.read_bytes()
+    files = sorted(os.listdir(tmp_path))
+    for call in (lambda: sweep.run_grid(T.noisy, [{"x": 1}], path, progress=False,
+                                        executor=cf.ThreadPoolExecutor(1)),
+                 lambda: sweep.collect(T.noisy, [{"x": 1}], path, progress=False,
+                                       executor=cf.ThreadPoolExecutor(1)),
+                 lambda: sweep.load(path), lambda: sweep.failures(path)):
+        with pytest.raises(ValueError, match=r"not a sweep store.*\['people'\]"):
+            call()
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == files
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == mode != "wal"
+    assert con.execute("SELECT name FROM sqlite_master").fetchall() == [("people",)]
+    con.close()
+    # an empty file (e.g. from tempfile.mkstemp) becomes a store
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    assert sweep.run_grid(T.noisy, [{"x": 1}], empty, progress=False,
+                          executor=cf.ThreadPoolExecutor(1)).completed == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# several coordinators on one store: leases
+# ----------------------------------------------------------------------------------------------
+def _coordinator(store, log, n, sleep, out):
+    """A script that runs the shared grid on 2 threads and writes its Summary as JSON."""
+    return textwrap.dedent(f"""
+        import concurrent.futures as cf, json
+        from limits import sweep, _sweep_testing as T
+        if __name__ == "__main__":
+            grid = sweep.product(x=list(range({n})), log=[{str(log)!r}], sleep=[{sleep}])
+            with cf.ThreadPoolExecutor(2) as ex:
+                s = sweep.run_grid(T.logged, grid, {str(store)!r}, executor=ex,
+                                   progress=False)
+            with open({str(out)!r}, "w") as fh:
+                json.dump(dict(total=s.total, skipped=s.skipped, completed=s.completed,
+                               others=s.others, failed=len(s.failed)), fh)
+    """)
+
+
+def test_two_coordinators_share_the_work(tmp_path):
+    """Two coordinators started together on one store: each point computed once, both did
+    some of it, and each summary adds up (what it stored + what the other stored)."""
+    log, store, n = tmp_path / "calls.log", tmp_path / "s.sqlite", 30
+    outs = [tmp_path / "a.json", tmp_path / "b.json"]
+    sweep.run_grid(T.logged, [{"x": -1, "log": str(tmp_path / "warm.log"), "sleep": 0.0}],
+                   store, name="warm-up", executor=cf.ThreadPoolExecutor(1), progress=False)
+    procs = [subprocess.Popen([sys.executable, "-c", _coordinator(store, log, n, 0.4, out)])
+             for out in outs]
+    for p in procs:
+        assert p.wait(timeout=300) == 0
+    calls = sorted(map(int, _log_lines(log)))
+    assert calls == list(range(n))                                     # each point once
+    a, b = (json.loads(o.read_text()) for o in outs)
+    for s in (a, b):
+        assert s["total"] == n and s["failed"] == 0
+        assert s["skipped"] + s["completed"] + s["others"] == n
+    assert a["completed"] + b["completed"] == n
+    assert a["completed"] > 0 and b["completed"] > 0                   # shared
+    recs = sweep.load(store, "limits._sweep_testing:logged")
+    assert sorted(r.params["x"] for r in recs) == list(range(n))
+    for r in recs:
+        _assert_same_results(r.results, T.noisy(r.params, sweep.point_seed(r.params)))
+    assert _integrity(store) == [("ok",)]
+    con = sqlite3.connect(store)
+    assert con.execute("SELECT COUNT(*) FROM leases").fetchone() == (0,)   # all released
+    con.close()
+
+
+def test_a_lease_is_respected_until_it_expires(tmp_path):
+    """A point leased to a live coordinator elsewhere is left alone until its lease expires,
+    then taken over; the summary says which points this call stored."""
+    store = tmp_path / "s.sqlite"
+    grid = sweep.product(x=[0, 1, 2])
+    ex = cf.ThreadPoolExecutor(2)
+    sweep.run_grid(T.noisy, grid[:1], store, executor=ex, progress=False)    # creates it
+    key = sweep.point_key(grid[2])
+    con = sqlite3.connect(store)
+    con.execute("INSERT INTO points(name, key, seq, params, status) VALUES (?, ?, 99, ?, "
+                "'pending')", ("limits._sweep_testing:noisy", key, '{"x":2}'))
+    con.execute("INSERT INTO leases VALUES (?, ?, 'elsewhere/1/x', ?)",
+                ("limits._sweep_testing:noisy", key, time.time() + 3.0))
+    con.commit()
+    con.close()
+    t0 = time.monotonic()
+    s = sweep.run_grid(T.noisy, grid, store, executor=ex, progress=False)
+    waited = time.monotonic() - t0
+    assert (s.skipped, s.completed, s.others, s.failed) == (1, 2, 0, [])
+    assert 2.0 < waited < 60
+    assert sorted(r.params["x"] for r in sweep.load(store)) == [0, 1, 2]
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
+def test_leases_of_a_killed_coordinator_are_taken_over_at_once(tmp_path):
+    log, store = tmp_path / "calls.log", tmp_path / "s.sqlite"
+    n = 40
+    out = tmp_path / "never.json"
+    proc = subprocess.Popen([sys.executable, "-c", _coordinator(store, log, n, 0.3, out)],
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_done(store)) < 4 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    con = sqlite3.connect(store)
+    leased = con.execute("SELECT COUNT(*) FROM leases").fetchone()[0]
+    con.close()
+    assert leased > 0                                   # the killed call's leases remain
+    stored_before = _done(store)
+    with cf.ThreadPoolExecutor(2) as ex:
+        s = sweep.run_grid(T.logged, sweep.product(x=list(range(n)), log=[str(log)],
+                                                   sleep=[0.3]), store, executor=ex,
+                           progress=False)
+    assert s.completed == n - len(stored_before) and s.skipped == len(stored_before)
+    assert s.seconds < sweep.LEASE_SECONDS / 2          # no wait for the dead leases to expire
+    assert not out.exists()

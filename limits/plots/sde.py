@@ -1,9 +1,6 @@
 """Figures of the SDE limits: paths and densities, limit against finite networks."""
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 __all__ = ["sde_paths", "limit_vs_network", "resnet_mlp_equivalence"]
 
@@ -76,8 +73,8 @@ def resnet_mlp_equivalence(c_r=1.0, rho0=0.3, depths=(8, 32, 128)):
 
     import kernels as kn
 
-    from .sde import ResNetODE
-    from .solve import solve
+    from ..sde import ResNetODE
+    from ..solve import solve
     K0 = np.array([[1.0, rho0], [rho0, 1.0]])
     tau = np.linspace(0, 1, 101)
     ode = solve(ResNetODE(kn.ReLU(), c_r), K0, tau).values

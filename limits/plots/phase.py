@@ -2,11 +2,8 @@
 re-exported by ``limits.plots``.  Every function returns a ``Figure`` and never calls ``show()``."""
 import math
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 __all__ = ["phase_diagram", "slope_heatmap", "condensation_picture", "rd_vs_width"]
 
@@ -73,7 +70,9 @@ def slope_heatmap(diagram, ax=None, clip=0.5):
     """The empirical phase diagram: S_w over (gamma, gamma') (P1 Fig. 4).
 
     Colour = S_w clipped to [-clip, clip], zero crossings per gamma' as stars, the theoretical
-    boundary as a line; failed points are blank.
+    boundary as a line; failed points are blank.  A diagram with a single gamma' row is drawn as
+    S_w against gamma instead (with standard-error bars, the measured zero crossing and the
+    theoretical boundary ``gamma = 1 + max(0, gamma')``).
 
     Parameters
     ----------
@@ -88,6 +87,8 @@ def slope_heatmap(diagram, ax=None, clip=0.5):
     from limits import phase as ph
 
     g, gp, S = diagram.gammas, diagram.gamma_primes, diagram.slope
+    if len(gp) == 1:        # one gamma' row: a heat map would be a thin band; draw S_w(gamma)
+        return _slope_row(diagram, ax)
     fig, ax = _axes(ax, (6.5, 5))
     ge, pe = _edges(g), _edges(gp)
     mesh = ax.pcolormesh(ge, pe, np.clip(S, -clip, clip), cmap="RdBu_r", vmin=-clip,
@@ -102,6 +103,28 @@ def slope_heatmap(diagram, ax=None, clip=0.5):
            title=f"$S_w$, widths {min(diagram.widths)}..{max(diagram.widths)}, "
                  f"{len(diagram.seeds)} seed(s)")
     ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _slope_row(diagram, ax):
+    """S_w against gamma for a one-row diagram (the body of ``slope_heatmap`` in that case)."""
+    from limits import phase as ph
+
+    g, gp = np.asarray(diagram.gammas, float), float(diagram.gamma_primes[0])
+    S, SE = np.asarray(diagram.slope, float)[0], np.asarray(diagram.stderr, float)[0]
+    fig, ax = _axes(ax, (6.5, 4.5))
+    ax.errorbar(g, S, yerr=SE, fmt="o-", capsize=3, label="$S_w$ (measured, $\\pm$ 1 se)")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.axvline(float(ph.boundary(gp)), color="k", lw=2,
+               label="theory $\\gamma = 1 + \\max(0, \\gamma')$")
+    c = float(diagram.crossings[0])
+    if np.isfinite(c):
+        ax.plot([c], [0.0], "*", color="gold", mec="k", ms=14, label="zero crossing of $S_w$")
+    ax.set(xlabel="$\\gamma$", ylabel="$S_w$",
+           title=f"$S_w$ at $\\gamma' = {gp:g}$, widths {min(diagram.widths)}.."
+                 f"{max(diagram.widths)}, {len(diagram.seeds)} seed(s)")
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -9,18 +9,15 @@ import numpy as np
 
 import kernels as kn
 
-from .validate import Result, check
+from ._registry import Result, check, reference_table
 
-_TABLE_B = [  # C, T, E rho_T, its se, sd (theory/sde.md §6 B, rho0 = 0.3)
-    (0, 0.25, 0.2727, 0.0013, 0.4074), (0, 1.0, 0.2405, 0.0021, 0.6598),
-    (1, 0.25, 0.2992, 0.0013, 0.3966), (1, 1.0, 0.3431, 0.0019, 0.5912),
-    (4, 0.25, 0.3624, 0.0011, 0.3627), (4, 0.5, 0.4256, 0.0014, 0.4278),
-    (4, 1.0, 0.5373, 0.0014, 0.4544)]
+_TABLE_B = [row[:5] for row in  # C, T, E rho_T, its se, sd (theory/sde.md §6 B, rho0 = 0.3)
+            reference_table("sde_oracles")["correlation_sde_6B"]["rows"]]
 
 
 @check("correlation SDE vs sde.md §6 B table")
 def _table_b(ctx):
-    from . import CorrelationSDE, solve
+    from .. import CorrelationSDE, solve
     P = 40_000 if ctx.quick else 200_000
     rows = []
     for C, T, mean, se, sd in _TABLE_B:
@@ -35,8 +32,8 @@ def _table_b(ctx):
 
 @check("unshaped q_t: exact sampler and SDE vs sde.md §3.3 / §6 C")
 def _unshaped(ctx):
-    from . import UnshapedCorrelationSDE, solve
-    from .sde import Q_STAR
+    from .. import UnshapedCorrelationSDE, solve
+    from ..sde import Q_STAR
     P = 40_000 if ctx.quick else 200_000
     sde = UnshapedCorrelationSDE()
     times = [0.1, 0.25, 0.5]
@@ -58,17 +55,11 @@ def _unshaped(ctx):
 
 @check("ResNet ODE vs kernels.md §3.4 table")
 def _resnet_ode(ctx):
-    from . import ResNetODE, solve
+    from .. import ResNetODE, solve
     rows = []
-    for sw2, sb2, K0, K1, Th1 in [
-            (1.0, 0.0, [[1, 0], [0, 1]], (1.648721270700, 0.233042921716),
-             (2.473081906050, 0.262819755286)),
-            (2.0, 0.0, [[1, 0], [0, 1]], (2.718281828459, 0.690060582046),
-             (5.436563656918, 0.869243826051)),
-            (2.0, 0.3, [[1, 0], [0, 1]], (3.233766376997, 1.174999509959),
-             (6.252048205456, 1.512615480510)),
-            (1.0, 0.0, [[1, 0.5], [0.5, 2]], (1.648721270700, 0.996141387168),
-             (2.473081906050, 1.259129137930))]:
+    table = reference_table("kernels_oracles")["resnet_ode"]["rows"]   # kernels.md §3.4
+    for sw2, sb2, K0, K1, Th1 in [(sw2, sb2, [[q1, c], [c, q2]], (K1[0], K1[2]), (T1[0], T1[2]))
+                                  for sw2, sb2, (q1, q2, c), K1, T1, _ in table]:
         sol = solve(ResNetODE(kn.ReLU(), sw2, sb2), np.array(K0, float), [1.0])
         got = (sol.values[0][0, 0], sol.values[0][0, 1], sol.ntk[0][0, 0], sol.ntk[0][0, 1])
         want = K1 + Th1
@@ -83,7 +74,7 @@ def _resnet_ode(ctx):
 def _networks(ctx):
     from scipy import stats
 
-    from . import CorrelationSDE, plots, solve
+    from .. import CorrelationSDE, plots, solve
     T = 0.5                     # C = (c+ - c-)^2 = 4
     P = 10_000
     widths = [32, 64, 128, 256] if ctx.quick else [64, 128, 256, 512]
@@ -113,7 +104,7 @@ def _networks(ctx):
 
 @check("ResNet with branch scale depth^-1/2 -> ODE (sde.md §6 D)")
 def _resnet_network(ctx):
-    from . import ResNetODE, solve
+    from .. import ResNetODE, solve
     n = d = 128 if ctx.quick else 256
     samples = 200 if ctx.quick else 1000
     net = kn.ResNet(depth=d, activation=kn.ReLU(), weight_var=1.0, input_weight_var=1.0)
@@ -134,7 +125,7 @@ def _covariance_three_inputs(ctx):
     law of the two-input SDE (another scheme); finite networks of width 256 agree (KS)."""
     from scipy import stats
 
-    from . import CovarianceSDE, SmoothCovarianceSDE, solve
+    from .. import CovarianceSDE, SmoothCovarianceSDE, solve
     P = 10_000 if ctx.quick else 40_000
     T = 1.0
     V0 = np.array([[1.0, 0.3, -0.2], [0.3, 2.0, 0.5], [-0.2, 0.5, 1.5]])

@@ -9,7 +9,7 @@ import numpy as np
 
 import kernels as kn
 
-from .validate import Result, check
+from ._registry import Result, check
 
 
 @check("Monte Carlo: E V_l = V_0, E V_l^2 = V_0^2 (1 + 5/n)^l (sde.md §6 A)")
@@ -32,8 +32,6 @@ def _identities(ctx):
 
 @check("Monte Carlo -> kernels as width grows (bias ~ a/width)")
 def _convergence(ctx):
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     x = np.array([[1.0, 0.0, 0.0], [0.3, 0.9, -0.3]])

@@ -3,13 +3,11 @@
 Depth scaling of trained ResNet weights (P2, Cohen et al. 2021; theory/training.md §2.3):
 max norm against depth, weights against k/L, detrended cumulative sums, and the H1/H2 diagnostic.
 """
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-__all__ = ["max_norm_vs_depth", "weight_paths", "detrended_cumsums", "hypothesis_diagnostic"]
+__all__ = ["max_norm_vs_depth", "weight_paths", "detrended_cumsums", "hypothesis_diagnostic",
+           "patience_sensitivity"]
 
 
 def _weights_of(runs):
@@ -183,5 +181,74 @@ def hypothesis_diagnostic(exponents):
         ax.set(xlabel="depth L", ylabel=name)
         ax.legend(fontsize=8)
     fig.suptitle(f"H1 / H2 diagnostic: verdict {e.verdict}")
+    fig.tight_layout()
+    return fig
+
+
+_STOP_COLOURS = {"epsilon": "C2", "plateau": "C3", "max_epochs": "C1"}
+
+
+def patience_sensitivity(rows):
+    """The protocol sensitivity of training.md §2.6: beta against the plateau patience (left;
+    seed mean with its standard error, each seed a small dot, a hollow marker where the fit is
+    flagged "mixed endpoints"), and max_k ||T_k|| against depth for each setting, coloured by
+    how each run stopped (epsilon, plateau, max_epochs), at the smallest (o) and largest (^)
+    patience of the rows, first seed.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Rows of ``limits.validate.resnet_scaling.patience_rows`` (keys ``activation``,
+        ``delta_type``, ``loader``, ``patience``, ``seed``, ``beta``, ``mixed``, ``depths``,
+        ``max_norm``, ``stops``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    rows = list(rows)
+    if not rows:
+        raise ValueError("rows is empty: nothing to plot")
+    groups = sorted({(r["activation"], r["delta_type"], r["loader"]) for r in rows})
+    fig, axes = plt.subplots(1, 1 + len(groups), figsize=(4.6 * (1 + len(groups)), 4))
+    ax = axes[0]
+    for n, g in enumerate(groups):
+        rr = [r for r in rows if (r["activation"], r["delta_type"], r["loader"]) == g]
+        pats = sorted({r["patience"] for r in rr})
+        mean, se, mixed = [], [], []
+        for p in pats:
+            b = np.array([r["beta"] for r in rr if r["patience"] == p])
+            ax.plot([p] * len(b), b, ".", color=f"C{n}", ms=3, alpha=0.5)
+            mean.append(b.mean())
+            se.append(b.std(ddof=1) / np.sqrt(len(b)) if len(b) > 1 else 0.0)
+            mixed.append(any(r["mixed"] for r in rr if r["patience"] == p))
+        ax.errorbar(pats, mean, yerr=se, color=f"C{n}", lw=1, capsize=3,
+                    label=f"{g[0]} + {g[1]}, {g[2]}")
+        for p, m, mx in zip(pats, mean, mixed):
+            ax.plot(p, m, "o", color=f"C{n}", mfc="white" if mx else f"C{n}", ms=6)
+    ax.set_xscale("log")
+    ax.set(xlabel="plateau patience (epochs)", ylabel=r"$\beta$ (max-norm exponent)",
+           title=r"$\beta$ vs patience (hollow: mixed endpoints)")
+    ax.legend(fontsize=7)
+    for ax, g in zip(axes[1:], groups):
+        rr = [r for r in rows if (r["activation"], r["delta_type"], r["loader"]) == g]
+        s0 = min(r["seed"] for r in rr)
+        pats = sorted({r["patience"] for r in rr})
+        for p, mk in zip((pats[0], pats[-1]) if len(pats) > 1 else pats, ("o", "^")):
+            for r in rr:
+                if r["patience"] != p or r["seed"] != s0:
+                    continue
+                for L, v in zip(r["depths"], r["max_norm"]):
+                    stop = r["stops"].get(L, r["stops"].get(str(L)))
+                    ax.loglog(L, v, mk, ms=4, color=_STOP_COLOURS.get(stop, "k"),
+                              mfc="none" if mk == "^" else None)
+        for stop, c in _STOP_COLOURS.items():
+            ax.plot([], [], "s", color=c, label=stop)
+        ax.plot([], [], "o", color="gray", label=f"patience {pats[0]}")
+        if len(pats) > 1:
+            ax.plot([], [], "^", color="gray", mfc="none", label=f"patience {pats[-1]}")
+        ax.set(xlabel="depth L", ylabel=r"$\max_k \|T_k\|$",
+               title=f"{g[0]} + {g[1]}, {g[2]} (seed {s0})")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -1,13 +1,13 @@
-"""Matplotlib figures.  Every function returns a ``Figure`` and never calls ``show()``."""
+"""Figures of the kernels: correlation against depth, ResNet against its ODE limit.  Re-exported
+by ``limits.plots``; every function returns a ``Figure`` and never calls ``show()``."""
 import math
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import kernels as kn
 
-import kernels as kn  # noqa: E402
+__all__ = ["correlation_vs_depth", "resnet_vs_ode"]
 
 
 def correlation_vs_depth(depth=10_000, rho0=0.0, activations=None):
@@ -68,8 +68,3 @@ def resnet_vs_ode(depths=(4, 16, 64, 256), K0=((1.0, 0.0), (0.0, 1.0)), weight_v
     fig.tight_layout()
     return fig
 
-
-# figures of the other capabilities live in their own modules and are re-exported here
-from ._plots_phase import *  # noqa: E402,F401,F403
-from ._plots_resnet_scaling import *  # noqa: E402,F401,F403
-from ._plots_sde import *  # noqa: E402,F401,F403

@@ -12,8 +12,8 @@ import time
 import numpy as np
 import sympy as sp
 
-from . import derive as D
-from .validate import Result, check
+from .. import derive as D
+from ._registry import Result, check
 
 
 @check("derive: SymPy output = hand-derived formulas of sde.md §2.3, §2.4, §3.3")

@@ -5,7 +5,7 @@ import os
 import sqlite3
 import tempfile
 
-from .validate import Result, check  # noqa: F401
+from ._registry import Result, check  # noqa: F401
 
 
 def _stored(path):
@@ -21,8 +21,8 @@ def _stored(path):
 
 @check("sweep: 20-point grid, 1 vs 2 local workers")
 def _one_vs_two_workers(ctx):
-    from . import _sweep_testing as T
-    from . import sweep
+    from .. import _sweep_testing as T
+    from .. import sweep
 
     grid = sweep.product(x=list(range(10)), n=[2, 5])
     methods = multiprocessing.get_all_start_methods()

@@ -1,0 +1,238 @@
+"""Validation checks of order and chaos at initialisation (``limits.criticality``).
+
+Expected values: the c-map iterated at q* (theory/kernels.md §5c, from ``signal_propagation``)
+against finite random tanh networks simulated with ``kernels.simulate_paths`` (width >= 512):
+the mean correlation layer by layer within its Monte Carlo standard error (plus the known
+O(1/width) bias), and the depth scale ``xi_c`` fitted to the simulated decay
+``c_l = c_inf + A exp(-l / xi) + B exp(-2 l / xi) + C exp(-3 l / xi)`` within its standard
+error (bootstrap over networks), on both sides of the edge.
+"""
+import math
+
+import numpy as np
+
+import kernels as kn
+
+from ._registry import Result, check
+
+__all__ = ["measure_depth_scale"]
+
+_WINDOW = 0.15      # fit where the theory's |c_l - c*| <= _WINDOW (third-order model: bias
+                    # of xi on the noise-free c-map <= 0.3% for tanh at the checked points)
+
+
+def _c_map_path(act, sw2, sb2, q, c0, depth):
+    """Theory: c_{l+1} = (sw2 V(q*, q*, q* c_l) + sb2) / q*, c_0 = c0 (kernels.md §5c)."""
+    c = np.empty(depth + 1)
+    c[0] = c0
+    for l in range(depth):
+        c[l + 1] = (sw2 * float(act.V(q, q, q * c[l])) + sb2) / q
+    return c
+
+
+def measure_depth_scale(activation, weight_var, bias_var, width=512, samples=400, seed=0,
+                        c0=None, depth=None, n_boot=100):
+    """Simulate finite MLPs started at the fixed point q* and fit the decay of their correlation.
+
+    Two inputs of squared norm ``(q* - sb2) / sw2`` (so that every layer's variance starts at
+    q*) and correlation ``c0`` go through ``samples`` random MLPs of width ``width``
+    (``kernels.simulate_paths``, record="rho"); the per-layer mean correlation ``m_l`` (with its
+    standard error) is compared with the c-map iterate, and the third-order decay model of a map
+    ``d -> chi d + k2 d^2 + k3 d^3``,
+    ``m_l = c_inf + A exp(-l / xi) + B exp(-2 l / xi) + C exp(-3 l / xi)``, is fitted
+    (weighted least squares, ``scipy.optimize.curve_fit``) on the layers where the theory's
+    ``|c_l - c*| <= 0.15`` and the simulated ``|m_l - c*|`` exceeds 5 standard errors; the
+    standard error of ``xi`` is the bootstrap standard deviation over the networks
+    (``n_boot`` resamples: the layers of one network are correlated).
+
+    Returns
+    -------
+    dict with ``theory`` (SignalPropagation), ``layers``, ``mean``, ``stderr``, ``c_map``,
+    ``fit_layers``, ``xi``, ``xi_stderr``, ``c_inf``, ``z`` ((xi - xi_c) / xi_stderr) and
+    ``max_z_layers`` (max over layers of |mean - c-map| / stderr).
+    """
+    from scipy.optimize import curve_fit
+
+    from limits.criticality import signal_propagation
+    r = signal_propagation(activation, weight_var, bias_var)
+    q, cs, xi_c = float(r.q_star), float(r.c_star), float(r.depth_scale_c)
+    if c0 is None:
+        c0 = 0.7 if cs == 1.0 else min(0.98, cs + 0.3)
+    if depth is None:
+        depth = int(min(200, max(30, math.ceil(4 * xi_c))))
+    d = 4
+    norm2 = (q - bias_var) / weight_var * d
+    x = np.zeros((2, d))
+    x[0, 0] = math.sqrt(norm2)
+    x[1, 0] = c0 * math.sqrt(norm2)
+    x[1, 1] = math.sqrt(1 - c0 ** 2) * math.sqrt(norm2)
+    # G_l (simulate_paths) is the covariance of layer l + 1's pre-activations: G_0 = K_1 at q*
+    # with correlation (sw2 c0 q0 + sb2) / q*; the theory starts from that value
+    g0 = (weight_var * c0 * norm2 / d + bias_var) / q
+    net = kn.MLP(depth=depth, activation=activation, weight_var=weight_var, bias_var=bias_var)
+    p = kn.simulate_paths(net, x, width=width, samples=samples, seed=seed, record="rho",
+                          progress=False)
+    rho = p.rho
+    mean = rho.mean(0)
+    se = rho.std(0, ddof=1) / math.sqrt(samples)
+    theory = _c_map_path(activation, weight_var, bias_var, q, g0, depth)
+    dev = theory - cs
+    # fit window: |c_l - c*| <= _WINDOW in theory (where the third-order model below holds) and a
+    # simulated deviation above 5 standard errors
+    use = np.flatnonzero((np.abs(dev) <= _WINDOW) & (np.abs(mean - cs) > 5 * se))
+    use = use[use > 0]
+    out = dict(theory=r, layers=np.arange(depth + 1), mean=mean, stderr=se, c_map=theory,
+               fit_layers=use, width=width, samples=samples)
+    zl = np.abs(mean - theory)[1:] / se[1:]         # layer 0 is deterministic
+    out["max_z_layers"] = float(zl.max())
+    nan = float("nan")
+    if use.size < 6:
+        out.update(xi=nan, xi_stderr=nan, c_inf=nan, z=nan)
+        return out
+    # third-order model of a map d -> chi d + k2 d^2 + k3 d^3 started at d_0:
+    # d_l = A chi^l + B chi^(2l) + C chi^(3l) + higher orders
+    ll = use.astype(float)
+    f = lambda l, ci, inv, A, B, C: (ci + A * np.exp(-l * inv) + B * np.exp(-2 * l * inv)  # noqa
+                                     + C * np.exp(-3 * l * inv))
+
+    def fit(m):
+        A0 = (m[use[0]] - cs) * math.exp(use[0] / xi_c)
+        popt, _ = curve_fit(f, ll, m[use], p0=[cs, 1 / xi_c, A0, 0.0, 0.0], sigma=se[use],
+                            maxfev=20000)
+        return popt
+
+    popt = fit(mean)
+    out["xi_of_c_map"] = 1 / fit(theory)[1]     # the same fit on the noise-free c-map path
+    # standard error by bootstrap over the networks (the layers of one network are correlated)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, samples, samples)
+        try:
+            boot.append(fit(rho[idx].mean(0))[1])
+        except RuntimeError:          # a resample where the fit does not converge
+            continue
+    inv, inv_se = popt[1], float(np.std(boot, ddof=1))
+    xi, xi_se = 1 / inv, inv_se / inv ** 2
+    out.update(xi=xi, xi_stderr=xi_se, c_inf=popt[0], z=(xi - xi_c) / xi_se)
+    return out
+
+
+_POINTS_QUICK = [(1.5, 0.05), (2.5, 0.05)]                      # ordered, chaotic (tanh)
+_POINTS_FULL = [(1.2, 0.05), (1.5, 0.05), (2.5, 0.05), (4.0, 0.05), (3.0, 0.2)]
+
+
+@check("order/chaos: finite tanh networks follow the c-map and its depth scale xi_c")
+def _depth_scales(ctx):
+    import matplotlib.pyplot as plt
+
+    from limits.plots import order_chaos
+    points = _POINTS_QUICK if ctx.quick else _POINTS_FULL
+    width = 512 if ctx.quick else 1024
+    samples = 800 if ctx.quick else 4000
+    act = kn.Tanh()
+    rows, overlays = [], []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for k, (sw2, sb2) in enumerate(points):
+        m = measure_depth_scale(act, sw2, sb2, width=width, samples=samples, seed=k + 1)
+        r = m["theory"]
+        xi_c = float(r.depth_scale_c)
+        # per-layer: |mean - c-map| < 4 se + 2 / width (the O(1/width) bias of a correlation)
+        tol_l = 4 * m["stderr"] + 2.0 / width
+        ok_l = bool(np.all(np.abs(m["mean"] - m["c_map"]) < tol_l))
+        worst = float(np.max(np.abs(m["mean"] - m["c_map"]) - tol_l))
+        rows.append(Result(f"c-map layer by layer, tanh sw2 = {sw2}, sb2 = {sb2} "
+                           f"({r.phase}), width {width}",
+                           "|mean rho_l - c_l| < 4 se + 2/width at every layer",
+                           f"max |dev| / se = {m['max_z_layers']:.2f} "
+                           f"(worst margin {worst:+.2g})", "4 se + 2/width", ok_l))
+        ok = np.isfinite(m["z"]) and abs(m["z"]) < 3
+        rows.append(Result(f"depth scale xi_c, tanh sw2 = {sw2}, sb2 = {sb2} ({r.phase})",
+                           f"{xi_c:.3f}", f"{m['xi']:.3f} ± {m['xi_stderr']:.2f} "
+                           f"(z = {m['z']:+.2f}, {m['fit_layers'].size} layers; same fit on "
+                           f"the c-map: {m['xi_of_c_map']:.3f})",
+                           "3 se (bootstrap over networks)", bool(ok)))
+        overlays.append(dict(weight_var=sw2, bias_var=sb2, depth_scale_c=m["xi"],
+                             stderr=m["xi_stderr"]))
+        line = axes[0].errorbar(m["layers"], m["mean"], yerr=m["stderr"], fmt=".", ms=3,
+                                label=f"$\\sigma_w^2$={sw2}, $\\sigma_b^2$={sb2}")
+        axes[0].plot(m["layers"], m["c_map"], "-", lw=1, color=line[0].get_color())
+    axes[0].set_xlabel("layer l")
+    axes[0].set_ylabel("correlation $c_l$")
+    axes[0].set_title(f"width {width}, {samples} networks (dots) vs c-map (lines)",
+                      fontsize=10)
+    axes[0].legend(fontsize=8)
+    order_chaos(act, np.linspace(0.8, 4.2, 60), np.linspace(0, 0.25, 40), ax=axes[1],
+                overlays=overlays)
+    fig.tight_layout()
+    name = ctx.save(fig, "order_chaos_simulation.png")
+    for r in rows:
+        r.figure = name
+    return rows
+
+
+@check("order/chaos: known edges (ReLU family, tanh, erf, Schoenholz et al. 2017)")
+def _edges(ctx):
+    from limits.criticality import edge_of_chaos
+    cases = [("ReLU, sb2 = 0.3", kn.ReLU(), 0.3, 2.0, 1e-15),
+             ("leaky 0.2, sb2 = 1", kn.LeakyReLU(0.2), 1.0, 2 / 1.04, 1e-15),
+             ("tanh, sb2 = 0", kn.Tanh(), 0.0, 1.0, 1e-12),
+             ("erf, sb2 = 0", kn.Erf(), 0.0, math.pi / 4, 1e-12),
+             ("tanh, sb2 = 0.05 (Schoenholz et al. 2017 Fig. 1)", kn.Tanh(), 0.05, 1.76, 0.01)]
+    rows = []
+    for name, act, sb2, exp, tol in cases:
+        v = float(edge_of_chaos(act, sb2))
+        rows.append(Result(f"edge of chaos sw2: {name}", f"{exp:.10g}", f"{v:.10g}",
+                           f"{tol:g}", abs(v - exp) <= tol * max(1.0, abs(exp))))
+    return rows
+
+
+def trainable_band(weight_vars, depths, accuracy, xi_c, threshold=0.5):
+    """Per weight_var, the bracket ``[L_ok, L_fail] / xi_c`` of the trainability boundary: L_ok
+    the deepest depth trained to ``accuracy >= threshold`` below the shallowest failing one,
+    L_fail that failing depth (inf if none fails)."""
+    out = []
+    for j in range(len(weight_vars)):
+        a = np.asarray(accuracy)[:, j]
+        fail = np.flatnonzero(a < threshold)
+        first_fail = fail[0] if fail.size else None
+        ok = np.flatnonzero(a >= threshold)
+        ok = ok[ok < first_fail] if first_fail is not None else ok
+        L_ok = float(depths[ok[-1]]) if ok.size else 0.0
+        L_fail = float(depths[first_fail]) if first_fail is not None else float("inf")
+        out.append((L_ok / xi_c[j], L_fail / xi_c[j]))
+    return out
+
+
+_BAND = (3.0, 12.0)    # the trainable depth / xi_c: Schoenholz et al. 2017 report ~6
+
+
+@check("order/chaos: tanh MLPs train only up to depth ~ 6 xi_c (Schoenholz et al. 2017)")
+def _trainability(ctx):
+    import os
+    import tempfile
+
+    from limits.criticality import signal_propagation
+    from limits.plots import trainability
+    from limits.trainability import trainability_grid
+    if ctx.quick:
+        sws, depths, width, steps = [1.0, 4.0], [8, 16, 32, 64], 32, 800
+    else:
+        sws, depths, width, steps = ([1.0, 1.5, 2.5, 3.0, 4.0], [6, 12, 24, 48, 96, 192], 64,
+                                     2000)
+    sb2 = 0.05
+    store = os.path.join(tempfile.mkdtemp(prefix="trainability-"), "runs.sqlite")
+    sw, L, acc = trainability_grid(sws, depths, store, bias_var=sb2, width=width, steps=steps)
+    xi = signal_propagation(kn.Tanh(), sw, sb2).depth_scale_c
+    fig = trainability(sw, L, acc, bias_var=sb2)
+    name = ctx.save(fig, "trainability.png")
+    rows = []
+    for (lo, hi), w, x in zip(trainable_band(sw, L, acc, xi), sw, xi):
+        ok = lo > 0 and lo <= _BAND[1] and hi >= _BAND[0]
+        rows.append(Result(f"trainable depth / xi_c, tanh sw2 = {w:g}, sb2 = {sb2} "
+                           f"(xi_c = {x:.2f}; width {width}, {steps} SGD steps, digits)",
+                           f"boundary bracket overlaps {_BAND} (paper: ~6)",
+                           f"[{lo:.2f}, {hi:.2f}]; accuracies by depth "
+                           f"{np.round(acc[:, list(sw).index(w)], 2).tolist()}",
+                           "grid resolution x2", bool(ok), figure=name))
+    return rows
