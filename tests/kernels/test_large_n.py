@@ -133,6 +133,14 @@ def test_extreme_rows_rescaled_in_tiles_and_diagonal(depth):
     d = net.kernels(x, diagonal=True)
     np.testing.assert_array_equal(d.nngp, np.diag(full.nngp))
     np.testing.assert_array_equal(d.ntk, np.diag(full.ntk))
+    if depth == 3:
+        dask = pytest.importorskip("dask")
+        dk = kn.dask_kernels(net, x, chunks=40)
+        K, T = dask.compute(dk.nngp, dk.ntk, scheduler="threads")
+        np.testing.assert_array_equal(K, full.nngp)
+        np.testing.assert_array_equal(T, full.ntk)
+        dc = kn.dask_kernels(net, x, x2, chunks=(40, 20))
+        np.testing.assert_array_equal(dc.nngp.compute(scheduler="threads"), cross.nngp)
     K0 = np.diag(np.array([1e-310, 1.0, 1e300, 4.0]))
     K0[1, 3] = K0[3, 1] = 1.5
     fk = net.kernels(K0=K0)
