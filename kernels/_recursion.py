@@ -42,7 +42,10 @@ whose map sends rho = -1 to +1.
 
 The hot loops are compiled with ``fastmath={"contract"}``: only fused multiply-add contraction,
 no reassociation or other unsafe rewrites (results stay within rounding of the plain code), which
-halves the cost of the polynomial evaluations.
+halves the cost of the polynomial evaluations.  ``_abrelu_chunk`` is the exception: contraction
+there rounded an entry differently in the vectorised loop and in its scalar remainder, so a
+tile of a kernel (``_blockwise``, ``_dask``) could differ from the whole in the last bit; without
+it every entry is computed by the same IEEE operations wherever it sits (about 25% slower).
 
 These loops are written by hand because they are the hot path: numpy would allocate an N x N
 temporary per operation per layer, and ``math.acos`` does not vectorise (see ``_fastmath``).
@@ -145,7 +148,7 @@ def _abrelu_block(z_row, ntk_row, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
             ntk_row[j] = ut * T + dk + mut * vdot * T
 
 
-@numba.njit(inline="always", cache=True, error_model="numpy", fastmath={"contract"})
+@numba.njit(inline="always", cache=True, error_model="numpy")  # caller's flags apply
 def _abrelu_task(task, ntiles, sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, mu,
                  u, xi, zeta, m, fac, ab, rec_slot, rec_eps, rec_ntk, with_ntk):
     """One task of ``_abrelu_chunk``: row tile ``task`` (and its mirror ``ntiles-1-task``)."""
@@ -179,7 +182,7 @@ def _abrelu_task(task, ntiles, sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, ga
                             rec_ntk[slot, i, j0:j1] = ntk[i, j0:j1]
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
+@numba.njit(parallel=True, cache=True, error_model="numpy")
 def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, mu, u, xi, zeta,
                   m, fac, ab, rec_slot, rec_eps, rec_ntk, with_ntk):
     """Advance the off-diagonal state through one chunk of layers, in place.
@@ -201,7 +204,7 @@ def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, m
                      with_ntk)
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
+@numba.njit(cache=True, error_model="numpy")         # no contraction: as _abrelu_chunk
 def _abrelu_chunk_serial(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, mu, u,
                          xi, zeta, m, fac, ab, rec_slot, rec_eps, rec_ntk, with_ntk):
     """``_abrelu_chunk`` on one thread (small problems: no thread start-up or barrier, which

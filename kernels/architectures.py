@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _checks, _recursion as _rec
+from . import _checks, _gram, _recursion as _rec
 from .activations import Activation, ShapedReLU
 
 __all__ = ["MLP", "ResNet", "Kernels", "Trajectory"]
@@ -154,10 +154,13 @@ def _unscale(a, scale):
         return np.ldexp(a, ka[:, None] + kb[None, :])
 
 
-def _input_state(x1, x2, K0, stem, gap):
+def _input_state(x1, x2, K0, stem, gap, diag=None):
     """Stem output K <- w K + b: diagonals qa (N1,), qb (N2,), the off-diagonal state and the
     sym flag.  With ``gap`` (ReLU family) the state is (signed gap z, NTK, a free (N1, N2)
-    buffer); otherwise (covariance, NTK, None).  Only entries j > i are set when sym."""
+    buffer); otherwise (covariance, NTK, None).  Only entries j > i are set when sym.
+
+    ``diag`` = (qa, qb), the scaled input diagonals, replaces their computation (a tile of a
+    larger kernel takes them from the whole input set: ``_blockwise``)."""
     w, b = stem
     if K0 is not None:
         sym = True
@@ -167,11 +170,12 @@ def _input_state(x1, x2, K0, stem, gap):
         sym = x2 is None
         xa, xb = (x1, x1) if sym else (x1, x2)
         gscale = 1.0 / x1.shape[1]
-        with np.errstate(over="ignore"):      # an overflow is reported by _check_finite
-            G = xa @ xb.T
-        # diagonals from the same product and scaling as G: duplicates stay exactly equal
-        qa = np.diag(G) * gscale if sym else np.einsum("ij,ij->i", xa, xa) * gscale
-        qb = qa if sym else np.einsum("ij,ij->i", xb, xb) * gscale
+        G = _gram.gram(xa, None if sym else xb)     # entry by entry: tiles equal the whole
+        # diagonals from the same sums and scaling as G: duplicates stay exactly equal
+        qa = np.diag(G) * gscale if sym else _gram.row_dots(xa) * gscale
+        qb = qa if sym else _gram.row_dots(xb) * gscale
+    if diag is not None:
+        qa, qb = diag
     if gap:
         z, ntk = np.empty(G.shape), np.empty(G.shape)
         init = _rec._init_gap_serial if G.size < _rec.SERIAL_ENTRIES else _rec._init_gap
@@ -189,26 +193,34 @@ def _input_state(x1, x2, K0, stem, gap):
     return w * qa + b, w * qb + b, state, sym
 
 
-def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True):
+def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, diag=None,
+         pairs=None, finish=None, prescaled=False, scale=None):
     """Run the recursion: Kernels, or a Trajectory when ``record`` lists layers.  With
-    ``ntk=False`` no NTK operation runs in the O(N^2 L) loops and ``.ntk`` is None."""
+    ``ntk=False`` no NTK operation runs in the O(N^2 L) loops and ``.ntk`` is None.
+
+    For tiles of a larger kernel (``_blockwise``): ``diag`` gives the input diagonals, ``pairs``
+    the number of pairs of the whole problem (the automatic ``fast`` choice), ``finish`` replaces
+    ``_finish`` (same arguments); with ``prescaled`` the inputs are already rescaled
+    (``_homogeneous_rescale`` of the whole problem, which is row by row) and ``scale`` is this
+    tile's part of its exponents."""
     kind = stack.activation._engine()
     w0, b0 = stack.stem
     eligible = kind[0] == "abrelu" and stack.sb2 == 0.0 and b0 == 0.0
-    scale = None
-    if eligible:
-        x1, x2, K0, scale = _homogeneous_rescale(x1, x2, K0)
+    if not prescaled:
+        scale = None
+        if eligible:
+            x1, x2, K0, scale = _homogeneous_rescale(x1, x2, K0)
     n1 = (K0 if K0 is not None else x1).shape[0]
     n2 = n1 if (K0 is not None or x2 is None) else x2.shape[0]
     L = stack.u.shape[0]
     if record is not None:
         _trajectory_memory(len(record), n1, n2, ntk)
     qa, qb, (state, ntk_state, spare), sym = _input_state(x1, x2, K0, stack.stem,
-                                                           gap=kind[0] == "abrelu")
+                                                           gap=kind[0] == "abrelu", diag=diag)
     ta, tb = qa.copy(), qb.copy()    # Theta = K after the (trained) stem
     eps, cov = (state, spare) if kind[0] == "abrelu" else (None, state)
 
-    n_pairs = n1 * (n1 - 1) // 2 if sym else n1 * n2
+    n_pairs = (n1 * (n1 - 1) // 2 if sym else n1 * n2) if pairs is None else pairs
     if fast is None:
         fast = (eligible and record is None and L >= _FAST_MIN_DEPTH
                 and n_pairs >= 8 * _FAST_PIECES * _FAST_DEGREE)
@@ -237,7 +249,8 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True):
                                                      qb, ta, tb, sym, rec, with_ntk=ntk)
     if rec is not None:
         return _finish_trajectory(stack, rec, sym, gap=kind[0] == "abrelu", scale=scale)
-    return _finish(stack, cov, ntk_state if ntk else None, qa, qb, ta, tb, sym, scale)
+    return (finish or _finish)(stack, cov, ntk_state if ntk else None, qa, qb, ta, tb, sym,
+                               scale)
 
 
 def _trajectory_memory(R, n1, n2, ntk):
@@ -604,7 +617,8 @@ class _KernelMethods:
             x2 = _checks.inputs(x2, "x2", d=x1.shape[1])
         return x1, x2, None
 
-    def kernels(self, x1=None, x2=None, *, K0=None, fast=None):
+    def kernels(self, x1=None, x2=None, *, K0=None, fast=None, out=None, diagonal=False,
+                tile=None, progress=None):
         """NNGP and NTK in one pass.
 
         Parameters
@@ -618,30 +632,52 @@ class _KernelMethods:
         fast : bool, optional
             Use the depth-independent tabulated path (bias-free ReLU-type networks only).
             Default: automatic, when it is eligible and cheaper.
+        out : pair of arrays (nngp_out, ntk_out), optional
+            Fill these (N1, N2) float64 arrays, e.g. ``numpy.memmap`` or ``.npy`` files opened
+            with ``numpy.lib.format.open_memmap(..., mode="w+")``, tile by tile instead of
+            building the kernels in memory (either may be None: not stored).  Extra memory is a
+            few ``tile^2`` arrays; symmetry is used; the entries equal the in-memory result bit
+            for bit.  Inputs x1 (and x2) only, not K0.  Returns ``Kernels`` of these arrays.
+        diagonal : bool
+            Return only the (N,) diagonals ``K(x_i, x_i)``, ``Theta(x_i, x_i)`` in O(N depth),
+            equal to the diagonal of the full computation (x2 must be None).
+        tile : int >= 1, optional
+            Rows and columns per tile with ``out`` (default 1024).
+        progress : bool, optional
+            Progress bar (tqdm) with ``out``; default: shown when N1 N2 >= 5e7.
 
         Returns
         -------
         Kernels
-            ``.nngp`` and ``.ntk``, each (N1, N2).
+            ``.nngp`` and ``.ntk``, each (N1, N2) (or (N,) with ``diagonal=True``).
         """
-        return self._kernels(x1, x2, K0, fast, ntk=True)
+        return self._kernels(x1, x2, K0, fast, out, diagonal, tile, progress, ntk=True)
 
-    def _kernels(self, x1, x2, K0, fast, ntk):
+    def _kernels(self, x1, x2, K0, fast, out, diagonal, tile, progress, ntk):
+        if out is not None or diagonal is not False or tile is not None or progress is not None:
+            from . import _blockwise
+            return _blockwise.kernels(self, x1, x2, K0, fast, out, diagonal, tile, progress, ntk)
         x1, x2, K0 = self._prepare(x1, x2, K0)
         if fast is not None and not isinstance(fast, bool):
             raise TypeError(f"fast must be True, False or None, got {fast!r}")
         return _run(self._stack(), x1, x2, K0, fast=fast, ntk=ntk)
 
-    def nngp(self, x1=None, x2=None, *, K0=None, fast=None):
-        """NNGP kernel ``E[f(x) f(x')]`` of one scalar output (see ``kernels``).
+    def nngp(self, x1=None, x2=None, *, K0=None, fast=None, out=None, diagonal=False,
+             tile=None, progress=None):
+        """NNGP kernel ``E[f(x) f(x')]`` of one scalar output (see ``kernels``; ``out`` is one
+        array here).
 
         Runs the NNGP recursion alone: no NTK operation in the layer loop (and no NTK
         overflow can stop it)."""
-        return self._kernels(x1, x2, K0, fast, ntk=False).nngp
+        return self._kernels(x1, x2, K0, fast, None if out is None else (out, None), diagonal,
+                             tile, progress, ntk=False).nngp
 
-    def ntk(self, x1=None, x2=None, *, K0=None, fast=None):
-        """Neural tangent kernel, summed over every weight and bias (see ``kernels``)."""
-        return self.kernels(x1, x2, K0=K0, fast=fast).ntk
+    def ntk(self, x1=None, x2=None, *, K0=None, fast=None, out=None, diagonal=False, tile=None,
+            progress=None):
+        """Neural tangent kernel, summed over every weight and bias (see ``kernels``; ``out``
+        is one array here)."""
+        return self.kernels(x1, x2, K0=K0, fast=fast, out=None if out is None else (None, out),
+                            diagonal=diagonal, tile=tile, progress=progress).ntk
 
     def trajectory(self, x=None, *, K0=None, layers=None, ntk=True):
         """Per-layer NNGP, NTK and correlation of the hidden representation.

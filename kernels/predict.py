@@ -57,7 +57,7 @@ def _cho(A, name):
 
 
 def predict(net, x_train, y_train, x_test, kind="nngp", diag_reg=0.0, t=None,
-            learning_rate=1.0, compute_cov=True):
+            learning_rate=1.0, compute_cov=True, solver="direct", tol=1e-10):
     """Predictions of an infinitely wide network on ``x_test`` after seeing ``(x_train, y_train)``.
 
     Parameters
@@ -80,6 +80,13 @@ def predict(net, x_train, y_train, x_test, kind="nngp", diag_reg=0.0, t=None,
         ``eta`` in ``exp(-eta Th t)``.
     compute_cov : bool
         Also return the predictive covariance of the test outputs.
+    solver : {"direct", "cg"}
+        ``"cg"``: the mean by preconditioned conjugate gradients
+        (``kernels.kernel_regression``, relative residual <= ``tol``); infinite time and
+        ``compute_cov=False`` only.  For kernels past memory call ``kernel_regression`` on
+        memory-mapped or dask kernels.
+    tol : float > 0
+        CG tolerance.
 
     Returns
     -------
@@ -108,6 +115,14 @@ def predict(net, x_train, y_train, x_test, kind="nngp", diag_reg=0.0, t=None,
         t = _checks.nonneg_float(t, "t")
         if kind != "ntk":
             raise ValueError("t (finite training time) applies to kind='ntk' only")
+    if solver not in ("direct", "cg"):
+        raise ValueError(f"solver must be 'direct' or 'cg', got {solver!r}")
+    if solver == "cg":
+        from . import _cg
+        tol = _checks.positive_float(tol, "tol")
+        if t is not None or compute_cov is not False:
+            raise ValueError("solver='cg' gives infinite-time means only: pass t=None and "
+                             "compute_cov=False")
     n = x_train.shape[0]
     xs = np.concatenate([x_train, x_test])
     if kind == "nngp":                  # the NNGP posterior needs no NTK
@@ -115,6 +130,10 @@ def predict(net, x_train, y_train, x_test, kind="nngp", diag_reg=0.0, t=None,
     else:
         k = net.kernels(xs)
         K, Th = k.nngp, k.ntk
+    if solver == "cg":
+        M = K if kind == "nngp" else Th
+        reg = _cg.kernel_regression(M[:n, :n], y, M[n:, :n], diag_reg=r, tol=tol)
+        return Prediction(reg.mean, None)
     Kxx, Ksx, Kss = K[:n, :n] + r * np.eye(n), K[n:, :n], K[n:, n:]
     if kind == "nngp":
         c = _cho(Kxx, "K_train_train")

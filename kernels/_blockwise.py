@@ -1,0 +1,212 @@
+"""Kernels past memory: tile by tile into caller-provided arrays, and the diagonal alone.
+
+A tile of the kernel is computed by the same engine call as the whole kernel
+(``architectures._run``), on the tile's rows and columns, with three things taken from the whole
+problem so that the tile equals the corresponding block of ``net.kernels(x)`` bit for bit:
+
+* the input diagonals ``|x_i|^2 / d`` (``_gram.row_dots``, the same sums as the Gram diagonal),
+  of the rows after the power-of-two rescaling of extreme rows (``architectures.
+  _homogeneous_rescale``, bias-free ReLU-family networks).  That rescaling is row by row (each
+  row's exponent depends on that row alone), so the engine, given a tile's rows, rescales them
+  and scales the results back exactly as the whole computation does;
+* the number of pairs, which decides the automatic depth-independent path (``fast``): its
+  tabulation depends only on the network, so a tile evaluates the same table as the whole;
+* the entries themselves: the Gram matrix is summed entry by entry in a fixed order
+  (``_gram``), and every later step of the engine is a function of one entry and its two
+  diagonals.
+
+A symmetric kernel is cut into tiles (I, J) with I <= J on a grid of ``tile`` rows; tile (J, I)
+is the transpose of tile (I, J), and the diagonal tiles are computed as symmetric problems, as
+in the whole computation.  Working memory is a few arrays of ``tile^2`` doubles.
+"""
+
+import numpy as np
+
+from . import _checks, _gram
+from . import architectures as _arch
+
+DEFAULT_TILE = 1024
+_AUTO_PROGRESS_ENTRIES = 5e7       # progress bar by default from about N = 7000 (square)
+
+
+def check_tile(tile, name="tile"):
+    return DEFAULT_TILE if tile is None else _checks.positive_int(tile, name)
+
+
+def check_out(a, shape, name):
+    """An existing writable float64 array (ndarray, numpy.memmap, open_memmap) of ``shape``."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array (np.empty, numpy.memmap, "
+                        f"numpy.lib.format.open_memmap), got {type(a).__name__}")
+    if a.dtype != np.float64:
+        raise TypeError(f"{name} must have dtype float64, got {a.dtype}")
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
+    if not a.flags.writeable:
+        raise ValueError(f"{name} is read-only (a memory map opened with mode='r'?): open it "
+                         f"with mode='r+' or 'w+'")
+    return a
+
+
+def check_outs(out, shape):
+    """``out`` = (nngp_out, ntk_out), either may be None (not stored)."""
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise TypeError(f"out must be a pair (nngp_out, ntk_out) of arrays (None to skip one), "
+                        f"got {type(out).__name__}")
+    a = None if out[0] is None else check_out(out[0], shape, "out[0] (NNGP)")
+    b = None if out[1] is None else check_out(out[1], shape, "out[1] (NTK)")
+    if a is None and b is None:
+        raise ValueError("out must give at least one array")
+    if a is not None and b is not None and np.may_share_memory(a, b):
+        raise ValueError("out[0] and out[1] share memory: give two separate arrays")
+    return a, b
+
+
+def check_fast(stack, fast):
+    """The same eligibility test as ``architectures._run`` (``fast=True``), before any work."""
+    if fast is not None and not isinstance(fast, bool):
+        raise TypeError(f"fast must be True, False or None, got {fast!r}")
+    if fast:
+        kind = stack.activation._engine()
+        if not (kind[0] == "abrelu" and stack.sb2 == 0.0 and stack.stem[1] == 0.0):
+            raise ValueError("fast=True needs a bias-free positively homogeneous network "
+                             "(ABReLU-family activation, bias_var = 0)")
+    return fast
+
+
+def rescaled(stack):
+    """Whether ``architectures._run`` rescales extreme rows for this network (the same test)."""
+    kind = stack.activation._engine()
+    return kind[0] == "abrelu" and stack.sb2 == 0.0 and stack.stem[1] == 0.0
+
+
+class Problem:
+    """The whole problem a tile belongs to: inputs, their diagonals, the number of pairs."""
+
+    def __init__(self, stack, x1, x2, fast, ntk=True):
+        self.stack = stack
+        self.x1, self.x2 = x1, x2
+        self.sym = x2 is None
+        self.ntk = ntk
+        xs1, xs2, _, _ = (_arch._homogeneous_rescale(x1, x2, None) if rescaled(stack)
+                          else (x1, x2, None, None))
+        gscale = 1.0 / x1.shape[1]        # the same scaling as architectures._input_state
+        self.q1 = _gram.row_dots(xs1) * gscale
+        self.q2 = self.q1 if self.sym else _gram.row_dots(xs2) * gscale
+        n1 = x1.shape[0]
+        self.shape = (n1, n1 if self.sym else x2.shape[0])
+        self.pairs = n1 * (n1 - 1) // 2 if self.sym else n1 * self.shape[1]
+        self.fast = fast
+
+    def tile(self, r0, r1, c0, c1):
+        """Kernels of rows r0:r1 and columns c0:c1 (a diagonal tile of a symmetric problem when
+        (r0, r1) == (c0, c1)), equal to that block of the whole kernel."""
+        xr, qr = self.x1[r0:r1], self.q1[r0:r1]
+        if self.sym and (r0, r1) == (c0, c1):
+            return _arch._run(self.stack, xr, None, None, fast=self.fast, diag=(qr, qr),
+                              pairs=self.pairs, ntk=self.ntk)
+        xc = (self.x1 if self.sym else self.x2)[c0:c1]
+        return _arch._run(self.stack, xr, xc, None, fast=self.fast, diag=(qr, self.q2[c0:c1]),
+                          pairs=self.pairs, ntk=self.ntk)
+
+
+def _progress_bar(progress, total, n_entries, desc):
+    if progress is None:
+        progress = n_entries >= _AUTO_PROGRESS_ENTRIES and total > 1
+        if progress:
+            try:
+                import tqdm  # noqa: F401
+            except ImportError:        # pragma: no cover - tqdm is a dependency
+                return None
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="entry", unit_scale=True)
+
+
+def fill(stack, x1, x2, outs, tile, fast, progress):
+    """Fill ``outs`` = (nngp_out, ntk_out) tile by tile; returns ``Kernels`` of the outs.
+    No NTK work is done when ``outs[1]`` is None."""
+    prob = Problem(stack, x1, x2, fast, ntk=outs[1] is not None)
+    n1, n2 = prob.shape
+    edges1 = [(r, min(r + tile, n1)) for r in range(0, n1, tile)]
+    edges2 = edges1 if prob.sym else [(c, min(c + tile, n2)) for c in range(0, n2, tile)]
+    jobs = [(a, b) for ia, a in enumerate(edges1) for ib, b in enumerate(edges2)
+            if not prob.sym or ib >= ia]
+    bar = _progress_bar(progress, n1 * n2, n1 * n2, "kernels")
+    try:
+        for (r0, r1), (c0, c1) in jobs:
+            k = prob.tile(r0, r1, c0, c1)
+            for dst, src in zip(outs, (k.nngp, k.ntk)):
+                if dst is None:
+                    continue
+                dst[r0:r1, c0:c1] = src
+                if prob.sym and r0 != c0:
+                    dst[c0:c1, r0:r1] = src.T
+            if bar is not None:
+                bar.update((r1 - r0) * (c1 - c0) * (2 if prob.sym and r0 != c0 else 1))
+    finally:
+        if bar is not None:
+            bar.close()
+    for dst in outs:
+        if isinstance(dst, np.memmap):
+            dst.flush()
+    return _arch.Kernels(nngp=outs[0], ntk=outs[1])
+
+
+def _finish_diagonal(stack, cov, ntk, qa, qb, ta, tb, sym, scale):
+    # the whole kernel's diagonal is qa (NNGP) and ta (NTK) put through _finish, entry (i, i)
+    # scaled back by 2^(k_i + k_i): do exactly that on (N, 1) columns
+    if scale is not None:
+        scale = (scale[0] + scale[0], np.zeros(1, np.int64))
+    k = _arch._finish(stack, qa[:, None].copy(), None if ntk is None else ta[:, None].copy(),
+                      qa, qb, ta, tb, False, scale)
+    return _arch.Kernels(nngp=k.nngp[:, 0], ntk=None if k.ntk is None else k.ntk[:, 0])
+
+
+def diagonal(stack, x, K0, fast, ntk=True):
+    """The (N,) diagonals of the NNGP and NTK in O(N L): the diagonal recursion of the whole
+    computation alone (the off-diagonal state is an (N, 0) array), with the same rescaling of
+    extreme rows (``architectures._homogeneous_rescale``)."""
+    scale = None
+    if rescaled(stack):
+        x, _, K0, scale = _arch._homogeneous_rescale(x, None, K0)
+    if K0 is not None:
+        n = K0.shape[0]
+        q = np.diag(K0).copy()            # as architectures._input_state
+        x = np.zeros((n, 1))              # placeholder rows: no pair is ever formed
+    else:
+        n = x.shape[0]
+        q = _gram.row_dots(x) * (1.0 / x.shape[1])
+    return _arch._run(stack, x, x[:0], None, fast=fast, ntk=ntk, diag=(q, q[:0]),
+                      pairs=n * (n - 1) // 2, finish=_finish_diagonal, prescaled=True,
+                      scale=scale)
+
+
+def kernels(net, x1, x2, K0, fast, out, diagonal_only, tile, progress, ntk=True):
+    """Entry point behind ``net.kernels(..., out=, diagonal=, tile=, progress=)``."""
+    if not isinstance(diagonal_only, bool):
+        raise TypeError(f"diagonal must be True or False, got {diagonal_only!r}")
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"progress must be True, False or None, got {progress!r}")
+    x1, x2, K0 = net._prepare(x1, x2, K0)
+    stack = net._stack()
+    fast = check_fast(stack, fast)
+    if diagonal_only:
+        if x2 is not None:
+            raise ValueError("diagonal=True needs a single set of inputs (x2 = None): the "
+                             "diagonal of a cross kernel is not defined")
+        if out is not None or tile is not None:
+            raise ValueError("diagonal=True returns (N,) arrays: it takes no out= or tile=")
+        return diagonal(stack, x1, K0, fast, ntk)
+    if out is None:
+        raise ValueError("tile= and progress= apply to out= (blockwise computation)")
+    if K0 is not None:
+        raise ValueError("out= needs inputs x1 (and x2), not an input kernel K0: the blockwise "
+                         "engine cuts the inputs into tiles")
+    tile = check_tile(tile)
+    n1 = x1.shape[0]
+    outs = check_outs(out, (n1, n1 if x2 is None else x2.shape[0]))
+    if not ntk:
+        outs = (outs[0], None)
+    return fill(stack, x1, x2, outs, tile, fast, progress)
