@@ -82,7 +82,6 @@ B. P. Welford, "Note on a method for calculating corrected sums of squares and p
 Technometrics 4 (1962).
 """
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Optional
@@ -176,25 +175,11 @@ def _check_finite_block(values, what, lo, fin, layers=None):
                              f"(first at {where}): {cause}")
 
 
-def _available_bytes():
-    """Memory available to this process (Linux MemAvailable, else physical memory), or None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return None
-
 
 def _check_memory(caller, parts):
     """Refuse up front what cannot fit: ``parts`` is a list of (bytes, what)."""
     need = sum(b for b, _ in parts)
-    avail = _available_bytes()
+    avail = _checks.available_memory()
     if avail is None or need <= avail:
         return
     big = max(parts)[1]
