@@ -7,6 +7,7 @@ import pytest
 
 import kernels as kn
 from kernels import montecarlo as mc
+from kernels import _checks
 
 
 def _inputs(N=3, d=4, seed=0):
@@ -56,7 +57,7 @@ def test_ntk_overflow_is_reported():
 
 
 def test_memory_guard_refuses_a_huge_width(monkeypatch):
-    monkeypatch.setattr(mc, "_available_bytes", lambda: 16 << 30)
+    monkeypatch.setattr(_checks, "available_memory", lambda: 16 << 30)
     net = kn.MLP(depth=2, activation=kn.ReLU())
     # one 60000 x 60000 weight matrix alone is 8 * 3.6e9 = 2.88e10 bytes
     with pytest.raises(ValueError, match=r"monte_carlo needs about 2\d,\d{3},\d{3},\d{3} bytes"
@@ -68,7 +69,7 @@ def test_memory_guard_refuses_a_huge_width(monkeypatch):
 
 
 def test_memory_guard_refuses_keeping_too_many_samples(monkeypatch):
-    monkeypatch.setattr(mc, "_available_bytes", lambda: 16 << 30)
+    monkeypatch.setattr(_checks, "available_memory", lambda: 16 << 30)
     net = kn.MLP(depth=2, activation=kn.ReLU())
     # 1e9 samples x 3 x 3 x (NNGP, NTK) doubles = 1.44e11 bytes; paths: x 3 layers = 2.16e11
     with pytest.raises(ValueError, match=r"needs about 144,\d{3},\d{3},\d{3} bytes.*keep_samples"):
@@ -80,10 +81,10 @@ def test_memory_guard_refuses_keeping_too_many_samples(monkeypatch):
 
 
 def test_memory_guard_lets_ordinary_runs_through(monkeypatch):
-    monkeypatch.setattr(mc, "_available_bytes", lambda: 16 << 30)
+    monkeypatch.setattr(_checks, "available_memory", lambda: 16 << 30)
     net = kn.MLP(depth=2, activation=kn.ReLU())
     r = kn.monte_carlo(net, _inputs(), width=8, samples=3, keep_samples=True, progress=False)
     assert r.nngp_samples.shape == (3, 3, 3)
-    assert mc._available_bytes.__name__ == "<lambda>"
+    assert _checks.available_memory.__name__ == "<lambda>"
     monkeypatch.undo()
-    assert mc._available_bytes() is None or mc._available_bytes() > 0
+    assert _checks.available_memory() is None or _checks.available_memory() > 0
