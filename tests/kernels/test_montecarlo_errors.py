@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import kernels as kn
-from kernels import montecarlo as mc
 from kernels import _checks
 
 
