@@ -7,7 +7,6 @@ Without executed notebooks it renders notebooks/ as stored (no outputs) and says
 import argparse
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 
@@ -31,7 +30,10 @@ def main(argv=None):
     for old in gallery.glob("*.ipynb"):
         old.unlink()
     for nb in sorted(src.glob("*.ipynb")):
-        shutil.copy(nb, gallery / nb.name)
+        # notebooks link the theory pages as ../docs/theory/...: from docs/gallery/ that is
+        # ../theory/...
+        text = nb.read_text(encoding="utf-8").replace("](../docs/", "](../")
+        (gallery / nb.name).write_text(text, encoding="utf-8")
     cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-E", "-b", "html",
            str(DOCS), args.out]
     return subprocess.call(cmd)
