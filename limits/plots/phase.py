@@ -161,8 +161,8 @@ def condensation_picture(points=((0.5, 0.0), (1.0, 0.0), (1.75, 0.0)), m=1000, s
         A0, o0 = ph.neuron_features(r.a0, r.W0)
         A1, o1 = ph.neuron_features(r.a, r.W)
         scale = max(A0.max(), A1.max())
-        ax.plot(o0, A0 / scale, ".", color="c", ms=2, label="initial")
-        ax.plot(o1, A1 / scale, ".", color="r", ms=2, label="final")
+        ax.plot(o0, A0 / scale, ".", color="c", ms=2, label="initial", zorder=3)
+        ax.plot(o1, A1 / scale, ".", color="r", ms=2, alpha=0.6, label="final", zorder=2)
         c0, c1 = ph.condensation_index(r.a0, r.W0), ph.condensation_index(r.a, r.W)
         one_d = r.W.shape[1] == 2
         xlabel = "orientation atan2(b, w)" if one_d else "orientation w.p/|w|, p = 1/sqrt(d+1)"
