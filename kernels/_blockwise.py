@@ -113,11 +113,6 @@ class Problem:
 def _progress_bar(progress, total, n_entries, desc):
     if progress is None:
         progress = n_entries >= _AUTO_PROGRESS_ENTRIES and total > 1
-        if progress:
-            try:
-                import tqdm  # noqa: F401
-            except ImportError:        # pragma: no cover - tqdm is a dependency
-                return None
     if not progress:
         return None
     from tqdm.auto import tqdm
