@@ -385,27 +385,37 @@ def _backend(act, finite_difference):
 # ----------------------------------------------------------------------------------------------
 # fixed points
 # ----------------------------------------------------------------------------------------------
+def _upper_bracket(hi, f):
+    """Grow ``hi`` in place (x4, at most 40 times) where ``f(idx, hi[idx]) >= 0`` until f is
+    negative there; returns the mask of entries that passed 1e12 first (no finite root)."""
+    unbounded = np.zeros(hi.size, bool)
+    todo = np.arange(hi.size)
+    for _ in range(40):
+        bad = f(todo, hi[todo]) >= 0
+        if not bad.any():
+            break
+        hi[todo[bad]] *= 4.0
+        todo = todo[bad]
+        big = hi[todo] > 1e12
+        unbounded[todo[big]] = True
+        todo = todo[~big]
+        if todo.size == 0:
+            break
+    return unbounded
+
+
 def _solve_q(be, sw2, sb2, max_iter=300):
     """Largest root of G(q) = sw2 F(q) + sb2 - q (safeguarded Newton from above), flat arrays."""
     P = sw2.size
     q = np.empty(P)
     # upper bracket: G(hi) < 0
     hi = np.maximum(1.0, 2.0 * sb2)
-    todo = np.arange(P)
-    infinite = np.zeros(P, bool)
-    for _ in range(40):
-        _, F, _, _ = be.diag(hi[todo])
-        G = sw2[todo] * F + sb2[todo] - hi[todo]
-        bad = G >= 0
-        if not bad.any():
-            break
-        hi[todo[bad]] *= 4.0
-        todo = todo[bad]
-        big = hi[todo] > 1e12
-        infinite[todo[big]] = True
-        todo = todo[~big]
-        if todo.size == 0:
-            break
+
+    def G(idx, qv):
+        _, F, _, _ = be.diag(qv)
+        return sw2[idx] * F + sb2[idx] - qv
+
+    infinite = _upper_bracket(hi, G)
     lo = sb2.copy()
     q[:] = hi
     q[infinite] = np.inf
@@ -700,35 +710,21 @@ def edge_of_chaos(activation, bias_var, *, n=None, finite_difference=False):
             return np.full(shape, np.inf)
         return np.full(shape, 1.0 / act.m)
 
-    def H(q):
+    def H(idx, q):
         _, F, _, D = be.diag(q)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(D > 0, F / D, np.inf) + sb2_a - q
+            return np.where(D > 0, F / D, np.inf) + sb2[idx] - q
 
     P = sb2.size
     hi = np.maximum(1.0, 2.0 * sb2)
     lo = np.zeros(P)
-    none = np.zeros(P, bool)
-    todo = np.arange(P)
-    for _ in range(40):
-        sb2_a = sb2[todo]
-        bad = H(hi[todo]) >= 0
-        if not bad.any():
-            break
-        hi[todo[bad]] *= 4.0
-        todo = todo[bad]
-        big = hi[todo] > 1e12
-        none[todo[big]] = True
-        todo = todo[~big]
-        if todo.size == 0:
-            break
+    none = _upper_bracket(hi, H)
     act_ = np.flatnonzero(~none)
     for _ in range(250):
         if act_.size == 0:
             break
         mid = 0.5 * (lo[act_] + hi[act_])
-        sb2_a = sb2[act_]
-        pos = H(mid) >= 0
+        pos = H(act_, mid) >= 0
         lo[act_[pos]] = mid[pos]
         hi[act_[~pos]] = mid[~pos]
         width = hi[act_] - lo[act_]
