@@ -66,18 +66,14 @@ def check_fast(stack, fast):
     """The same eligibility test as ``architectures._run`` (``fast=True``), before any work."""
     if fast is not None and not isinstance(fast, bool):
         raise TypeError(f"fast must be True, False or None, got {fast!r}")
-    if fast:
-        kind = stack.activation._engine()
-        if not (kind[0] == "abrelu" and stack.sb2 == 0.0 and stack.stem[1] == 0.0):
-            raise ValueError("fast=True needs a bias-free positively homogeneous network "
-                             "(ABReLU-family activation, bias_var = 0)")
+    if fast and not stack.fast_eligible:
+        raise ValueError(_arch._FAST_REFUSAL)
     return fast
 
 
 def rescaled(stack):
     """Whether ``architectures._run`` rescales extreme rows for this network (the same test)."""
-    kind = stack.activation._engine()
-    return kind[0] == "abrelu" and stack.sb2 == 0.0 and stack.stem[1] == 0.0
+    return stack.bias_free
 
 
 class Problem:
@@ -185,7 +181,7 @@ def kernels(net, x1, x2, K0, fast, out, diagonal_only, tile, progress, ntk=True)
     if progress is not None and not isinstance(progress, bool):
         raise TypeError(f"progress must be True, False or None, got {progress!r}")
     x1, x2, K0 = net._prepare(x1, x2, K0)
-    stack = net._stack()
+    stack = net._engine_stack(x1, K0, ntk)
     fast = check_fast(stack, fast)
     if diagonal_only:
         if x2 is not None:

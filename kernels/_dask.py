@@ -124,7 +124,7 @@ def dask_kernels(net, x1, x2=None, chunks=1000, *, fast=None):
     cols = _chunk_tuple(c2, n2, "chunks")
     if sym and rows != cols:
         raise ValueError(f"a symmetric kernel needs the same blocks on both axes, got {chunks!r}")
-    stack = net._stack()
+    stack = net._engine_stack(x1, None)
     fast = _blockwise.check_fast(stack, fast)
     dask, da = _import_dask()
     from dask.highlevelgraph import HighLevelGraph

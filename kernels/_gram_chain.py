@@ -94,7 +94,7 @@ def _gram_sample(k1, k2, resid, scale, readout, n, U0, K0, sw2, sb2, sv, bv, pt,
             rec[slots[0]] = K0
     for l in range(1, L + 1):
         _apply_phi(pt, H, P)
-        _gram(P, G, sw2 / n, sb2)                       # covariance of the layer's rows
+        _gram(P, G, sw2[l - 1] / n, sb2[l - 1])         # covariance of the layer's rows
         if resid[l - 1]:
             _chol_upper(G, U, A)
             al = scale[l - 1]
@@ -128,7 +128,8 @@ def _gram_sample(k1, k2, resid, scale, readout, n, U0, K0, sw2, sb2, sv, bv, pt,
 def _gram_chain(keys, resid, scale, readout, n, U0, K0, sw2, sb2, sv, bv, pt, slots, est, rec):
     """The gram sampler for a block of samples, general N (tasks of _CHUNK samples).
 
-    keys (B, 2) uint64.  resid, scale (L,): per-layer kind and finite-width multiplier; readout:
+    keys (B, 2) uint64.  resid, scale, sw2, sb2 (L,): per-layer kind, finite-width multiplier
+    and variances of the layer's Dense (``_Stack``); readout:
     whether (sv, bv) give the estimator.  U0: upper factor of the first hidden layer's
     covariance K0.  slots (L + 1,): record slot of layer l, or -1.  est (B, N, N) gets the NNGP
     estimator, rec (B, R, N, N) the recorded Grams.
@@ -235,9 +236,11 @@ def _gram_sample2(k1, k2, resid, scale, readout, n, g0, sw2, sb2, sv, bv, pt, sl
     for l in range(1, L + 1):
         _phi2(pt, h, w)
         a, b, c = _sums3(w[:n], w[n:], n, acc)
-        g11 = sw2 / n * a + sb2
-        g12 = sw2 / n * b + sb2
-        g22 = sw2 / n * c + sb2
+        w2 = sw2[l - 1]
+        b2 = sb2[l - 1]
+        g11 = w2 / n * a + b2
+        g12 = w2 / n * b + b2
+        g22 = w2 / n * c + b2
         if resid[l - 1]:
             l11, l21, l22 = _chol2(g11, g12, g22)
             _pairs_into(k1, k2, 4 * l + 2, n, z)
@@ -287,14 +290,14 @@ def _gram_block(fin, n, keys, slots, R):
         g0 = np.array([fin.K0[0, 0], fin.K0[0, 1], fin.K0[1, 1]])
         est3 = np.empty((B, 3))
         rec3 = np.empty((B, max(R, 1), 3))
-        _gram_chain2(keys, fin.resid, fin.scale, readout, n, g0, st.sw2, st.sb2, sv, bv,
+        _gram_chain2(keys, fin.resid, fin.scale, readout, n, g0, fin.sw2, fin.sb2, sv, bv,
                      fin.point, slots, est3, rec3)
         return _unpack3(est3), _unpack3(rec3[:, :R])
     U0 = np.empty((N, N))
     _chol_upper(fin.K0, U0, np.empty((N, N)))
     est = np.empty((B, N, N))
     rec = np.empty((B, max(R, 1), N, N))
-    _gram_chain(keys, fin.resid, fin.scale, readout, n, U0, fin.K0, st.sw2, st.sb2, sv, bv,
+    _gram_chain(keys, fin.resid, fin.scale, readout, n, U0, fin.K0, fin.sw2, fin.sb2, sv, bv,
                 fin.point, slots, est, rec)
     return est, rec[:, :R]
 

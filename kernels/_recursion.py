@@ -69,10 +69,12 @@ SERIAL_ENTRIES = 1 << 14     # entries below which the per-matrix passes run on 
 # diagonals
 # --------------------------------------------------------------------------------------------
 @numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _abrelu_diag(q0, t0, beta, gamma, u, mu, m, q_out, t_out):
+def _abrelu_diag(q0, t0, beta, gamma, u, mu, m, nw, nb, kinc, q_out, t_out):
     """Diagonal trajectories for the ABReLU family (V(q,q,q) = m q, Vdot = m).
 
     q0, t0 : (N,) state before the chunk.  q_out, t_out : (C + 1, N), row 0 = the input state.
+    The NTK increment of layer t is ``nw[t] V + nb[t]``; with ``kinc`` it equals the covariance
+    increment (NTK parameterisation) and is taken as ``qn - u q``.
     """
     n = q0.shape[0]
     C = beta.shape[0]
@@ -84,11 +86,12 @@ def _abrelu_diag(q0, t0, beta, gamma, u, mu, m, q_out, t_out):
             th = t_out[t, i]
             qn = beta[t] * q + gamma[t]
             q_out[t + 1, i] = qn
-            t_out[t + 1, i] = u[t] * th + (qn - u[t] * q) + mu[t] * m * th
+            dt = (qn - u[t] * q) if kinc else nw[t] * (m * q) + nb[t]
+            t_out[t + 1, i] = u[t] * th + dt + mu[t] * m * th
 
 
 @numba.njit(error_model="numpy", fastmath={"contract"})
-def _smooth_diag(pair, params, q0, t0, u, v, sw2, sb2, q_out, t_out):
+def _smooth_diag(pair, params, q0, t0, u, v, sw2, sb2, nw, nb, kinc, q_out, t_out):
     """Diagonal trajectories for any activation given by its pair map (compiled per map).
 
     Same expressions and compiler flags as ``_smooth_chunk``, so that duplicated inputs keep
@@ -102,9 +105,10 @@ def _smooth_diag(pair, params, q0, t0, u, v, sw2, sb2, q_out, t_out):
             q = q_out[t, i]
             th = t_out[t, i]
             V, Vd = pair(q, q, q, params)
-            qn = u[t] * q + v[t] * (sw2 * V + sb2)
+            qn = u[t] * q + v[t] * (sw2[t] * V + sb2[t])
             q_out[t + 1, i] = qn
-            t_out[t + 1, i] = u[t] * th + (qn - u[t] * q) + v[t] * sw2 * Vd * th
+            dt = (qn - u[t] * q) if kinc else nw[t] * V + nb[t]
+            t_out[t + 1, i] = u[t] * th + dt + v[t] * sw2[t] * Vd * th
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,7 +116,7 @@ def _smooth_diag(pair, params, q0, t0, u, v, sw2, sb2, q_out, t_out):
 # --------------------------------------------------------------------------------------------
 @numba.njit(inline="always", cache=True, error_model="numpy")
 def _abrelu_block(z_row, ntk_row, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
-                  b, g, k, mut, ut, xi, zeta, m, fac, ab, with_ntk):
+                  b, g, k, mut, ut, xi, zeta, m, fac, ab, nwt, nbt, with_ntk):
     # Arguments are views of one block, indexed from 0: numba then knows j >= 0, drops the
     # negative-index wraparound and the loop vectorises (3.5 ns instead of 22 ns per entry).
     bg = b * g
@@ -142,15 +146,16 @@ def _abrelu_block(z_row, ntk_row, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
         zn = signed_gap(en, wn)
         z_row[j] = zn if r > 0.0 else 1.0             # zero-norm input: theta = pi/2 (NT)
         if with_ntk:                                  # loop-invariant: LLVM unswitches it
-            # K' - u K = v (sw2 V + sb2), with V = s (m cos(theta) + fac h): no cancellation
-            dk = mut * s * (m * (1.0 - e) + fac * h) + g
+            # NTK increment nw V + nb (NTK parameterisation: nw = v sw2, nb = v sb2, the
+            # covariance increment K' - u K), with V = s (m cos(theta) + fac h): no cancellation
+            dk = nwt * s * (m * (1.0 - e) + fac * h) + nbt
             vdot = ab + fac * t if neg else m - fac * t   # m - fac theta, exact at both ends
             ntk_row[j] = ut * T + dk + mut * vdot * T
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")  # caller's flags apply
 def _abrelu_task(task, ntiles, sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, mu,
-                 u, xi, zeta, m, fac, ab, rec_slot, rec_eps, rec_ntk, with_ntk):
+                 u, xi, zeta, m, fac, ab, nw, nb, rec_slot, rec_eps, rec_ntk, with_ntk):
     """One task of ``_abrelu_chunk``: row tile ``task`` (and its mirror ``ntiles-1-task``)."""
     n1, n2 = eps.shape
     C = beta.shape[0]
@@ -173,7 +178,8 @@ def _abrelu_task(task, ntiles, sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, ga
                 for i in range(r0, r1):
                     _abrelu_block(eps[i, j0:j1], ntk[i, j0:j1], sq_r[t, i], sq_r[t + 1, i],
                                   inv_r[t + 1, i], sq_t, sq_t1, inv_t1, beta[t], gamma[t],
-                                  kappa[t], mu[t], u[t], xi[t], zeta[t], m, fac, ab, with_ntk)
+                                  kappa[t], mu[t], u[t], xi[t], zeta[t], m, fac, ab, nw[t],
+                                  nb[t], with_ntk)
                 slot = rec_slot[t]
                 if slot >= 0:
                     for i in range(r0, r1):
@@ -184,7 +190,7 @@ def _abrelu_task(task, ntiles, sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, ga
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, mu, u, xi, zeta,
-                  m, fac, ab, rec_slot, rec_eps, rec_ntk, with_ntk):
+                  m, fac, ab, nw, nb, rec_slot, rec_eps, rec_ntk, with_ntk):
     """Advance the off-diagonal state through one chunk of layers, in place.
 
     sym : only entries j > i of the square state are used (and written).
@@ -192,6 +198,7 @@ def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, m
     unless with_ntk).  sq_r/inv_r : (C + 1, N1) sqrt(q) and 1/sqrt(q) (0 where q = 0)
     of the row inputs, layers l0 .. l0 + C; sq_c/inv_c the same for the columns.
     beta, gamma, kappa, mu, u, xi, zeta : (C,) per-layer coefficients (module docstring).
+    nw, nb : (C,) NTK increment ``nw V + nb`` of each layer (NTK parameterisation: mu, gamma).
     rec_slot : (C,) slot in rec_* where the state after layer t is recorded, or -1.
     """
     n1 = eps.shape[0]
@@ -200,13 +207,13 @@ def _abrelu_chunk(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, m
     for ptask in prange(ntask):
         # prange indices are unsigned; keep the arithmetic signed
         _abrelu_task(np.int64(ptask), ntiles, sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta,
-                     gamma, kappa, mu, u, xi, zeta, m, fac, ab, rec_slot, rec_eps, rec_ntk,
-                     with_ntk)
+                     gamma, kappa, mu, u, xi, zeta, m, fac, ab, nw, nb, rec_slot, rec_eps,
+                     rec_ntk, with_ntk)
 
 
 @numba.njit(cache=True, error_model="numpy")         # no contraction: as _abrelu_chunk
 def _abrelu_chunk_serial(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, kappa, mu, u,
-                         xi, zeta, m, fac, ab, rec_slot, rec_eps, rec_ntk, with_ntk):
+                         xi, zeta, m, fac, ab, nw, nb, rec_slot, rec_eps, rec_ntk, with_ntk):
     """``_abrelu_chunk`` on one thread (small problems: no thread start-up or barrier, which
     a busy machine makes slow); the same arithmetic, so bit-identical results."""
     n1 = eps.shape[0]
@@ -214,8 +221,8 @@ def _abrelu_chunk_serial(sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, gamma, k
     ntask = (ntiles + 1) // 2 if sym else ntiles
     for task in range(ntask):
         _abrelu_task(np.int64(task), ntiles, sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta,
-                     gamma, kappa, mu, u, xi, zeta, m, fac, ab, rec_slot, rec_eps, rec_ntk,
-                     with_ntk)
+                     gamma, kappa, mu, u, xi, zeta, m, fac, ab, nw, nb, rec_slot, rec_eps,
+                     rec_ntk, with_ntk)
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
@@ -399,7 +406,7 @@ def _gap_fields_serial(z, e_out, theta_out):
 # off-diagonal entries, smooth activations: state (K, Theta)
 # --------------------------------------------------------------------------------------------
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _smooth_task(task, pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
+def _smooth_task(task, pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2, nw, nb, kinc,
                  rec_slot, rec_cov, rec_ntk, with_ntk):
     """One task of ``_smooth_chunk``: row ``task`` and its mirror ``n1 - 1 - task``."""
     n1, n2 = cov.shape
@@ -415,13 +422,18 @@ def _smooth_task(task, pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
                 qi = q_r[t, i]
                 ut = u[t]
                 vt = v[t]
+                w2 = sw2[t]
+                b2 = sb2[t]
+                nwt = nw[t]
+                nbt = nb[t]
                 for j in range(j0, j1):
                     c = cov[i, j]
                     V, Vd = pair(qi, q_c[t, j], c, params)
-                    cn = ut * c + vt * (sw2 * V + sb2)
+                    cn = ut * c + vt * (w2 * V + b2)
                     if with_ntk:
                         T = ntk[i, j]
-                        ntk[i, j] = ut * T + (cn - ut * c) + vt * sw2 * Vd * T
+                        dt = (cn - ut * c) if kinc else nwt * V + nbt
+                        ntk[i, j] = ut * T + dt + vt * w2 * Vd * T
                     cov[i, j] = cn
                 slot = rec_slot[t]
                 if slot >= 0:
@@ -432,26 +444,27 @@ def _smooth_task(task, pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
 
 
 @numba.njit(parallel=True, error_model="numpy", fastmath={"contract"})
-def _smooth_chunk(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
+def _smooth_chunk(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2, nw, nb, kinc,
                   rec_slot, rec_cov, rec_ntk, with_ntk):
-    """Same as ``_abrelu_chunk`` for an activation given by its pair map (V, Vdot)."""
+    """Same as ``_abrelu_chunk`` for an activation given by its pair map (V, Vdot); sw2, sb2,
+    nw, nb are (C,) per-layer arrays, ``kinc``: the NTK increment is the covariance's."""
     n1 = cov.shape[0]
     ntask = (n1 + 1) // 2 if sym else n1
     for ptask in prange(ntask):
         # prange indices are unsigned; keep the arithmetic signed
         _smooth_task(np.int64(ptask), pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
-                     rec_slot, rec_cov, rec_ntk, with_ntk)
+                     nw, nb, kinc, rec_slot, rec_cov, rec_ntk, with_ntk)
 
 
 @numba.njit(error_model="numpy", fastmath={"contract"})
-def _smooth_chunk_serial(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
+def _smooth_chunk_serial(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2, nw, nb, kinc,
                          rec_slot, rec_cov, rec_ntk, with_ntk):
     """``_smooth_chunk`` on one thread (small problems), bit-identical."""
     n1 = cov.shape[0]
     ntask = (n1 + 1) // 2 if sym else n1
     for task in range(ntask):
         _smooth_task(np.int64(task), pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
-                     rec_slot, rec_cov, rec_ntk, with_ntk)
+                     nw, nb, kinc, rec_slot, rec_cov, rec_ntk, with_ntk)
 
 
 # --------------------------------------------------------------------------------------------

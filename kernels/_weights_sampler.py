@@ -155,7 +155,11 @@ class _WeightsSampler:
         fin, n, N, d = self.fin, self.n, self.N, self.d
         st = fin.stack
         pt = fin.point
-        sw2, sb2, K0 = st.sw2, st.sb2, fin.K0
+        sw2, sb2, K0 = fin.sw2, fin.sb2, fin.K0
+        # NTK factors of each Dense: its forward Gram (NTK parameterization) or, standard,
+        # ntk_w / n P^T P + ntk_b (gradients with respect to the unscaled parameters)
+        kinc = st.ntk_is_k_increment
+        nw, nb = st.ntk_w, st.ntk_b
         L = fin.depth
         slots = self.slots
         want = self.want_ntk
@@ -170,15 +174,19 @@ class _WeightsSampler:
         y = draws[_stream(0, _ROLE_W)] @ self.X
         _dense_act_split(y, draws[_stream(0, _ROLE_B)], math.sqrt(s0 / d), math.sqrt(t0), 0.0,
                          False, pt, h, P, D, want)
-        c_w, c_b = math.sqrt(sw2 / n), math.sqrt(sb2)
+        c_w = [math.sqrt(s / n) for s in sw2]
+        c_b = [math.sqrt(t) for t in sb2]
+        Fs = [fin.T0]                                # NTK factors of each dense input
         if not self.resnet:
             if rec_out is not None and slots[0] >= 0:
                 rec_out[slots[0]] = K0
             for l in range(1, L + 1):
                 if want:
                     Ds.append(D)                     # phi'(h_l)
-                G = _gram_np(P, sw2 / n, sb2)        # G_l
+                G = _gram_np(P, sw2[l - 1] / n, sb2[l - 1])       # G_l
                 Gs.append(G)
+                if want:
+                    Fs.append(G if kinc else _gram_np(P, nw[l - 1] / n, nb[l - 1]))
                 if rec_out is not None and slots[l] >= 0:
                     rec_out[slots[l]] = G
                 if l == L:
@@ -186,8 +194,8 @@ class _WeightsSampler:
                 y = draws[_stream(l, _ROLE_W)] @ P   # W_l phi(h_l)
                 P = np.empty((n, N))
                 D = np.empty((n, N)) if want else P
-                _dense_act_split(y, draws[_stream(l, _ROLE_B)], c_w, c_b, 0.0, False, pt, h, P,
-                                 D, want)
+                _dense_act_split(y, draws[_stream(l, _ROLE_B)], c_w[l - 1], c_b[l - 1], 0.0,
+                                 False, pt, h, P, D, want)
             nngp = Gs[-1]
             if not want:
                 return nngp, None
@@ -195,13 +203,13 @@ class _WeightsSampler:
             w = draws[_stream(L, _ROLE_W)]
             delta = np.empty((n, N))
             _backprop_split(np.ascontiguousarray(np.broadcast_to(w[:, None], (n, N))),
-                            Ds[L - 1], c_w, delta, False)
-            ntk = nngp.copy()                        # readout: G_L (.) 1
+                            Ds[L - 1], c_w[L - 1], delta, False)
+            ntk = Fs[L].copy()                       # readout: G_L (.) 1
             for l in range(L - 1, 0, -1):
-                ntk += Gs[l] * _gram_np(delta, 1.0, 0.0)
+                ntk += Fs[l] * _gram_np(delta, 1.0, 0.0)
                 y = draws[_stream(l, _ROLE_W)].T @ delta
-                _backprop_split(y, Ds[l - 1], c_w, delta, False)
-            ntk += Gs[0] * _gram_np(delta, 1.0, 0.0)
+                _backprop_split(y, Ds[l - 1], c_w[l - 1], delta, False)
+            ntk += Fs[0] * _gram_np(delta, 1.0, 0.0)
             return nngp, ntk
         # ResNet: h = h_0 now; P = phi(h_0), D = phi'(h_0)
         if rec_out is not None and slots[0] >= 0:
@@ -210,12 +218,15 @@ class _WeightsSampler:
         for l in range(1, L + 1):
             if want:
                 Ds.append(D)                         # phi'(h_{l-1})
-                Gs.append(_gram_np(P, sw2 / n, sb2))
+                if kinc:                             # alpha_l^2 (sw2_l P^T P / n + sb2_l)
+                    Fs.append((alphas[l - 1] ** 2) * _gram_np(P, sw2[l - 1] / n, sb2[l - 1]))
+                else:                                # standard: n_l P^T P / n + [b_l]
+                    Fs.append(_gram_np(P, nw[l - 1] / n, nb[l - 1]))
             y = draws[_stream(l, _ROLE_W)] @ P
             P = np.empty((n, N))
             D = np.empty((n, N)) if want else P
-            _dense_act_split(y, draws[_stream(l, _ROLE_B)], c_w, c_b, alphas[l - 1], True, pt,
-                             h, P, D, want and l < L)
+            _dense_act_split(y, draws[_stream(l, _ROLE_B)], c_w[l - 1], c_b[l - 1],
+                             alphas[l - 1], True, pt, h, P, D, want and l < L)
             if rec_out is not None and slots[l] >= 0:
                 rec_out[slots[l]] = _gram_np(h, 1.0 / n, 0.0)
         sv, bv = st.readout
@@ -224,10 +235,14 @@ class _WeightsSampler:
             return nngp, None
         w = draws[_stream(L + 1, _ROLE_W)]
         g = np.ascontiguousarray(np.broadcast_to(math.sqrt(sv / n) * w[:, None], (n, N)))
-        ntk = nngp.copy()                            # readout: sv h_L^T h_L / n + bv
+        if tuple(st.readout_ntk) == (sv, bv):
+            ntk = nngp.copy()                        # readout: sv h_L^T h_L / n + bv
+        else:                                        # standard: a h_L^T h_L / n + c
+            a_r, c_r = st.readout_ntk
+            ntk = _gram_np(h, a_r / n, c_r)
         for l in range(L, 0, -1):
-            ntk += (alphas[l - 1] ** 2) * Gs[l] * _gram_np(g, 1.0, 0.0)
+            ntk += Fs[l] * _gram_np(g, 1.0, 0.0)
             y = draws[_stream(l, _ROLE_W)].T @ g
-            _backprop_split(y, Ds[l - 1], alphas[l - 1] * c_w, g, True)
-        ntk += Gs[0] * _gram_np(g, 1.0, 0.0)
+            _backprop_split(y, Ds[l - 1], alphas[l - 1] * c_w[l - 1], g, True)
+        ntk += Fs[0] * _gram_np(g, 1.0, 0.0)
         return nngp, ntk

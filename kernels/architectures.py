@@ -5,6 +5,7 @@ Conventions follow neural-tangents (DESIGN.md): NTK parameterisation, input kern
 NTK summed over every weight and bias, readout included.
 """
 import math
+import numbers
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -66,24 +67,73 @@ class Trajectory:
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Stack:
-    """What the engine needs: stem (K <- w K + b, Theta <- K), layers (u, v), readout.
+    """What the engine needs: stem, layers (u, v, sw2, sb2, ntk_w, ntk_b), readout.
 
-    Layer l maps K <- u_l K + v_l (sw2 V(K) + sb2).  Monte Carlo runs the same description at
-    finite width (kernels.montecarlo): ``scales`` are the per-layer multipliers of the sampled
-    layer (ResNet: the branch scales alpha_l, whose squares are v; None: sqrt(v)).
+    * stem ``(w, b)``: ``K <- w K_in + b``; ``stem_ntk = (a0, c0)``: ``Theta <- a0 K_in + c0``
+      (NTK parameterisation: ``(w, b)``, i.e. Theta = K; standard: ``(d, [bias])``).
+    * layer l (arrays of shape (L,)): ``K <- u_l K + v_l (sw2_l V(K) + sb2_l)`` and
+      ``Theta <- u_l Theta + ntk_w_l V(K) + ntk_b_l + v_l sw2_l Vdot(K) Theta``
+      (NTK parameterisation: ``ntk_w = v sw2``, ``ntk_b = v sb2``; standard: ``ntk_w`` = the
+      layer's input width ``n_l``, ``ntk_b`` = 1.0 if it has a bias parameter, else 0.0).
+    * readout ``(sv, bv)`` or None: ``K_out = sv K_L + bv``; ``readout_ntk = (a, c)``:
+      ``Theta_out = a K_L + c + sv Theta_L`` (NTK parameterisation: ``(sv, bv)``).
+
+    Monte Carlo runs the same description at finite width (kernels.montecarlo): ``scales`` are
+    the per-layer multipliers of the sampled layer (ResNet: the branch scales alpha_l, whose
+    squares are v; None: sqrt(v)).
     """
 
     activation: Activation
-    sw2: float
-    sb2: float
+    sw2: np.ndarray
+    sb2: np.ndarray
     stem: tuple
     u: np.ndarray
     v: np.ndarray
     readout: Optional[tuple]
+    ntk_w: np.ndarray
+    ntk_b: np.ndarray
+    stem_ntk: tuple
+    readout_ntk: Optional[tuple] = None
     scales: Optional[np.ndarray] = None
 
+    def __post_init__(self):
+        object.__setattr__(self, "_kinc", bool(np.array_equal(self.ntk_w, self.v * self.sw2)
+                                               and np.array_equal(self.ntk_b,
+                                                                  self.v * self.sb2)))
+
     def without_readout(self):
-        return replace(self, readout=None)
+        return replace(self, readout=None, readout_ntk=None)
+
+    @property
+    def ntk_is_k_increment(self):
+        """Whether every layer's NTK increment is its covariance increment (NTK
+        parameterisation): the engine then forms it as ``K' - u K`` (bit-identical to the
+        scalar-variance engine)."""
+        return self._kinc
+
+    @property
+    def bias_free(self):
+        """No bias anywhere before the readout, in the covariance and in the NTK: with an
+        ABReLU-family activation the network is positively homogeneous (rescaling of extreme
+        rows, fast path)."""
+        return bool(self.activation._engine()[0] == "abrelu" and np.all(self.sb2 == 0.0)
+                    and self.stem[1] == 0.0 and np.all(self.ntk_b == 0.0)
+                    and self.stem_ntk[1] == 0.0)
+
+    @property
+    def fast_eligible(self):
+        """The depth-independent path applies: bias-free, and (standard parameterisation) a
+        stem whose NTK is a multiple of its covariance."""
+        return self.bias_free and (tuple(self.stem_ntk) == tuple(self.stem)
+                                   or self.stem[0] > 0.0)
+
+
+def _ntk_param_stack(activation, sw2, sb2, stem, u, v, readout, scales=None):
+    """A stack in the NTK parameterisation (Theta's increments are the covariance's)."""
+    sw2 = np.asarray(sw2, dtype=np.float64)        # broadcast views stay views
+    sb2 = np.asarray(sb2, dtype=np.float64)
+    return _Stack(activation, sw2, sb2, tuple(stem), u, v, readout, v * sw2, v * sb2,
+                  tuple(stem), None if readout is None else tuple(readout), scales)
 
 
 def _acos1m_np(eps):
@@ -154,10 +204,12 @@ def _unscale(a, scale):
         return np.ldexp(a, ka[:, None] + kb[None, :])
 
 
-def _input_state(x1, x2, K0, stem, gap, diag=None):
-    """Stem output K <- w K + b: diagonals qa (N1,), qb (N2,), the off-diagonal state and the
-    sym flag.  With ``gap`` (ReLU family) the state is (signed gap z, NTK, a free (N1, N2)
-    buffer); otherwise (covariance, NTK, None).  Only entries j > i are set when sym.
+def _input_state(x1, x2, K0, stem, gap, diag=None, stem_ntk=None):
+    """Stem output K <- w K + b: diagonals qa (N1,), qb (N2,), the off-diagonal state, the
+    sym flag and the NTK diagonals ta, tb.  With ``gap`` (ReLU family) the state is (signed gap
+    z, NTK, a free (N1, N2) buffer); otherwise (covariance, NTK, None).  Only entries j > i are
+    set when sym.  The stem's NTK is ``a0 K_in + c0`` with ``stem_ntk = (a0, c0)`` (None or
+    equal to the stem: Theta = K, the NTK parameterisation).
 
     ``diag`` = (qa, qb), the scaled input diagonals, replaces their computation (a tile of a
     larger kernel takes them from the whole input set: ``_blockwise``)."""
@@ -190,7 +242,12 @@ def _input_state(x1, x2, K0, stem, gap, diag=None):
     else:
         cov = w * (gscale * G) + b        # the same operations as the diagonal w qa + b
         state = (cov, cov.copy(), None)
-    return w * qa + b, w * qb + b, state, sym
+    qa2, qb2 = w * qa + b, w * qb + b
+    if stem_ntk is None or tuple(stem_ntk) == (w, b):
+        return qa2, qb2, state, sym, qa2.copy(), qb2.copy()
+    a0, c0 = stem_ntk
+    state[1][...] = a0 * (gscale * G) + c0
+    return qa2, qb2, state, sym, a0 * qa + c0, a0 * qb + c0
 
 
 def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, diag=None,
@@ -204,20 +261,19 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, dia
     (``_homogeneous_rescale`` of the whole problem, which is row by row) and ``scale`` is this
     tile's part of its exponents."""
     kind = stack.activation._engine()
-    w0, b0 = stack.stem
-    eligible = kind[0] == "abrelu" and stack.sb2 == 0.0 and b0 == 0.0
+    homogeneous = stack.bias_free
+    eligible = stack.fast_eligible
     if not prescaled:
         scale = None
-        if eligible:
+        if homogeneous:
             x1, x2, K0, scale = _homogeneous_rescale(x1, x2, K0)
     n1 = (K0 if K0 is not None else x1).shape[0]
     n2 = n1 if (K0 is not None or x2 is None) else x2.shape[0]
     L = stack.u.shape[0]
     if record is not None:
         _trajectory_memory(len(record), n1, n2, ntk)
-    qa, qb, (state, ntk_state, spare), sym = _input_state(x1, x2, K0, stack.stem,
-                                                           gap=kind[0] == "abrelu", diag=diag)
-    ta, tb = qa.copy(), qb.copy()    # Theta = K after the (trained) stem
+    qa, qb, (state, ntk_state, spare), sym, ta, tb = _input_state(
+        x1, x2, K0, stack.stem, gap=kind[0] == "abrelu", diag=diag, stem_ntk=stack.stem_ntk)
     eps, cov = (state, spare) if kind[0] == "abrelu" else (None, state)
 
     n_pairs = (n1 * (n1 - 1) // 2 if sym else n1 * n2) if pairs is None else pairs
@@ -226,8 +282,7 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, dia
                 and n_pairs >= 8 * _FAST_PIECES * _FAST_DEGREE)
     elif fast:
         if not eligible:
-            raise ValueError("fast=True needs a bias-free positively homogeneous network "
-                             "(ABReLU-family activation, bias_var = 0)")
+            raise ValueError(_FAST_REFUSAL)
         if record is not None:
             raise ValueError("fast=True is not available for trajectories")
 
@@ -253,6 +308,11 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, dia
                                scale)
 
 
+_FAST_REFUSAL = ("fast=True needs a bias-free positively homogeneous network (ABReLU-family "
+                 "activation, bias_var = 0; in the standard parameterization no bias "
+                 "parameter at all, bias_var=None)")
+
+
 def _trajectory_memory(R, n1, n2, ntk):
     """Refuse up front a trajectory that cannot fit: about (9 + 2 ntk) arrays of (R, N1, N2)
     float64 (engine records, outputs, temporaries)."""
@@ -269,12 +329,13 @@ def _layer_coeffs(stack, a, b, lo, hi):
     fac = (a - b) ** 2 / (2 * math.pi)
     u = stack.u[lo:hi]
     v = stack.v[lo:hi]
-    beta = u + v * stack.sw2 * m
-    gamma = v * stack.sb2
-    kappa = v * stack.sw2 * fac
-    mu = v * stack.sw2
-    xi = 2.0 * u + v * stack.sw2 * 0.5 * (a + b) ** 2
-    zeta = -u - v * stack.sw2 * a * b
+    sw2 = stack.sw2[lo:hi]
+    beta = u + v * sw2 * m
+    gamma = v * stack.sb2[lo:hi]
+    kappa = v * sw2 * fac
+    mu = v * sw2
+    xi = 2.0 * u + v * sw2 * 0.5 * (a + b) ** 2
+    zeta = -u - v * sw2 * a * b
     return [np.ascontiguousarray(z, dtype=np.float64)
             for z in (beta, gamma, kappa, mu, u, xi, zeta)]
 
@@ -354,12 +415,18 @@ def _run_abrelu(stack, z, ntk, qa, qb, ta, tb, sym, a, b, rec, diag_only=False,
     m = 0.5 * (a * a + b * b)
     fac = (a - b) ** 2 / (2 * math.pi)
     n1, n2 = qa.shape[0], qb.shape[0]
+    kinc = stack.ntk_is_k_increment
     if rec is not None:
         rec.take_state(z, ntk)
     for lo, hi in _chunks(stack, n1 + n2):
         beta, gamma, kappa, mu, u, xi, zeta = _layer_coeffs(stack, a, b, lo, hi)
+        # NTK increments: in the NTK parameterisation exactly the covariance's (mu, gamma)
+        nw, nb = (mu, gamma) if kinc else (
+            np.ascontiguousarray(stack.ntk_w[lo:hi], dtype=np.float64),
+            np.ascontiguousarray(stack.ntk_b[lo:hi], dtype=np.float64))
         tables = _diag_tables(
-            lambda q, t, qo, to: _rec._abrelu_diag(q, t, beta, gamma, u, mu, m, qo, to),
+            lambda q, t, qo, to: _rec._abrelu_diag(q, t, beta, gamma, u, mu, m, nw, nb, kinc,
+                                                   qo, to),
             qa, qb, ta, tb, sym, hi - lo)
         qa_t, qb_t, ta_t, tb_t = tables
         if not diag_only:
@@ -372,7 +439,7 @@ def _run_abrelu(stack, z, ntk, qa, qb, ta, tb, sym, a, b, rec, diag_only=False,
             chunk = (_rec._abrelu_chunk_serial if _serial(z, sym, hi - lo)
                      else _rec._abrelu_chunk)
             chunk(sym, z, ntk, sqa, inva, sqb, invb, beta, gamma,
-                  kappa, mu, u, xi, zeta, m, fac, a * b, slots, r_eps, r_ntk, with_ntk)
+                  kappa, mu, u, xi, zeta, m, fac, a * b, nw, nb, slots, r_eps, r_ntk, with_ntk)
         qa, qb, ta, tb = qa_t[-1].copy(), qb_t[-1].copy(), ta_t[-1].copy(), tb_t[-1].copy()
     return z, ntk, qa, qb, ta, tb
 
@@ -380,14 +447,16 @@ def _run_abrelu(stack, z, ntk, qa, qb, ta, tb, sym, a, b, rec, diag_only=False,
 def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec, with_ntk=True):
     """Any activation with a compiled pair map: advance (cov, ntk) and the diagonals."""
     n1, n2 = cov.shape
+    kinc = stack.ntk_is_k_increment
     if rec is not None:
         rec.take_state(cov, ntk)
     for lo, hi in _chunks(stack, n1 + n2):
-        u = np.ascontiguousarray(stack.u[lo:hi], dtype=np.float64)
-        v = np.ascontiguousarray(stack.v[lo:hi], dtype=np.float64)
+        u, v, sw2, sb2, nw, nb = (np.ascontiguousarray(z[lo:hi], dtype=np.float64) for z in
+                                  (stack.u, stack.v, stack.sw2, stack.sb2, stack.ntk_w,
+                                   stack.ntk_b))
         tables = _diag_tables(
-            lambda q, t, qo, to: _rec._smooth_diag(pair, params, q, t, u, v, stack.sw2,
-                                                   stack.sb2, qo, to),
+            lambda q, t, qo, to: _rec._smooth_diag(pair, params, q, t, u, v, sw2, sb2, nw, nb,
+                                                   kinc, qo, to),
             qa, qb, ta, tb, sym, hi - lo)
         qa_t, qb_t, ta_t, tb_t = tables
         slots, r_cov, r_ntk = np.full(hi - lo, -1, dtype=np.int64), _NO_SLOTS, _NO_SLOTS
@@ -396,7 +465,7 @@ def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec, with_nt
             rec.take_diag(lo, hi, tables)
         chunk = _rec._smooth_chunk_serial if _serial(cov, sym, hi - lo) else _rec._smooth_chunk
         chunk(pair, params, sym, cov, ntk, qa_t, qb_t, u, v,
-              stack.sw2, stack.sb2, slots, r_cov, r_ntk, with_ntk)
+              sw2, sb2, nw, nb, kinc, slots, r_cov, r_ntk, with_ntk)
         qa, qb, ta, tb = qa_t[-1].copy(), qb_t[-1].copy(), ta_t[-1].copy(), tb_t[-1].copy()
     return cov, ntk, qa, qb, ta, tb
 
@@ -468,8 +537,13 @@ def _finish(stack, cov, ntk, qa, qb, ta, tb, sym, scale=None):
     if stack.readout is not None:
         w, b = stack.readout
         with np.errstate(over="ignore", invalid="ignore"):   # reported by _check_finite
-            K = w * K + b
-            T = None if T is None else K + w * T
+            if T is not None and tuple(stack.readout_ntk) != (w, b):
+                a_r, c_r = stack.readout_ntk             # Theta = a K_L + c + sv Theta_L
+                T = a_r * K + c_r + w * T
+                K = w * K + b
+            else:
+                K = w * K + b
+                T = None if T is None else K + w * T
     _check_finite(stack, (("NNGP", K), ("NTK", T)))
     return Kernels(nngp=K, ntk=T)
 
@@ -537,7 +611,9 @@ def _fast_tables(stack, a, b):
     theta_L ~ theta0 / (1 + A L theta0), and r ~ (theta_L / theta0)^2), so 24 Chebyshev points per piece reach rounding level
     at any depth.  The tables cost one layer loop over 2 * 40 * 24 angles.
     """
-    key = (a, b, stack.sw2, stack.u.tobytes(), stack.v.tobytes())
+    r0 = _stem_ntk_ratio(stack)
+    key = (a, b, r0, stack.sw2.tobytes(), stack.u.tobytes(), stack.v.tobytes(),
+           stack.ntk_w.tobytes())
     hit = _TABLE_CACHE.get(key)
     if hit is not None:
         return hit
@@ -557,9 +633,10 @@ def _fast_tables(stack, a, b):
     rows = 2 * _rec._ROWS
     cols = P2 * n // rows
     one_a, one_b = np.ones(rows), np.ones(cols)
+    # Theta after the stem is r0 K (NTK parameterisation: r0 = 1, Theta = K)
     z_L, ntk_L, q_L, _, _, _ = _run_abrelu(stack, z0.reshape(rows, cols).copy(),
-                                           rho0.reshape(rows, cols).copy(),   # Theta = K
-                                           one_a, one_b, one_a.copy(), one_b.copy(), False, a,
+                                           (r0 * rho0).reshape(rows, cols),
+                                           one_a, one_b, r0 * one_a, r0 * one_b, False, a,
                                            b, None)
     e_L = np.empty_like(z_L)
     _rec._gap_fields(z_L, e_L, np.empty_like(z_L))
@@ -580,14 +657,25 @@ def _fast_tables(stack, a, b):
     return out
 
 
+def _stem_ntk_ratio(stack):
+    """r0 with Theta = r0 K after a bias-free stem (1.0 in the NTK parameterisation)."""
+    if tuple(stack.stem_ntk) == tuple(stack.stem):
+        return 1.0
+    return stack.stem_ntk[0] / stack.stem[0]
+
+
 def _run_fast(stack, eps, cov, ntk, qa, qb, ta, tb, sym, a, b, with_ntk=True):
     """Depth-independent path; cov and ntk are overwritten with the results."""
     cr, ct = _fast_tables(stack, a, b)
     # bias-free: every diagonal is its stem value times the unit input's factors
     one = np.ones(1)
-    _, _, qf, _, tf, _ = _run_abrelu(stack, None, None, one, one, one.copy(), one.copy(), True,
+    r0 = _stem_ntk_ratio(stack)
+    _, _, qf, _, tf, _ = _run_abrelu(stack, None, None, one, one, one.copy(), r0 * one, True,
                                      a, b, None, diag_only=True)
-    qa, qb, ta, tb = qa * qf[0], qb * qf[0], ta * tf[0], tb * tf[0]
+    if r0 == 1.0:
+        qa, qb, ta, tb = qa * qf[0], qb * qf[0], ta * tf[0], tb * tf[0]
+    else:
+        qa, qb, ta, tb = qa * qf[0], qb * qf[0], qa * tf[0], qb * tf[0]
     los, his = _fast_pieces()
     _rec._fast_eval(sym, eps, np.sqrt(qa), np.sqrt(qb), los, his, cr, ct, cov, ntk, with_ntk)
     return cov, ntk, qa, qb, ta, tb
@@ -660,7 +748,18 @@ class _KernelMethods:
         x1, x2, K0 = self._prepare(x1, x2, K0)
         if fast is not None and not isinstance(fast, bool):
             raise TypeError(f"fast must be True, False or None, got {fast!r}")
-        return _run(self._stack(), x1, x2, K0, fast=fast, ntk=ntk)
+        return _run(self._engine_stack(x1, K0, ntk), x1, x2, K0, fast=fast, ntk=ntk)
+
+    def _engine_stack(self, x1, K0, ntk=True):
+        """The stack for inputs x1 (its dimension d enters the standard parameterization's
+        NTK) or an input kernel K0 (refused for the standard NTK: d is unknown)."""
+        if K0 is not None and ntk and self.parameterization == "standard":
+            raise ValueError("an input kernel K0 cannot give the NTK in the standard "
+                             "parameterization: its first layer adds d K0 = x x' (d = the "
+                             "input dimension, unknown from K0); give the inputs x instead "
+                             "(the NNGP, net.nngp(K0=...), or a trajectory with ntk=False, "
+                             "does not need d)")
+        return self._stack(d=None if x1 is None else x1.shape[1], nngp_only=not ntk)
 
     def nngp(self, x1=None, x2=None, *, K0=None, fast=None, out=None, diagonal=False,
              tile=None, progress=None):
@@ -721,7 +820,7 @@ class _KernelMethods:
             raise ValueError(f"layers must lie in 0..{self.depth}, got "
                              f"{_short(layers.tolist())}")
         _trajectory_memory(len(layers), n, n, ntk)
-        stack = self._stack()
+        stack = self._engine_stack(x1, K0, ntk)
         return _run(stack.without_readout(), x1, None, K0, record=layers, fast=False, ntk=ntk)
 
 
@@ -729,21 +828,22 @@ def _short(seq, k=6):
     return str(seq) if len(seq) <= 2 * k else f"[{str(seq[:k])[1:-1]}, ..., {str(seq[-k:])[1:-1]}]"
 
 
-_MAX_DEPTH = 10 ** 9      # 16 bytes of layer description per layer: 16 GB at the bound
+_MAX_DEPTH = 10 ** 9      # 32 bytes of layer description per layer: 32 GB at the bound
 
 
 def _check_depth(depth):
     depth = _checks.positive_int(depth, "depth")
     if depth > _MAX_DEPTH:
         raise ValueError(f"depth must be <= {_MAX_DEPTH:.0e}, got {depth:.3g}: the per-layer "
-                         f"description alone would need {16 * depth / 2 ** 30:.3g} GiB (and "
+                         f"description alone would need {32 * depth / 2 ** 30:.3g} GiB (and "
                          f"the layer loop about {depth * 5e-9:.3g} s per input pair)")
     return depth
 
 
 def _stack_memory(L):
-    """Refuse up front a per-layer description that cannot fit (u, v: 16 bytes a layer)."""
-    _checks.memory_budget(16.0 * L, f"the per-layer description of depth {L}")
+    """Refuse up front a per-layer description that cannot fit (u, v, ntk_w, ntk_b: 32 bytes
+    a layer; scalar variances are broadcast views)."""
+    _checks.memory_budget(32.0 * L, f"the per-layer description of depth {L}")
 
 
 def _check_resolvable(activation, depth):
@@ -755,28 +855,146 @@ def _check_resolvable(activation, depth):
     activation._resolve(depth)
 
 
+class _Unset:
+    """Default of the ResNet's input_* / readout_* variances: not given by the user."""
+
+    def __repr__(self):
+        return "<default>"
+
+
+_UNSET = _Unset()
+_PARAMETERIZATIONS = ("ntk", "standard")
+
+
+def _check_parameterization(value):
+    if not isinstance(value, str):
+        raise TypeError(f"parameterization must be 'ntk' or 'standard', got "
+                        f"{type(value).__name__}: {value!r}")
+    if value not in _PARAMETERIZATIONS:
+        raise ValueError(f"parameterization must be 'ntk' or 'standard', got {value!r}")
+    return value
+
+
+def _variance(value, name, standard, allow_none):
+    """One variance: a float >= 0, or None (no bias parameter: kept in the standard
+    parameterization, 0.0 in the NTK parameterization)."""
+    if value is None and allow_none:
+        return None if standard else 0.0
+    return _checks.nonneg_float(value, name)
+
+
+def _variances(value, name, lengths, standard, allow_none, order):
+    """A scalar variance, or one per Dense layer: returns a float (or None) or a tuple whose
+    length is one of ``lengths``.  ``order`` describes the layers (for the messages)."""
+    if value is None or isinstance(value, (numbers.Real, np.floating, np.integer, str, bytes)) \
+            or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return _variance(value.item() if isinstance(value, np.ndarray) else value, name,
+                         standard, allow_none)
+    if isinstance(value, np.ndarray) and value.ndim != 1:
+        raise ValueError(f"{name} must be a scalar or a 1-d sequence ({order}), got an array "
+                         f"of shape {value.shape}")
+    try:
+        items = list(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a number or a sequence of numbers ({order}), got "
+                        f"{type(value).__name__}: {value!r}") from None
+    if len(items) not in lengths:
+        want = " or ".join(str(k) for k in lengths)
+        raise ValueError(f"{name} must be a scalar or have {want} values ({order}), got "
+                         f"{len(items)} values: {_short(items)}")
+    return tuple(_variance(v, f"{name}[{k}]", standard, allow_none)
+                 for k, v in enumerate(items))
+
+
+def _per_layer(value, n):
+    """(values (n,) float64 with None -> 0, has_bias (n,) bool): a float is broadcast (a view,
+    no memory), None is "no bias parameter"."""
+    if isinstance(value, tuple):
+        vals = np.array([0.0 if v is None else v for v in value], dtype=np.float64)
+        return vals, np.array([v is not None for v in value])
+    if value is None:
+        return np.broadcast_to(0.0, (n,)), np.broadcast_to(False, (n,))
+    return np.broadcast_to(np.float64(value), (n,)), np.broadcast_to(True, (n,))
+
+
+def _check_width(width, name, count, standard, per_layer):
+    """width: None, an int >= 1, or (per_layer) one int per hidden layer (``count``)."""
+    if width is None:
+        if standard:
+            raise ValueError(f"{name} is required in the standard parameterization (its NTK "
+                             f"adds each layer's input width times its input covariance): "
+                             f"give {name}=n (an int" + (f", or {count} ints, one per hidden "
+                                                         f"layer)" if per_layer else ")"))
+        return None
+    if isinstance(width, (list, tuple, np.ndarray)):
+        if not per_layer:
+            raise TypeError(f"{name} must be one int (the residual stream and every branch "
+                            f"have the same width), got {type(width).__name__}: "
+                            f"{_short(list(np.ravel(width)))}")
+        if isinstance(width, np.ndarray) and width.ndim != 1:
+            raise ValueError(f"{name} must be an int or a 1-d sequence of {count} ints, got "
+                             f"an array of shape {width.shape}")
+        items = list(width)
+        if len(items) != count:
+            raise ValueError(f"{name} must be an int or have {count} values (one per hidden "
+                             f"layer), got {len(items)} values: {_short(items)}")
+        return tuple(_checks.positive_int(w, f"{name}[{k}]") for k, w in enumerate(items))
+    return _checks.positive_int(width, name)
+
+
+def _need_d(d, cls):
+    if d is None:
+        raise ValueError(f"the standard parameterization's NTK needs the input dimension d "
+                         f"(its first layer adds d K0 = x x'): compute the {cls} kernels from "
+                         f"inputs x, not from an input kernel K0")
+    return float(d)
+
+
 @dataclass(frozen=True)
 class MLP(_KernelMethods):
     """Fully connected network: ``depth`` hidden layers, then a linear readout.
 
     ``serial(Dense, phi, Dense, phi, ..., phi, Dense)`` with ``depth`` nonlinearities and
-    ``depth + 1`` Dense layers, all with the same ``weight_var`` (``W_std**2``) and ``bias_var``
-    (``b_std**2``), NTK parameterisation.  Infinite-width recursion (kernels.md §2.2; Lee et al.
-    2018, Jacot et al. 2018, Arora et al. 2019)::
+    ``depth + 1`` Dense layers; Dense layer ``l`` (``l = 0..depth``, the readout last) has
+    weight variance ``sw2_l`` (``W_std**2``) and bias variance ``sb2_l`` (``b_std**2``).
+    Infinite-width recursion (kernels.md §2.2, §5b; Lee et al. 2018, Jacot et al. 2018,
+    Arora et al. 2019), ``K_0 = x.x'/d``::
 
-        K_1 = sw2 x.x'/d + sb2,                 Theta_1 = K_1
-        K_{h+1}     = sw2 V(K_h) + sb2
-        Theta_{h+1} = K_{h+1} + sw2 Vdot(K_h) Theta_h,     h = 1..depth
+        K_1 = sw2_0 K_0 + sb2_0,             Theta_1 = K_1
+        K_{h+1}     = sw2_h V(K_h) + sb2_h
+        Theta_{h+1} = K_{h+1} + sw2_h Vdot(K_h) Theta_h,     h = 1..depth
 
     and NNGP = K_{depth+1}, NTK = Theta_{depth+1}.  In ``trajectory``, layer ``l`` is ``K_{l+1}``
     (layer 0 = the first Dense's output; layer ``depth`` = the network output).
+
+    **Standard parameterization** (``parameterization="standard"``; neural-tangents
+    ``stax.Dense(..., parameterization="standard")``, Sohl-Dickstein et al. 2020, arXiv
+    2001.07301): the finite network is ``z = W x + b`` with ``W ~ N(0, sw2_l / n_l)``,
+    ``b ~ N(0, sb2_l)``, the same law as in the NTK parameterization, so the NNGP is
+    unchanged; the NTK sums gradients with respect to ``W`` and ``b`` themselves::
+
+        Theta_1     = d K_0 + [b_0]                                  (= x.x' + [b_0])
+        Theta_{h+1} = n_h V(K_h) + sw2_h Vdot(K_h) Theta_h + [b_h]
+
+    with ``n_h`` the width of hidden layer ``h`` and ``[b_l] = 1`` if Dense ``l`` has a bias
+    parameter: ``bias_var = 0.0`` is a trained bias initialised at zero (neural-tangents
+    ``b_std=0.0``), ``bias_var = None`` no bias parameter (``b_std=None``; it adds nothing).
+    In the NTK parameterization ``None`` is the same as 0.0.  The standard NTK grows with the
+    width.  Its NTK cannot be computed from an input kernel ``K0`` alone (``d`` is needed).
 
     Parameters
     ----------
     depth : int >= 1
     activation : Activation
         ``ReLU()``, ``Erf()``, ``ShapedReLU(c_plus, c_minus)`` (slopes resolved with ``depth``), ...
-    weight_var, bias_var : float >= 0
+    weight_var, bias_var : float >= 0, or a sequence of ``depth + 1`` of them
+        One value for every Dense layer, or one per Dense layer (first layer first, readout
+        last).  ``bias_var`` (or an entry) may be None: no bias parameter (see above).
+    parameterization : {"ntk", "standard"}, default "ntk"
+    width : int >= 1 or a sequence of ``depth`` of them, optional
+        Hidden widths ``n_1..n_depth`` (the first Dense's input width is the input dimension
+        d).  Required in the standard parameterization; in the NTK parameterization the
+        kernels do not depend on it.  It is the default width of ``kernels.montecarlo``.
 
     Examples
     --------
@@ -785,29 +1003,57 @@ class MLP(_KernelMethods):
     >>> x = np.array([[1.0, 0.0], [0.0, 1.0]])
     >>> bool(np.allclose(np.diag(net.nngp(x)), 2 * (x * x).sum(1) / 2))
     True
+    >>> std = kn.MLP(depth=2, activation=kn.ReLU(), weight_var=[1.0, 2.0, 2.0],
+    ...              bias_var=None, parameterization="standard", width=512)
+    >>> std.ntk(x).shape
+    (2, 2)
     """
 
     depth: int
     activation: Activation
-    weight_var: float = 2.0
-    bias_var: float = 0.0
+    weight_var: object = 2.0
+    bias_var: object = 0.0
+    parameterization: str = "ntk"
+    width: object = None
 
     def __post_init__(self):
         object.__setattr__(self, "depth", _check_depth(self.depth))
         _check_activation(self.activation)
-        object.__setattr__(self, "weight_var", _checks.nonneg_float(self.weight_var,
-                                                                    "weight_var"))
-        object.__setattr__(self, "bias_var", _checks.nonneg_float(self.bias_var, "bias_var"))
+        std = _check_parameterization(self.parameterization) == "standard"
+        order = f"one per Dense layer: {self.depth + 1}, the readout last"
+        object.__setattr__(self, "weight_var", _variances(
+            self.weight_var, "weight_var", (self.depth + 1,), std, False, order))
+        object.__setattr__(self, "bias_var", _variances(
+            self.bias_var, "bias_var", (self.depth + 1,), std, True, order))
+        object.__setattr__(self, "width", _check_width(self.width, "width", self.depth, std,
+                                                       per_layer=True))
         _check_resolvable(self.activation, self.depth)
 
-    def _stack(self, width=None):
+    def _hidden_widths(self):
+        """(depth,) float64 hidden widths n_1..n_depth (None if no width was given)."""
+        if self.width is None:
+            return None
+        if isinstance(self.width, tuple):
+            return np.array(self.width, dtype=np.float64)
+        return np.broadcast_to(np.float64(self.width), (self.depth,))
+
+    def _stack(self, width=None, d=None, nngp_only=False):
         """The per-layer description; at a finite ``width`` the activation is ``finite(width,
-        depth)`` (Monte Carlo)."""
+        depth)`` (Monte Carlo).  ``d``: the input dimension (the standard NTK's first layer);
+        ``nngp_only``: the NTK coefficients are not needed (the NTK parameterization's)."""
         L = self.depth
         _stack_memory(L)
         act = self.activation._resolve(L) if width is None else self.activation.finite(width, L)
-        return _Stack(act, self.weight_var, self.bias_var,
-                      (self.weight_var, self.bias_var), np.zeros(L), np.ones(L), None)
+        sw, _ = _per_layer(self.weight_var, L + 1)
+        sb, hb = _per_layer(self.bias_var, L + 1)
+        stem = (float(sw[0]), float(sb[0]))
+        u, v = np.zeros(L), np.ones(L)
+        if self.parameterization == "ntk" or nngp_only:
+            return _ntk_param_stack(act, sw[1:], sb[1:], stem, u, v, None)
+        d = _need_d(d, "MLP")
+        return _Stack(act, np.ascontiguousarray(sw[1:]), np.ascontiguousarray(sb[1:]), stem,
+                      u, v, None, np.ascontiguousarray(self._hidden_widths()),
+                      hb[1:].astype(np.float64), (d, float(hb[0])), None)
 
 
 @dataclass(frozen=True)
@@ -815,12 +1061,14 @@ class ResNet(_KernelMethods):
     """Residual network: trained input Dense, ``depth`` residual blocks, readout Dense.
 
     Finite width: ``h_0 = Dense(x)``, ``h_l = h_{l-1} + alpha_l Dense(phi(h_{l-1}))``,
-    ``f = Dense(h_depth)``.  Infinite-width recursion (kernels.md §3.2)::
+    ``f = Dense(h_depth)`` (neural-tangents: ``serial(Dense(W_std=sqrt(s0)), FanOut(2),
+    parallel(Identity(), serial(phi, Dense(W_std=alpha sw, b_std=alpha sb))), FanInSum(), ...,
+    Dense(W_std=sqrt(sv)))``, kernels.md §3.1).  Infinite-width recursion (kernels.md §3.2)::
 
         K_0 = s0 x.x'/d + b0,   Theta_0 = K_0
-        dK_l    = alpha_l^2 (sw2 V(K_{l-1}) + sb2)
+        dK_l    = alpha_l^2 (sw2_l V(K_{l-1}) + sb2_l)
         K_l     = K_{l-1} + dK_l
-        Theta_l = Theta_{l-1} + dK_l + alpha_l^2 sw2 Vdot(K_{l-1}) Theta_{l-1}
+        Theta_l = Theta_{l-1} + dK_l + alpha_l^2 sw2_l Vdot(K_{l-1}) Theta_{l-1}
         NNGP = sv K_L + bv,     NTK = NNGP + sv Theta_L
 
     With the default ``alpha = depth**-0.5`` this is the forward-Euler scheme of the ODE
@@ -828,36 +1076,83 @@ class ResNet(_KernelMethods):
     ResNet"; kernels.md §3.3).  ``trajectory`` records the residual stream ``K_l, Theta_l``
     (l = 0..depth), before the readout.
 
+    **Standard parameterization** (see ``MLP``): the NNGP is unchanged; with ``n`` = ``width``
+    and ``[.] = 1`` for a layer with a bias parameter (``None``: none)::
+
+        Theta_0 = d K_in + [b0]                                        (= x.x' + [b0])
+        Theta_l = Theta_{l-1} + n V(K_{l-1}) + [b_l] + alpha_l^2 sw2_l Vdot(K_{l-1}) Theta_{l-1}
+        NTK     = n K_L + [bv] + sv Theta_L
+
+    (the branch Dense has ``W_std = alpha_l sw``: its own weights add ``n V``, with no
+    ``alpha_l^2``).
+
     Parameters
     ----------
     depth : int >= 1
     activation : Activation
-    weight_var, bias_var : float >= 0
-        Variances of the Dense inside each branch.
+    weight_var, bias_var : float >= 0, or a sequence
+        Variances of the Dense inside each branch: one value, or one per block (``depth``
+        values), or one per Dense layer in the order (input Dense, block 1, ..., block
+        ``depth``, readout) = ``depth + 2`` values, which then also set the input and readout
+        layers: combining such a list with an explicit ``input_weight_var`` /
+        ``readout_weight_var`` (``input_bias_var`` / ``readout_bias_var`` for ``bias_var``)
+        raises ValueError.  The object stores the per-block part (``depth`` values) in
+        ``weight_var`` and the ends in ``input_weight_var``, ``readout_weight_var``.
+        ``bias_var`` entries may be None (no bias parameter, see ``MLP``).
     branch_scale : float or (depth,) array, optional
         ``alpha_l``; default ``depth**-0.5``.
     input_weight_var, input_bias_var : float >= 0
-        ``s0``, ``b0`` of the input Dense.
+        ``s0``, ``b0`` of the input Dense (default 1.0, 0.0; ``input_bias_var`` may be None).
     readout_weight_var, readout_bias_var : float >= 0
-        ``sv``, ``bv`` of the readout Dense.
+        ``sv``, ``bv`` of the readout Dense (default 1.0, 0.0; ``readout_bias_var`` may be
+        None).
+    parameterization : {"ntk", "standard"}, default "ntk"
+    width : int >= 1, optional
+        The width ``n`` of the residual stream (and of every branch); required in the standard
+        parameterization; the default width of ``kernels.montecarlo``.
     """
 
     depth: int
     activation: Activation
-    weight_var: float = 2.0
-    bias_var: float = 0.0
+    weight_var: object = 2.0
+    bias_var: object = 0.0
     branch_scale: object = None
-    input_weight_var: float = 1.0
-    readout_weight_var: float = 1.0
-    input_bias_var: float = 0.0
-    readout_bias_var: float = 0.0
+    input_weight_var: object = _UNSET
+    readout_weight_var: object = _UNSET
+    input_bias_var: object = _UNSET
+    readout_bias_var: object = _UNSET
+    parameterization: str = "ntk"
+    width: object = None
 
     def __post_init__(self):
         object.__setattr__(self, "depth", _check_depth(self.depth))
         _check_activation(self.activation)
-        for name in ("weight_var", "bias_var", "input_weight_var", "readout_weight_var",
-                     "input_bias_var", "readout_bias_var"):
-            object.__setattr__(self, name, _checks.nonneg_float(getattr(self, name), name))
+        std = _check_parameterization(self.parameterization) == "standard"
+        L = self.depth
+        order = (f"one per block ({L}) or one per Dense layer ({L + 2}: input, each block, "
+                 f"readout)")
+        for kind, default, allow_none in (("weight", 1.0, False), ("bias", 0.0, True)):
+            name = f"{kind}_var"
+            val = _variances(getattr(self, name), name, (L, L + 2), std, allow_none, order)
+            full = isinstance(val, tuple) and len(val) == L + 2
+            ends = {}
+            for end in ("input", "readout"):
+                ename = f"{end}_{kind}_var"
+                given = getattr(self, ename)
+                if given is _UNSET:
+                    ends[end] = default
+                elif full:
+                    raise ValueError(
+                        f"{name} has {L + 2} values (input, each block, readout), which "
+                        f"already set the input and readout layers: do not also give "
+                        f"{ename}={given!r} (or give {L} per-block values)")
+                else:
+                    ends[end] = _variance(given, ename, std, allow_none)
+            if full:
+                ends["input"], ends["readout"], val = val[0], val[-1], val[1:-1]
+            object.__setattr__(self, name, val)
+            object.__setattr__(self, f"input_{kind}_var", ends["input"])
+            object.__setattr__(self, f"readout_{kind}_var", ends["readout"])
         bs = self.branch_scale
         if bs is not None and np.ndim(bs) == 0:
             object.__setattr__(self, "branch_scale", _checks.finite_float(bs, "branch_scale"))
@@ -869,6 +1164,8 @@ class ResNet(_KernelMethods):
             if not np.all(np.isfinite(arr)):
                 raise ValueError("branch_scale contains NaN or inf")
             object.__setattr__(self, "branch_scale", tuple(float(a) for a in arr))
+        object.__setattr__(self, "width", _check_width(self.width, "width", 1, std,
+                                                       per_layer=False))
         _check_resolvable(self.activation, self.depth)
 
     @property
@@ -879,12 +1176,28 @@ class ResNet(_KernelMethods):
         return np.broadcast_to(np.asarray(self.branch_scale, dtype=np.float64),
                                (self.depth,)).copy()
 
-    def _stack(self, width=None):
+    def _hidden_widths(self):
+        """(depth,) float64: the input width of every branch Dense (None if not given)."""
+        return None if self.width is None else np.broadcast_to(np.float64(self.width),
+                                                               (self.depth,))
+
+    def _stack(self, width=None, d=None, nngp_only=False):
         """The per-layer description (see ``MLP._stack``)."""
         L = self.depth
         _stack_memory(L)
         act = self.activation._resolve(L) if width is None else self.activation.finite(width, L)
         alphas = self.alphas
-        return _Stack(act, self.weight_var, self.bias_var,
-                      (self.input_weight_var, self.input_bias_var), np.ones(L),
-                      alphas ** 2, (self.readout_weight_var, self.readout_bias_var), alphas)
+        sw, _ = _per_layer(self.weight_var, L)
+        sb, hb = _per_layer(self.bias_var, L)
+        s0, b0 = self.input_weight_var, self.input_bias_var
+        sv, bv = self.readout_weight_var, self.readout_bias_var
+        stem = (s0, 0.0 if b0 is None else b0)
+        readout = (sv, 0.0 if bv is None else bv)
+        if self.parameterization == "ntk" or nngp_only:
+            return _ntk_param_stack(act, sw, sb, stem, np.ones(L), alphas ** 2, readout, alphas)
+        d = _need_d(d, "ResNet")
+        n = float(self.width)
+        return _Stack(act, np.ascontiguousarray(sw), np.ascontiguousarray(sb), stem,
+                      np.ones(L), alphas ** 2, readout, np.full(L, n),
+                      hb.astype(np.float64), (d, float(b0 is not None)),
+                      (n, float(bv is not None)), alphas)

@@ -114,6 +114,10 @@ class _Finite:
     resid: np.ndarray       # (L,) bool: layer l adds to the stream (u_l != 0) or replaces it
     scale: np.ndarray       # (L,) multiplier of the sampled layer (alpha_l, or sqrt(v_l))
     K0: np.ndarray          # covariance of the rows of the first hidden layer (the stem)
+    sw2: np.ndarray         # (L,) contiguous per-layer variances of the stack
+    sb2: np.ndarray
+    T0: np.ndarray          # the stem's NTK factor a0 x x^T / d + c0 (K0 itself in the NTK
+                            # parameterization)
 
     @property
     def depth(self):
@@ -121,20 +125,27 @@ class _Finite:
 
 
 def _finite(net, x, width):
-    st = net._stack(width)
+    st = net._stack(width, d=x.shape[1])
     if np.any((st.u != 0.0) & (st.u != 1.0)):
         raise NotImplementedError(f"Monte Carlo samples layers with u in {{0, 1}}, got {st.u}")
     scale = st.scales if st.scales is not None else np.sqrt(st.v)
     w, b = st.stem
     d = x.shape[1]
     with np.errstate(over="ignore", invalid="ignore"):
-        K0 = w * ((1.0 / d) * (x @ x.T)) + b           # as in the engine: w (G / d) + b
+        G = (1.0 / d) * (x @ x.T)
+        K0 = w * G + b                                 # as in the engine: w (G / d) + b
+        a0, c0 = st.stem_ntk
+        T0 = None if tuple(st.stem_ntk) == (w, b) else a0 * G + c0
     if not np.all(np.isfinite(K0)):
         raise ValueError(f"x is too large: the first layer's covariance w x x^T / d + b "
                          f"overflows (max |x| = {np.max(np.abs(x)):.3g}, w = {w!r}); rescale "
                          f"the inputs")
+    K0 = 0.5 * (K0 + K0.T)
     return _Finite(st, st.activation.pointwise(), np.ascontiguousarray(st.u != 0.0),
-                   np.ascontiguousarray(scale, dtype=np.float64), 0.5 * (K0 + K0.T))
+                   np.ascontiguousarray(scale, dtype=np.float64), K0,
+                   np.ascontiguousarray(st.sw2, dtype=np.float64),
+                   np.ascontiguousarray(st.sb2, dtype=np.float64),
+                   K0 if T0 is None else 0.5 * (T0 + T0.T))
 
 
 # ----------------------------------------------------------------------------------------------
