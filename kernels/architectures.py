@@ -670,7 +670,7 @@ def _run_fast(stack, eps, cov, ntk, qa, qb, ta, tb, sym, a, b, with_ntk=True):
     # bias-free: every diagonal is its stem value times the unit input's factors
     one = np.ones(1)
     r0 = _stem_ntk_ratio(stack)
-    _, _, qf, _, tf, _ = _run_abrelu(stack, None, None, one, one, one.copy(), r0 * one, True,
+    _, _, qf, _, tf, _ = _run_abrelu(stack, None, None, one, one, r0 * one, r0 * one, True,
                                      a, b, None, diag_only=True)
     if r0 == 1.0:
         qa, qb, ta, tb = qa * qf[0], qb * qf[0], ta * tf[0], tb * tf[0]

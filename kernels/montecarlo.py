@@ -30,6 +30,15 @@ Backward passes: ``delta_L = sqrt(sw2/n) w (.) phi'(h_L)``,
 ``delta_l = phi'(h_l) (.) (sqrt(sw2/n) W_l^T delta_{l+1})`` (MLP); ``g_L = sqrt(sv/n) w``,
 ``g_{l-1} = g_l + alpha_l sqrt(sw2/n) phi'(h_{l-1}) (.) (W_l^T g_l)`` (ResNet).
 
+**Per-layer variances and the standard parameterization.**  Each Dense layer ``l`` uses its own
+``(sw2_l, sb2_l)`` (``net.weight_var`` / ``bias_var`` given per layer).  A standard-parameterised
+network (``parameterization="standard"``) has ``W ~ N(0, sw2/m)``, ``b ~ N(0, sb2)``, the same
+law as above, so the forward pass and the NNGP are sampled identically; only its NTK differs:
+gradients are taken with respect to ``W`` and ``b`` themselves, so each layer's forward factor
+``s u^T u / m + t`` becomes ``u^T u + [b]`` (``m / s`` times the weight part; ``[b] = 1`` if the
+layer has a bias parameter, ``bias_var=None``: none), with no ``alpha_l^2`` for a ResNet branch.
+Its NTK depends on the width, so ``width`` defaults to the network's and must equal it.
+
 **Two samplers, one law.**
 
 * ``"weights"``: explicit Gaussian weight matrices, forward (and for the NTK backward) passes
@@ -229,10 +238,37 @@ def _check_bool_or_none(value, name):
     return None if value is None else bool(value)
 
 
+def _check_width(net, width):
+    """The hidden width of the sampled networks: ``width``, or the network's own ``width``
+    (which the standard parameterization's NTK depends on); the two must agree."""
+    own = net.width
+    if isinstance(own, tuple) and len(set(own)) > 1:
+        raise ValueError(f"Monte Carlo samples networks with one hidden width, but the "
+                         f"network's width varies by layer: {own}")
+    own = own[0] if isinstance(own, tuple) else own
+    if width is None:
+        if own is None:
+            raise TypeError("width is required: the hidden width n of the sampled networks "
+                            "(or give the network a width: MLP(..., width=n))")
+        return own
+    width = _checks.positive_int(width, "width")
+    if own is not None and width != own:
+        raise ValueError(f"width={width} differs from the network's width={own} (its "
+                         f"finite-width networks, and in the standard parameterization its "
+                         f"NTK, have width {own}): give width={own} or leave it out")
+    return width
+
+
+def _check_samples(samples):
+    if samples is None:
+        raise TypeError("samples is required: the number of sampled networks (an int >= 1)")
+    return _checks.positive_int(samples, "samples")
+
+
 def _check_common(net, x, width, samples, seed, method, progress, batch):
     net = _check_net(net)
-    width = _checks.positive_int(width, "width")
-    samples = _checks.positive_int(samples, "samples")
+    width = _check_width(net, width)
+    samples = _check_samples(samples)
     x = _checks.inputs(x, "x")
     if not isinstance(method, str) or method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
@@ -396,8 +432,8 @@ def _rho_of(g11, g12, g22):
 # ----------------------------------------------------------------------------------------------
 # entry points
 # ----------------------------------------------------------------------------------------------
-def monte_carlo(net, x, width, samples, seed=0, ntk=True, method="auto", progress=None,
-                batch=None, keep_samples=False):
+def monte_carlo(net, x, width=None, samples=None, seed=0, ntk=True, method="auto",
+                progress=None, batch=None, keep_samples=False):
     """Monte Carlo NNGP and NTK of finite-width random networks.
 
     Samples ``samples`` independent networks of the architecture ``net`` (an ``MLP`` or
@@ -419,10 +455,12 @@ def monte_carlo(net, x, width, samples, seed=0, ntk=True, method="auto", progres
         takes the slopes ``1 + c/sqrt(width)``, ``rate="depth"`` ``1 + c/sqrt(depth)``.
     x : (N, d) array_like
         Inputs (finite).
-    width : int >= 1
-        Hidden width n.
+    width : int >= 1, optional
+        Hidden width n; default: the network's ``width`` (``MLP(..., width=n)``).  If both
+        are given they must agree (ValueError), since the standard parameterization's NTK
+        depends on it; an MLP whose widths differ by layer cannot be sampled.
     samples : int >= 1
-        Number of independent networks.
+        Number of independent networks (required).
     seed : int >= 0, numpy.random.SeedSequence or None, default 0
         Root seed; samples ``1024 j .. 1024 j + 1023`` draw their keys from the ``j``-th child
         ``SeedSequence`` (module docstring), so the result depends only on (seed, arguments),
@@ -537,8 +575,8 @@ def monte_carlo(net, x, width, samples, seed=0, ntk=True, method="auto", progres
                             nngp_samples=all_k, ntk_samples=all_t)
 
 
-def simulate_paths(net, x, width, samples, seed=0, layers=None, record="gram", method="auto",
-                   progress=None, batch=None):
+def simulate_paths(net, x, width=None, samples=None, seed=0, layers=None, record="gram",
+                   method="auto", progress=None, batch=None):
     """Per-layer Gram matrices (or the correlation of a pair) of finite-width random networks.
 
     For limit studies (theory/sde.md): records, for every sample network and every chosen
