@@ -7,7 +7,9 @@ form (theory/kernels.md §2.2 for the MLP, §3.2 for the ResNet)::
     Theta' = u Theta + (K' - u K) + v sw2 Vdot(K) Theta
 
 with ``u = 0, v = 1`` for an MLP layer and ``u = 1, v = alpha_l**2`` for a residual block.  The
-engine knows nothing else about architectures or activations.
+engine knows nothing else about architectures or activations.  (The NTK increment ``K' - u K``
+is, in general, ``nw V + nb`` with per-layer ``nw``, ``nb``: ``architectures._Stack.ntk_w``,
+``ntk_b``; equal to ``K' - u K`` in the NTK parameterisation, the standard one differs.)
 
 Organisation (DESIGN.md, performance plan):
 

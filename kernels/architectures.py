@@ -1,8 +1,10 @@
 """Architectures: MLP and ResNet as frozen dataclasses, with their infinite-width kernels.
 
-Conventions follow neural-tangents (DESIGN.md): NTK parameterisation, input kernel
+Conventions follow neural-tangents (DESIGN.md): NTK parameterisation (or, with
+``parameterization="standard"``, neural-tangents' standard one: kernels.md §5b), input kernel
 ``K0 = x x' / d``, ``depth`` = number of nonlinearities, NNGP = covariance of one scalar output,
-NTK summed over every weight and bias, readout included.
+NTK summed over every weight and bias, readout included.  Variances may be given per Dense
+layer.
 """
 import math
 import numbers
