@@ -158,6 +158,11 @@ def which_limit(net, x, width, samples=1000, seed=0, tol=0.05, n_boot=200):
     from . import CorrelationSDE, ResNetODE, UnshapedCorrelationSDE, solve
     if not isinstance(net, (kn.MLP, kn.ResNet)):
         raise TypeError(f"net must be a kernels.MLP or kernels.ResNet, got {type(net).__name__}")
+    per_layer = [k for k in ("weight_var", "bias_var", "input_bias_var", "readout_bias_var")
+                 if isinstance(getattr(net, k, 0.0), tuple) or getattr(net, k, 0.0) is None]
+    if per_layer:       # the depth limits assume one (weight_var, bias_var) for every layer
+        raise ValueError(f"which_limit needs scalar variances (the same for every layer, no "
+                         f"None bias), got per-layer or None values for {per_layer}")
     x = _checks.inputs(x, "x")
     if x.shape[0] != 2:
         raise ValueError(f"x must hold exactly two inputs (a pair), got shape {x.shape}")

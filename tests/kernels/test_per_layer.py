@@ -359,3 +359,13 @@ def test_bad_resnet_end_variances():
         kn.ResNet(3, kn.ReLU(), readout_weight_var=None)
     with pytest.raises(ValueError, match="readout_bias_var must be finite"):
         kn.ResNet(3, kn.ReLU(), readout_bias_var=float("inf"))
+
+
+def test_which_limit_refuses_per_layer_variances():
+    from limits.which_limit import which_limit
+    x = np.array([[1.0, 0.0], [0.6, 0.8]])
+    for net in (kn.MLP(1, kn.ReLU(), weight_var=[1.0, 2.0]),
+                kn.ResNet(2, kn.ReLU(), readout_bias_var=None, parameterization="standard",
+                          width=8)):
+        with pytest.raises(ValueError, match="which_limit needs scalar variances"):
+            which_limit(net, x, width=8, samples=10)
