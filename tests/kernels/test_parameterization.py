@@ -241,6 +241,10 @@ def test_blockwise_and_diagonal_equal_whole(tmp_path):
     d = net.kernels(x, diagonal=True)
     np.testing.assert_array_equal(d.nngp, np.diag(whole.nngp))
     np.testing.assert_array_equal(d.ntk, np.diag(whole.ntk))
+    pytest.importorskip("dask")
+    dk = kn.dask_kernels(net, x, chunks=8)
+    np.testing.assert_array_equal(dk.ntk.compute(), whole.ntk)
+    np.testing.assert_array_equal(dk.nngp.compute(), whole.nngp)
 
 
 def test_predict_uses_the_standard_ntk():
