@@ -12,7 +12,7 @@ readout ``K = w K_L + b``, ``Theta = a K_L + c + w Theta_L``.  A *tangent* is on
 parameter space, given by the derivatives of every one of these numbers (``d sw2_l``,
 ``d sb2_l``, ``d ntk_w_l``, ``d ntk_b_l``, the stem's and the readout's); the engine carries
 all tangents through the layer loop at once, so one pass gives the kernels and ``T``
-directional derivatives.  ``_problem(net)`` is the only place that knows architectures.
+directional derivatives.  ``_problem(net, d)`` is the only place that knows architectures.
 
 Chain rule per layer, with ``(u, v) ~ N(0, [[q1, c], [c, q2]])`` and the partial derivatives
 of the maps (``dV/dc = Vdot`` by Price's theorem)::
@@ -137,36 +137,64 @@ class _Problem:
     keys: dict
 
 
-def _problem(net):
-    """The glue from an architecture to the engine's arrays (scalar variances, NTK
-    parameterisation): the only function here that reads an architecture.
+def _problem(net, d):
+    """The glue from an architecture to the engine's arrays: the only function here that
+    reads an architecture (``net._stack()``, the per-layer description of the kernel engine).
 
-    Tangent 0 is ``weight_var``, tangent 1 ``bias_var``.  MLP: every Dense layer (the input
-    one is the stem, the last one is layer L) uses them.  ResNet: the Dense inside each
-    branch; the input and readout Dense have their own variances (not differentiated)."""
-    stack = net._stack()
+    The differentiated parameters are the Dense layers that ``net.weight_var`` and
+    ``net.bias_var`` describe.  MLP: ``depth + 1`` layers, layer 0 = the input Dense (the
+    stem), layer p = stack layer p - 1 (the last one is the output layer).  ResNet: the Dense
+    inside each of the ``depth`` branches (the input and readout Dense have their own
+    variances, not differentiated).  A scalar variance gives one tangent (the sum of the
+    per-layer ones, chain rule); a per-layer variance (a sequence) gives one tangent per layer.
+    NTK parameterisation: the NTK coefficients ntk_w = v sw2, ntk_b = v sb2 and the stem's
+    (a0, c0) = (w0, b0) move with the variances; standard parameterisation: they are widths
+    and 0/1 flags, which do not.  ``d``: the input dimension (the standard stem's a0)."""
+    try:
+        stack = net._stack(d=d)
+    except TypeError:                 # a stack without the standard parameterization
+        stack = net._stack()
     L = stack.u.shape[0]
     u = np.ascontiguousarray(stack.u, dtype=np.float64)
     v = np.ascontiguousarray(stack.v, dtype=np.float64)
-    sw2 = np.full(L, float(stack.sw2))
-    sb2 = np.full(L, float(stack.sb2))
-    w0, b0 = stack.stem
-    zero = np.zeros((2, L))
-    d_sw2, d_sb2 = zero.copy(), zero.copy()
-    d_sw2[0], d_sb2[1] = 1.0, 1.0
-    d_stem = np.zeros((2, 4))
-    d_readout = np.zeros((2, 4))
-    if stack.readout is None:                 # MLP: the stem is a Dense with (sw2, sb2)
-        d_stem[0] = (1.0, 0.0, 1.0, 0.0)
-        d_stem[1] = (0.0, 1.0, 0.0, 1.0)
-        readout = None
-    else:
-        w, b = stack.readout
-        readout = (float(w), float(b), float(w), float(b))
-    return _Problem(stack.activation, u, v, sw2, sb2, v * sw2, v * sb2,
-                    (float(w0), float(b0), float(w0), float(b0)), readout,
-                    d_sw2, d_sb2, v * d_sw2, v * d_sb2, d_stem, d_readout,
-                    {"weight_var": (0, 1, False), "bias_var": (1, 1, False)})
+    sw2 = np.ascontiguousarray(np.broadcast_to(np.asarray(stack.sw2, dtype=np.float64), (L,)))
+    sb2 = np.ascontiguousarray(np.broadcast_to(np.asarray(stack.sb2, dtype=np.float64), (L,)))
+    ntk_w = getattr(stack, "ntk_w", None)
+    ntk_b = getattr(stack, "ntk_b", None)
+    ntk_w = v * sw2 if ntk_w is None else np.broadcast_to(np.asarray(ntk_w, float), (L,))
+    ntk_b = v * sb2 if ntk_b is None else np.broadcast_to(np.asarray(ntk_b, float), (L,))
+    w0, b0 = (float(z) for z in stack.stem)
+    a0, c0 = (float(z) for z in getattr(stack, "stem_ntk", None) or (w0, b0))
+    readout = None
+    if stack.readout is not None:
+        w, b = (float(z) for z in stack.readout)
+        a, c = (float(z) for z in getattr(stack, "readout_ntk", None) or (w, b))
+        readout = (w, b, a, c)
+    ntkp = getattr(net, "parameterization", "ntk") == "ntk"
+    has_stem = stack.readout is None              # MLP: the stem is one of the Dense layers
+    P = L + 1 if has_stem else L
+    keys, rows = {}, []
+    for name, field in (("weight_var", 0), ("bias_var", 1)):
+        per_layer = np.ndim(getattr(net, name)) > 0
+        layers = [[p] for p in range(P)] if per_layer else [list(range(P))]
+        keys[name] = (len(rows), len(layers), per_layer)
+        rows += [(field, ls) for ls in layers]
+    T = len(rows)
+    d_sw2, d_sb2, d_ntk_w, d_ntk_b = (np.zeros((T, L)) for _ in range(4))
+    d_stem = np.zeros((T, 4))
+    for k, (field, ls) in enumerate(rows):
+        for p in ls:
+            if has_stem and p == 0:
+                d_stem[k, field] = 1.0
+                d_stem[k, 2 + field] = 1.0 if ntkp else 0.0
+                continue
+            layer = p - 1 if has_stem else p
+            (d_sw2 if field == 0 else d_sb2)[k, layer] = 1.0
+            if ntkp:
+                (d_ntk_w if field == 0 else d_ntk_b)[k, layer] = v[layer]
+    return _Problem(stack.activation, u, v, sw2, sb2, np.ascontiguousarray(ntk_w),
+                    np.ascontiguousarray(ntk_b), (w0, b0, a0, c0), readout, d_sw2, d_sb2,
+                    d_ntk_w, d_ntk_b, d_stem, np.zeros((T, 4)), keys)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -177,7 +205,7 @@ def kernel_grads(net, x1, x2=None):
     x1 = _checks.inputs(x1, "x1")
     if x2 is not None:
         x2 = _checks.inputs(x2, "x2", d=x1.shape[1])
-    return run(_problem(net), x1, x2)
+    return run(_problem(net, x1.shape[1]), x1, x2)
 
 
 def run(prob, x1, x2=None):
@@ -594,15 +622,20 @@ def _abrelu_engine(sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay,
 @numba.njit(parallel=True, error_model="numpy")
 def _smooth_engine(dmap, params, sym, G, gscale, consts, dstem, lay, dlay,
                    qa, ta, dqa, dta, qb, tb, dqb, dtb, K, Th, dK, dTh):
+    """Smooth activations: (covariance, Theta) and tangents, a block of entries of one row
+    at a time, layers outer and entries inner (the column tables of a layer are contiguous)."""
     n1, n2 = K.shape
     T = dstem.shape[0]
     L = lay.shape[1]
+    B = _BLOCK
     w0, b0, a0, c0 = consts[0], consts[1], consts[2], consts[3]
     ntask = (n1 + 1) // 2 if sym else n1
     for ptask in prange(ntask):
         task = np.int64(ptask)
-        dc = np.empty(T)
-        dT = np.empty(T)
+        cb = np.empty(B)
+        Tb = np.empty(B)
+        dcb = np.empty((T, B))
+        dTb = np.empty((T, B))
         for half in range(2 if sym else 1):
             i = task if half == 0 else n1 - 1 - task
             if half == 1 and i == task:
@@ -613,43 +646,50 @@ def _smooth_engine(dmap, params, sym, G, gscale, consts, dstem, lay, dlay,
                 for k in range(T):
                     dK[k, i, i] = dqa[L, k, i]
                     dTh[k, i, i] = dta[L, k, i]
-            for j in range(i + 1 if sym else 0, n2):
-                kin = gscale * G[i, j]
-                c = w0 * kin + b0
-                Tv = a0 * kin + c0
-                for k in range(T):
-                    dc[k] = dstem[k, 0] * kin + dstem[k, 1]
-                    dT[k] = dstem[k, 2] * kin + dstem[k, 3]
+            for j0 in range(i + 1 if sym else 0, n2, B):
+                j1 = min(j0 + B, n2)
+                nb = j1 - j0
+                for jj in range(nb):
+                    kin = gscale * G[i, j0 + jj]
+                    cb[jj] = w0 * kin + b0
+                    Tb[jj] = a0 * kin + c0
+                    for k in range(T):
+                        dcb[k, jj] = dstem[k, 0] * kin + dstem[k, 1]
+                        dTb[k, jj] = dstem[k, 2] * kin + dstem[k, 3]
                 for l in range(L):
                     u, mu, g, nw, nbias = lay[0, l], lay[1, l], lay[2, l], lay[3, l], lay[4, l]
                     qi = qa[l, i]
-                    qj = qb[l, j]
-                    V, Vd, V1, V2, Vd1, Vd2, Vdc = dmap(qi, qj, c, params)
-                    cT = u + mu * Vd
+                    q_t = qb[l, j0:j1]
+                    for jj in range(nb):
+                        c = cb[jj]
+                        Tv = Tb[jj]
+                        V, Vd, V1, V2, Vd1, Vd2, Vdc = dmap(qi, q_t[jj], c, params)
+                        cT = u + mu * Vd
+                        for k in range(T):
+                            dqi = dqa[l, k, i]
+                            dqj = dqb[l, k, j0 + jj]
+                            dc = dcb[k, jj]
+                            dV = V1 * dqi + V2 * dqj + Vd * dc
+                            dVd = Vd1 * dqi + Vd2 * dqj + Vdc * dc
+                            dmu = dlay[1, k, l]
+                            dTb[k, jj] = (cT * dTb[k, jj] + (dmu * Vd + mu * dVd) * Tv
+                                          + dlay[3, k, l] * V + nw * dV + dlay[4, k, l])
+                            dcb[k, jj] = u * dc + dmu * V + mu * dV + dlay[2, k, l]
+                        Tb[jj] = cT * Tv + nw * V + nbias
+                        cb[jj] = u * c + mu * V + g
+                for jj in range(nb):
+                    j = j0 + jj
+                    K[i, j] = cb[jj]
+                    Th[i, j] = Tb[jj]
                     for k in range(T):
-                        dqi = dqa[l, k, i]
-                        dqj = dqb[l, k, j]
-                        dV = V1 * dqi + V2 * dqj + Vd * dc[k]
-                        dVd = Vd1 * dqi + Vd2 * dqj + Vdc * dc[k]
-                        dmu = dlay[1, k, l]
-                        dT[k] = (cT * dT[k] + (dmu * Vd + mu * dVd) * Tv + dlay[3, k, l] * V
-                                 + nw * dV + dlay[4, k, l])
-                        dc[k] = u * dc[k] + dmu * V + mu * dV + dlay[2, k, l]
-                    Tv = cT * Tv + nw * V + nbias
-                    c = u * c + mu * V + g
-                K[i, j] = c
-                Th[i, j] = Tv
-                for k in range(T):
-                    dK[k, i, j] = dc[k]
-                    dTh[k, i, j] = dT[k]
-                if sym:
-                    K[j, i] = c
-                    Th[j, i] = Tv
-                    for k in range(T):
-                        dK[k, j, i] = dc[k]
-                        dTh[k, j, i] = dT[k]
-
-
+                        dK[k, i, j] = dcb[k, jj]
+                        dTh[k, i, j] = dTb[k, jj]
+                    if sym:
+                        K[j, i] = cb[jj]
+                        Th[j, i] = Tb[jj]
+                        for k in range(T):
+                            dK[k, j, i] = dcb[k, jj]
+                            dTh[k, j, i] = dTb[k, jj]
 # ----------------------------------------------------------------------------------------------
 # derivative maps of smooth activations
 # ----------------------------------------------------------------------------------------------

@@ -348,3 +348,32 @@ def test_smooth_activation_derivative_maps_against_differences():
             want = (f(q + h, q + h, q + h) - np.array(f(q - h, q - h, q - h))) / (2 * h)
             assert math.isclose(V1 + V2 + Vd, float(want[0]), rel_tol=1e-7)
             assert math.isclose(Vd1 + Vd2 + Vdc, float(want[1]), rel_tol=1e-6, abs_tol=1e-10)
+
+
+class _PerLayerMLP:
+    """Stand-in for an MLP with per-layer variances (a sequence per Dense layer), all equal
+    here so that its stack is the scalar MLP's: exercises the per-layer branch of the glue."""
+
+    def __init__(self, depth, act, sw2, sb2):
+        self._net = kn.MLP(depth, act, sw2, sb2)
+        self.weight_var = (sw2,) * (depth + 1)
+        self.bias_var = (sb2,) * (depth + 1)
+
+    def _stack(self):
+        return self._net._stack()
+
+
+def test_glue_per_layer_branch():
+    x = _inputs()
+    fake = _PerLayerMLP(3, kn.ReLU(), 2.0, 0.1)
+    g = _grads.run(_grads._problem(fake, x.shape[1]), x)
+    ref = _grads.run(_mlp_per_layer_problem(kn.ReLU(), [2.0] * 4, [0.1] * 4), x)
+    for name in NAMES:
+        assert g.nngp[name].shape == (4, 7, 7)
+        np.testing.assert_array_equal(g.nngp[name], ref.nngp[name])
+        np.testing.assert_array_equal(g.ntk[name], ref.ntk[name])
+    # ResNet: one tangent per branch (the input and readout Dense are not differentiated)
+    net = kn.ResNet(3, kn.ReLU(), 1.5, 0.1, input_bias_var=0.05)
+    prob = _grads._problem(net, 3)
+    assert prob.keys == {"weight_var": (0, 1, False), "bias_var": (1, 1, False)}
+    assert not prob.d_stem.any() and not prob.d_readout.any()
