@@ -240,6 +240,7 @@ def run(prob, x1, x2=None):
     dlay = np.ascontiguousarray(np.stack([np.zeros((T, L)), prob.v * prob.d_sw2,
                                           prob.v * prob.d_sb2, prob.d_ntk_w, prob.d_ntk_b]))
     dstem = np.ascontiguousarray(prob.d_stem, dtype=np.float64)
+    start = _first_layers(dstem, dlay)
     K = np.empty((n1, n2))
     Th = np.empty((n1, n2))
     dK = np.empty((T, n1, n2))
@@ -256,13 +257,13 @@ def run(prob, x1, x2=None):
         _rec._init_gap(sym, G, gscale, qa_in, qb_in, 1.0, 0.0, ua, ub, _REFINE_EPS, zin,
                        scratch)
         del scratch
-        _abrelu_engine(sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay,
+        _abrelu_engine(sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay, start,
                        *tabs_a, *tabs_b, a, b, K, Th, dK, dTh)
     else:
         dmap, params = _smooth_dmap(act)
         tabs_a = _diag_smooth(dmap, params, qa_in, consts, dstem, lay, dlay)
         tabs_b = tabs_a if sym else _diag_smooth(dmap, params, qb_in, consts, dstem, lay, dlay)
-        _smooth_engine(dmap, params, sym, G, gscale, consts, dstem, lay, dlay,
+        _smooth_engine(dmap, params, sym, G, gscale, consts, dstem, lay, dlay, start,
                        *tabs_a, *tabs_b, K, Th, dK, dTh)
     if prob.readout is not None:
         w, bb, ar, cr = prob.readout
@@ -291,6 +292,22 @@ def run(prob, x1, x2=None):
         else:
             out_k[name], out_t[name] = dK[k0], dTh[k0]
     return KernelGrads(nngp=out_k, ntk=out_t, kernels=Kernels(nngp=K, ntk=Th))
+
+
+def _first_layers(dstem, dlay):
+    """For each tangent, the first layer whose coefficients it moves (0 if it moves the stem;
+    L if none): before it the tangent state is exactly zero and its passes are skipped, so
+    per-layer variances cost about L^2 / 2 tangent-layer passes, not L^2."""
+    T, L = dstem.shape[0], dlay.shape[2]
+    start = np.full(T, L, dtype=np.int64)
+    for k in range(T):
+        if np.any(dstem[k] != 0.0):
+            start[k] = 0
+        else:
+            nz = np.flatnonzero(np.any(dlay[:, k, :] != 0.0, axis=0))
+            if nz.size:
+                start[k] = nz[0]
+    return start
 
 
 @dataclass(frozen=True)
@@ -537,7 +554,7 @@ def _tangent_pass(dst, buf, si, sni, dsi, dsni, sq_t, sq_t1, dsq_t, dsq_t1, bta,
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _abrelu_row(i, j0, j1, sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay,
+def _abrelu_row(i, j0, j1, sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay, start,
                 sqa, inva, dsqa, sqb, invb, dsqb, a, b, K, Th, dK, dTh, buf, dst):
     """Entries (i, j0..j1-1) through the stem, every layer, to the outputs."""
     L = lay.shape[1]
@@ -566,6 +583,8 @@ def _abrelu_row(i, j0, j1, sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay
         _values_pass(buf, si, sni, inva[l + 1, i], sq_t, sq_t1, invb[l + 1, j0:j1], bta, g,
                      kap, u, mu, xi, zeta, nw, nbias, m, fac, ab, apb2)
         for k in range(T):
+            if l < start[k]:
+                continue                     # the tangent is still exactly zero
             _tangent_pass(dst[k], buf, si, sni, dsqa[l, k, i], dsqa[l + 1, k, i], sq_t, sq_t1,
                           dsqb[l, k, j0:j1], dsqb[l + 1, k, j0:j1], bta, g, kap, u, mu, nw, m,
                           dlay[1, k, l], dlay[2, k, l], dlay[3, k, l], dlay[4, k, l])
@@ -590,7 +609,7 @@ def _abrelu_row(i, j0, j1, sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
-def _abrelu_engine(sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay,
+def _abrelu_engine(sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay, start,
                    qa, ta, dqa, dta, sqa, inva, dsqa, qb, tb_, dqb, dtb_, sqb, invb, dsqb,
                    a, b, K, Th, dK, dTh):
     n1, n2 = K.shape
@@ -613,14 +632,14 @@ def _abrelu_engine(sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay,
             for j0 in range(i + 1 if sym else 0, n2, _BLOCK):
                 j1 = min(j0 + _BLOCK, n2)
                 _abrelu_row(i, j0, j1, sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay,
-                            dlay, sqa, inva, dsqa, sqb, invb, dsqb, a, b, K, Th, dK, dTh, buf,
-                            dst)
+                            dlay, start, sqa, inva, dsqa, sqb, invb, dsqb, a, b, K, Th, dK,
+                            dTh, buf, dst)
 
 # ----------------------------------------------------------------------------------------------
 # off-diagonal entries, smooth activations
 # ----------------------------------------------------------------------------------------------
 @numba.njit(parallel=True, error_model="numpy")
-def _smooth_engine(dmap, params, sym, G, gscale, consts, dstem, lay, dlay,
+def _smooth_engine(dmap, params, sym, G, gscale, consts, dstem, lay, dlay, start,
                    qa, ta, dqa, dta, qb, tb, dqb, dtb, K, Th, dK, dTh):
     """Smooth activations: (covariance, Theta) and tangents, a block of entries of one row
     at a time, layers outer and entries inner (the column tables of a layer are contiguous)."""
@@ -666,6 +685,8 @@ def _smooth_engine(dmap, params, sym, G, gscale, consts, dstem, lay, dlay,
                         V, Vd, V1, V2, Vd1, Vd2, Vdc = dmap(qi, q_t[jj], c, params)
                         cT = u + mu * Vd
                         for k in range(T):
+                            if l < start[k]:
+                                continue             # the tangent is still exactly zero
                             dqi = dqa[l, k, i]
                             dqj = dqb[l, k, j0 + jj]
                             dc = dcb[k, jj]

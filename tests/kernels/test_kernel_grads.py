@@ -136,7 +136,7 @@ def test_relu_diagonal_and_identical_inputs_are_exact():
             assert np.all(np.isfinite(d))
             # identical inputs 0 and 3: the whole row equals (to rounding) the diagonal's
             np.testing.assert_allclose(d[0, 3], d[0, 0], rtol=1e-13)
-    # diagonal closed form: q_l = q_0 (sw2/2)^l ... with bias: differentiate q_{l+1} = sw2 q_l/2 + sb2
+    # diagonal: differentiate q_{l+1} = sw2 q_l / 2 + sb2 (V(q, q, q) = q / 2 for ReLU)
     q0 = (x * x).sum(1) / x.shape[1]
     sw2, sb2 = net.weight_var, net.bias_var
     q, dq = sw2 * q0 + sb2, q0.copy()
