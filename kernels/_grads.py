@@ -63,14 +63,26 @@ theorem for the variances and a fixed-correlation derivative for ``Vdot`` (only 
     Vdot_q1 = (E[phi''(u) u phi'(v)] - c Vdot_c) / (2 q1)
 
 (the last from ``Vdot = F(q1, q2, rho)``: ``dF/dq1 = E[phi''(u) u phi'(v)]/(2 q1)`` at fixed
-rho, minus ``Vdot_c c / (2 q1)`` from rho's dependence on q1).  ``Activation(fn)`` takes phi''
-from its pointwise form (the central difference of ``deriv`` unless given), so its
-derivatives are accurate to about 1e-9 relative.
+rho, minus ``Vdot_c c / (2 q1)`` from rho's dependence on q1).  These are quadratures of the
+exact derivatives, not derivatives of the quadrature: they agree with differences of
+``net.kernels`` to the accuracy of the rule (about 1e-9 at variances of order 1 with the
+default degree; at large variances, where ``Activation`` documents that the rule itself loses
+accuracy, raise ``deg``).  ``Activation(fn)`` takes phi'' from its pointwise form (the central
+difference of ``deriv``), good to about 1e-9 relative.  Zero-variance inputs are refused
+(``run``).
 
-Cost: the tangents add a few multiply-adds per entry, layer and tangent to the kernel
-recursion; the ABReLU loop is written as one vectorisable pass per layer for the values and one
-per tangent (``benchmarks/kernel_grads.py``).  Per-layer variances use one tangent per Dense
-layer (forward mode): ``O(N^2 L^2)`` time, ``O(N^2 L)`` memory for the result.
+Inputs only (no ``K0``); no rescaling of inputs of extreme norm (the kernel engine's
+``_homogeneous_rescale``): norms between about 1e-70 and 1e70.
+
+Cost (``benchmarks/kernel_grads.py``, N = 1000, depth 100, busy 2-core machine): about 2-2.5x
+``net.kernels(x)`` for the two scalar-variance tangents, ReLU with bias and Erf alike.  The
+ABReLU loop keeps a block's state and per-entry coefficients in one buffer with compile-time
+field offsets (LLVM then needs no runtime alias checks and vectorises): one pass per layer
+for the values, which stores the coefficients every tangent needs, and one division-free pass
+per layer and tangent.  Per-layer variances use one tangent per Dense layer (forward mode); a
+tangent's passes start at the first layer it moves, so the time is about ``L^2 / 2``
+tangent-layer passes, ``O(N^2 L^2)``, and the result itself is ``O(N^2 L)`` memory.  (A reverse
+sweep per block would give ``O(N^2 L)`` time; not implemented.)
 """
 import math
 from dataclasses import dataclass
