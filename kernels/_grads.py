@@ -454,9 +454,9 @@ def _stem_entry(zin, kin, sa, sb, sq_i, sq_j, dsq_i, dsq_j, consts, dstem, buf, 
         dst[k, B + jj] = da * kin + dc
 
 
-# fields of the per-block buffer ``buf`` (field f of entry jj at f * _BLOCK + jj): one array
-# with compile-time offsets, so LLVM sees constant dependence distances and needs no runtime
-# alias checks between the fields (it vectorises the passes below)
+# fields of the per-block buffer ``buf`` (field f of entry jj at f * _BLOCK + jj; field 4 is
+# unused): one array with compile-time offsets, so LLVM sees constant dependence distances
+# and needs no runtime alias checks between the fields (it vectorises the passes below)
 _NFIELDS = 15
 
 
@@ -505,7 +505,6 @@ def _values_pass(buf, si, sni, ini, sq_t, sq_t1, inv_t1, bta, g, kap, u, mu, xi,
         sn = math.sqrt(az * (2.0 - az))                 # sin(theta)
         buf[2 * B + jj] = delta
         buf[3 * B + jj] = 1.0 / den
-        buf[4 * B + jj] = th
         buf[5 * B + jj] = X if sel else Y
         buf[6 * B + jj] = a1 if sel else m * w + fac * h
         buf[7 * B + jj] = b1 if sel else kap * th - bta
@@ -533,7 +532,6 @@ def _tangent_pass(dst, buf, si, sni, dsi, dsni, sq_t, sq_t1, dsq_t, dsq_t1, bta,
         dsnj = dsq_t1[jj]
         delta = buf[2 * B + jj]
         invden = buf[3 * B + jj]
-        th = buf[4 * B + jj]
         Zf = buf[5 * B + jj]
         af = buf[6 * B + jj]
         bf = buf[7 * B + jj]

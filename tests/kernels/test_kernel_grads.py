@@ -379,3 +379,60 @@ def test_glue_per_layer_branch():
     prob = _grads._problem(net, 3)
     assert prob.keys == {"weight_var": (0, 1, False), "bias_var": (1, 1, False)}
     assert not prob.d_stem.any() and not prob.d_readout.any()
+
+
+class _StandardMLP:
+    """Stand-in for an MLP in the standard parameterization (the per-layer description that
+    issue 16's ``_Stack`` carries: ntk_w = widths, ntk_b = 1 per bias, stem_ntk = (d, 1))."""
+
+    parameterization = "standard"
+
+    def __init__(self, depth, act, sw2, sb2, width):
+        self.depth, self.act, self.width = depth, act, width
+        self.weight_var, self.bias_var = sw2, sb2
+
+    def _stack(self, d):
+        from types import SimpleNamespace
+        L = self.depth
+        return SimpleNamespace(activation=self.act, u=np.zeros(L), v=np.ones(L),
+                               sw2=np.full(L, self.weight_var), sb2=np.full(L, self.bias_var),
+                               ntk_w=np.full(L, float(self.width)), ntk_b=np.ones(L),
+                               stem=(self.weight_var, self.bias_var), stem_ntk=(float(d), 1.0),
+                               readout=None)
+
+
+def _numpy_standard_mlp(act, depth, sw2, sb2, width, x):
+    """kernels.md §5b: Theta_1 = d K0 + 1, Theta_{l+1} = n V(K_l) + sw2 Vdot(K_l) Theta_l + 1."""
+    d = x.shape[1]
+    K0 = x @ x.T / d
+    K = sw2 * K0 + sb2
+    Th = d * K0 + 1.0
+    for _ in range(depth):
+        q = np.diag(K)
+        Q1, Q2 = np.broadcast_arrays(q[:, None], q[None, :])
+        c = np.clip(K, -np.sqrt(Q1 * Q2), np.sqrt(Q1 * Q2))
+        V, Vd = act.V(Q1, Q2, c), act.Vdot(Q1, Q2, c)
+        K = sw2 * V + sb2
+        Th = width * V + sw2 * Vd * Th + 1.0
+    return K, Th
+
+
+@pytest.mark.parametrize("act", [kn.ReLU(), kn.Erf()], ids=["relu", "erf"])
+def test_glue_standard_parameterization(act):
+    """The glue's standard branch: the NTK coefficients (widths, bias flags, the stem's d) do
+    not move with the variances; derivatives against differences of a NumPy recursion."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 3))
+    net = _StandardMLP(3, act, 1.6, 0.2, 64)
+    g = _grads.run(_grads._problem(net, 3), x)
+    K, Th = _numpy_standard_mlp(act, 3, 1.6, 0.2, 64, x)
+    np.testing.assert_allclose(g.kernels.nngp, K, rtol=1e-12)
+    np.testing.assert_allclose(g.kernels.ntk, Th, rtol=1e-12)
+    h = 1e-6
+    for name, (p, m) in (("weight_var", ((1.6 + h, 0.2), (1.6 - h, 0.2))),
+                         ("bias_var", ((1.6, 0.2 + h), (1.6, 0.2 - h)))):
+        Kp, Tp = _numpy_standard_mlp(act, 3, *p, 64, x)
+        Km, Tm = _numpy_standard_mlp(act, 3, *m, 64, x)
+        for got, want in ((g.nngp[name], (Kp - Km) / (2 * h)), (g.ntk[name], (Tp - Tm) / (2 * h))):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * np.abs(want).max(),
+                                       err_msg=name)
