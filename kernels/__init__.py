@@ -13,9 +13,10 @@ from .montecarlo import MonteCarloResult, Paths, monte_carlo, simulate_paths
 from .predict import Prediction, predict
 from ._cg import Regression, kernel_regression
 from ._dask import DaskKernels, dask_kernels
+from ._grads import KernelGrads
 
 __all__ = ["Activation", "ABReLU", "ReLU", "LeakyReLU", "ShapedReLU", "Identity", "Erf", "Tanh",
            "MLP", "ResNet", "Kernels", "Trajectory", "monte_carlo", "simulate_paths",
            "MonteCarloResult", "Paths", "predict", "Prediction", "dask_kernels", "DaskKernels",
-           "kernel_regression", "Regression"]
+           "kernel_regression", "Regression", "KernelGrads"]
 __version__ = "0.1.0"

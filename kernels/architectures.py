@@ -825,6 +825,38 @@ class _KernelMethods:
         stack = self._engine_stack(x1, K0, ntk)
         return _run(stack.without_readout(), x1, None, K0, record=layers, fast=False, ntk=ntk)
 
+    def kernel_grads(self, x1, x2=None):
+        """Kernels and their derivatives with respect to ``weight_var`` and ``bias_var``.
+
+        A tangent (forward-mode) recursion runs inside the compiled layer loop next to the
+        kernel recursion (theory/kernels.md §5b; ``kernels._grads``): exact derivatives, no
+        finite differences, exact at rho = +-1 and on the diagonal (no NaN at the ReLU kink).
+        MLP: every Dense layer's variances; ResNet: those of the Dense inside each branch (the
+        input and readout Dense have their own).  Cost: about 2-3x ``kernels(x)``.
+
+        Parameters
+        ----------
+        x1 : (N1, d) array_like
+        x2 : (N2, d) array_like, optional (default ``x1``)
+
+        Returns
+        -------
+        KernelGrads
+            ``.nngp`` and ``.ntk``: dicts ``{"weight_var": dK, "bias_var": dK}`` of
+            derivatives shaped like the kernel, (N1, N2), or (n_layers, N1, N2) for a per-layer
+            variance; ``.kernels``: the ``Kernels`` themselves.  A one-sided infinite
+            derivative (``bias_var = 0``, exactly parallel or antiparallel inputs of different
+            norms: the NTK's derivative w.r.t. ``bias_var``) is -inf, never NaN.
+
+        Raises
+        ------
+        ValueError
+            An input of zero norm when the input Dense has no bias (the maps' derivatives at
+            zero variance are infinite or undefined).
+        """
+        from . import _grads
+        return _grads.kernel_grads(self, x1, x2)
+
 
 def _short(seq, k=6):
     return str(seq) if len(seq) <= 2 * k else f"[{str(seq[:k])[1:-1]}, ..., {str(seq[-k:])[1:-1]}]"
