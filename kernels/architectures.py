@@ -724,6 +724,30 @@ class _KernelMethods:
         stack = self._stack()
         return _run(stack.without_readout(), x1, None, K0, record=layers, fast=False, ntk=ntk)
 
+    def kernel_grads(self, x1, x2=None):
+        """Kernels and their derivatives with respect to ``weight_var`` and ``bias_var``.
+
+        A tangent (forward-mode) recursion runs inside the compiled layer loop next to the
+        kernel recursion (theory/kernels.md §5b; ``kernels._grads``): exact derivatives, no
+        finite differences, exact at rho = +-1 and on the diagonal (no NaN at the ReLU kink).
+        ResNet: the variances of the Dense inside each branch.
+
+        Parameters
+        ----------
+        x1 : (N1, d) array_like
+        x2 : (N2, d) array_like, optional (default ``x1``)
+
+        Returns
+        -------
+        KernelGrads
+            ``.nngp`` and ``.ntk``: dicts ``{"weight_var": (N1, N2), "bias_var": (N1, N2)}``
+            of derivatives; ``.kernels``: the ``Kernels`` themselves.  A one-sided infinite
+            derivative (``bias_var = 0``, parallel inputs of different norms) is reported as
+            inf, never NaN.
+        """
+        from . import _grads
+        return _grads.kernel_grads(self, x1, x2)
+
 
 def _short(seq, k=6):
     return str(seq) if len(seq) <= 2 * k else f"[{str(seq[:k])[1:-1]}, ..., {str(seq[-k:])[1:-1]}]"
