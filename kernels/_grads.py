@@ -12,7 +12,7 @@ readout ``K = w K_L + b``, ``Theta = a K_L + c + w Theta_L``.  A *tangent* is on
 parameter space, given by the derivatives of every one of these numbers (``d sw2_l``,
 ``d sb2_l``, ``d ntk_w_l``, ``d ntk_b_l``, the stem's and the readout's); the engine carries
 all tangents through the layer loop at once, so one pass gives the kernels and ``T``
-directional derivatives.  ``_problem(net)`` is the only place that knows architectures.
+directional derivatives.  ``_problem(net, d)`` is the only place that knows architectures.
 
 Chain rule per layer, with ``(u, v) ~ N(0, [[q1, c], [c, q2]])`` and the partial derivatives
 of the maps (``dV/dc = Vdot`` by Price's theorem)::
@@ -137,36 +137,64 @@ class _Problem:
     keys: dict
 
 
-def _problem(net):
-    """The glue from an architecture to the engine's arrays (scalar variances, NTK
-    parameterisation): the only function here that reads an architecture.
+def _problem(net, d):
+    """The glue from an architecture to the engine's arrays: the only function here that
+    reads an architecture (``net._stack()``, the per-layer description of the kernel engine).
 
-    Tangent 0 is ``weight_var``, tangent 1 ``bias_var``.  MLP: every Dense layer (the input
-    one is the stem, the last one is layer L) uses them.  ResNet: the Dense inside each
-    branch; the input and readout Dense have their own variances (not differentiated)."""
-    stack = net._stack()
+    The differentiated parameters are the Dense layers that ``net.weight_var`` and
+    ``net.bias_var`` describe.  MLP: ``depth + 1`` layers, layer 0 = the input Dense (the
+    stem), layer p = stack layer p - 1 (the last one is the output layer).  ResNet: the Dense
+    inside each of the ``depth`` branches (the input and readout Dense have their own
+    variances, not differentiated).  A scalar variance gives one tangent (the sum of the
+    per-layer ones, chain rule); a per-layer variance (a sequence) gives one tangent per layer.
+    NTK parameterisation: the NTK coefficients ntk_w = v sw2, ntk_b = v sb2 and the stem's
+    (a0, c0) = (w0, b0) move with the variances; standard parameterisation: they are widths
+    and 0/1 flags, which do not.  ``d``: the input dimension (the standard stem's a0)."""
+    try:
+        stack = net._stack(d=d)
+    except TypeError:                 # a stack without the standard parameterization
+        stack = net._stack()
     L = stack.u.shape[0]
     u = np.ascontiguousarray(stack.u, dtype=np.float64)
     v = np.ascontiguousarray(stack.v, dtype=np.float64)
-    sw2 = np.full(L, float(stack.sw2))
-    sb2 = np.full(L, float(stack.sb2))
-    w0, b0 = stack.stem
-    zero = np.zeros((2, L))
-    d_sw2, d_sb2 = zero.copy(), zero.copy()
-    d_sw2[0], d_sb2[1] = 1.0, 1.0
-    d_stem = np.zeros((2, 4))
-    d_readout = np.zeros((2, 4))
-    if stack.readout is None:                 # MLP: the stem is a Dense with (sw2, sb2)
-        d_stem[0] = (1.0, 0.0, 1.0, 0.0)
-        d_stem[1] = (0.0, 1.0, 0.0, 1.0)
-        readout = None
-    else:
-        w, b = stack.readout
-        readout = (float(w), float(b), float(w), float(b))
-    return _Problem(stack.activation, u, v, sw2, sb2, v * sw2, v * sb2,
-                    (float(w0), float(b0), float(w0), float(b0)), readout,
-                    d_sw2, d_sb2, v * d_sw2, v * d_sb2, d_stem, d_readout,
-                    {"weight_var": (0, 1, False), "bias_var": (1, 1, False)})
+    sw2 = np.ascontiguousarray(np.broadcast_to(np.asarray(stack.sw2, dtype=np.float64), (L,)))
+    sb2 = np.ascontiguousarray(np.broadcast_to(np.asarray(stack.sb2, dtype=np.float64), (L,)))
+    ntk_w = getattr(stack, "ntk_w", None)
+    ntk_b = getattr(stack, "ntk_b", None)
+    ntk_w = v * sw2 if ntk_w is None else np.broadcast_to(np.asarray(ntk_w, float), (L,))
+    ntk_b = v * sb2 if ntk_b is None else np.broadcast_to(np.asarray(ntk_b, float), (L,))
+    w0, b0 = (float(z) for z in stack.stem)
+    a0, c0 = (float(z) for z in getattr(stack, "stem_ntk", None) or (w0, b0))
+    readout = None
+    if stack.readout is not None:
+        w, b = (float(z) for z in stack.readout)
+        a, c = (float(z) for z in getattr(stack, "readout_ntk", None) or (w, b))
+        readout = (w, b, a, c)
+    ntkp = getattr(net, "parameterization", "ntk") == "ntk"
+    has_stem = stack.readout is None              # MLP: the stem is one of the Dense layers
+    P = L + 1 if has_stem else L
+    keys, rows = {}, []
+    for name, field in (("weight_var", 0), ("bias_var", 1)):
+        per_layer = np.ndim(getattr(net, name)) > 0
+        layers = [[p] for p in range(P)] if per_layer else [list(range(P))]
+        keys[name] = (len(rows), len(layers), per_layer)
+        rows += [(field, ls) for ls in layers]
+    T = len(rows)
+    d_sw2, d_sb2, d_ntk_w, d_ntk_b = (np.zeros((T, L)) for _ in range(4))
+    d_stem = np.zeros((T, 4))
+    for k, (field, ls) in enumerate(rows):
+        for p in ls:
+            if has_stem and p == 0:
+                d_stem[k, field] = 1.0
+                d_stem[k, 2 + field] = 1.0 if ntkp else 0.0
+                continue
+            layer = p - 1 if has_stem else p
+            (d_sw2 if field == 0 else d_sb2)[k, layer] = 1.0
+            if ntkp:
+                (d_ntk_w if field == 0 else d_ntk_b)[k, layer] = v[layer]
+    return _Problem(stack.activation, u, v, sw2, sb2, np.ascontiguousarray(ntk_w),
+                    np.ascontiguousarray(ntk_b), (w0, b0, a0, c0), readout, d_sw2, d_sb2,
+                    d_ntk_w, d_ntk_b, d_stem, np.zeros((T, 4)), keys)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -177,7 +205,7 @@ def kernel_grads(net, x1, x2=None):
     x1 = _checks.inputs(x1, "x1")
     if x2 is not None:
         x2 = _checks.inputs(x2, "x2", d=x1.shape[1])
-    return run(_problem(net), x1, x2)
+    return run(_problem(net, x1.shape[1]), x1, x2)
 
 
 def run(prob, x1, x2=None):
@@ -212,6 +240,7 @@ def run(prob, x1, x2=None):
     dlay = np.ascontiguousarray(np.stack([np.zeros((T, L)), prob.v * prob.d_sw2,
                                           prob.v * prob.d_sb2, prob.d_ntk_w, prob.d_ntk_b]))
     dstem = np.ascontiguousarray(prob.d_stem, dtype=np.float64)
+    start = _first_layers(dstem, dlay)
     K = np.empty((n1, n2))
     Th = np.empty((n1, n2))
     dK = np.empty((T, n1, n2))
@@ -228,13 +257,13 @@ def run(prob, x1, x2=None):
         _rec._init_gap(sym, G, gscale, qa_in, qb_in, 1.0, 0.0, ua, ub, _REFINE_EPS, zin,
                        scratch)
         del scratch
-        _abrelu_engine(sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay,
+        _abrelu_engine(sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay, start,
                        *tabs_a, *tabs_b, a, b, K, Th, dK, dTh)
     else:
         dmap, params = _smooth_dmap(act)
         tabs_a = _diag_smooth(dmap, params, qa_in, consts, dstem, lay, dlay)
         tabs_b = tabs_a if sym else _diag_smooth(dmap, params, qb_in, consts, dstem, lay, dlay)
-        _smooth_engine(dmap, params, sym, G, gscale, consts, dstem, lay, dlay,
+        _smooth_engine(dmap, params, sym, G, gscale, consts, dstem, lay, dlay, start,
                        *tabs_a, *tabs_b, K, Th, dK, dTh)
     if prob.readout is not None:
         w, bb, ar, cr = prob.readout
@@ -263,6 +292,22 @@ def run(prob, x1, x2=None):
         else:
             out_k[name], out_t[name] = dK[k0], dTh[k0]
     return KernelGrads(nngp=out_k, ntk=out_t, kernels=Kernels(nngp=K, ntk=Th))
+
+
+def _first_layers(dstem, dlay):
+    """For each tangent, the first layer whose coefficients it moves (0 if it moves the stem;
+    L if none): before it the tangent state is exactly zero and its passes are skipped, so
+    per-layer variances cost about L^2 / 2 tangent-layer passes, not L^2."""
+    T, L = dstem.shape[0], dlay.shape[2]
+    start = np.full(T, L, dtype=np.int64)
+    for k in range(T):
+        if np.any(dstem[k] != 0.0):
+            start[k] = 0
+        else:
+            nz = np.flatnonzero(np.any(dlay[:, k, :] != 0.0, axis=0))
+            if nz.size:
+                start[k] = nz[0]
+    return start
 
 
 @dataclass(frozen=True)
@@ -369,8 +414,9 @@ def _smooth_diag(dmap, params, q_in, consts, dstem, lay, dlay, q, t, dq, dt):
 # off-diagonal entries, ABReLU family
 # ----------------------------------------------------------------------------------------------
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _stem_entry(zin, kin, sa, sb, sq_i, sq_j, dsq_i, dsq_j, consts, dstem, zb, tb, dzb, dtb, jj):
+def _stem_entry(zin, kin, sa, sb, sq_i, sq_j, dsq_i, dsq_j, consts, dstem, buf, dst, jj):
     """Signed gap, NTK and tangents after the stem for one entry (block slot jj)."""
+    B = _BLOCK
     w0, b0, a0, c0 = consts[0], consts[1], consts[2], consts[3]
     e_in, w_in = gaps_of(zin)
     s = sa * sb
@@ -383,8 +429,8 @@ def _stem_entry(zin, kin, sa, sb, sq_i, sq_j, dsq_i, dsq_j, consts, dstem, zb, t
     en = (delta + w0 * s * e_in) * sQinv
     wn = (delta + 2.0 * b0 + w0 * s * w_in) * sQinv
     sel = en <= wn
-    zb[jj] = signed_gap(en, wn)
-    tb[jj] = a0 * kin + c0
+    buf[jj] = signed_gap(en, wn)
+    buf[B + jj] = a0 * kin + c0
     for k in range(dstem.shape[0]):
         dw, db, da, dc = dstem[k, 0], dstem[k, 1], dstem[k, 2], dstem[k, 3]
         dsQ = dsq_i[k] * sq_j + sq_i * dsq_j[k]
@@ -392,180 +438,168 @@ def _stem_entry(zin, kin, sa, sb, sq_i, sq_j, dsq_i, dsq_j, consts, dstem, zb, t
         ddelta = ((dw * b0 + w0 * db) * dd * dd - delta * (dsQ + dA)) / den if den > 0.0 else 0.0
         den_ = (ddelta + dw * s * e_in - en * dsQ) * sQinv
         dwn = (ddelta + 2.0 * db + dw * s * w_in - wn * dsQ) * sQinv
-        dzb[k, jj] = den_ if sel else -dwn
-        dtb[k, jj] = da * kin + dc
+        dst[k, jj] = den_ if sel else -dwn
+        dst[k, B + jj] = da * kin + dc
+
+
+# fields of the per-block buffer ``buf`` (field f of entry jj at f * _BLOCK + jj): one array
+# with compile-time offsets, so LLVM sees constant dependence distances and needs no runtime
+# alias checks between the fields (it vectorises the passes below)
+_NFIELDS = 15
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _values_pass(buf, si, sni, ini, sq_t, sq_t1, inv_t1, bta, g, kap, u, mu, xi, zeta, nw,
+                 nbias, m, fac, ab, apb2):
+    """One layer for a block of entries: the engine's update of the signed gap (field 0) and
+    Theta (field 1), and the per-entry coefficients the tangent passes use (fields 2..14):
+    with d eps the tangent of the gap and dmu that of v sw2, the tangent of the new gap is
+    ``sg ((ddelta + (1 - sg) dg + ds Z + s (dmu a + b d eps)) r + Q dr)`` (module docstring)."""
+    B = _BLOCK
+    bg = bta * g
+    for jj in range(sq_t.shape[0]):
+        sj = sq_t[jj]
+        snj = sq_t1[jj]
+        z = buf[jj]
+        Tv = buf[B + jj]
+        s = si * sj
+        A = bta * s + g
+        d = si - sj
+        den = sni * snj + A
+        delta = bg * d * d / den
+        neg = near_minus_one(z)
+        az = abs(z)
+        t = acos1m_unit(az)
+        ht = h_of(t, az)
+        e = 2.0 + z if neg else z
+        w = -z if neg else 2.0 - z
+        h = ht + math.pi * (1.0 - w) if neg else ht
+        th = math.pi - t if neg else t
+        X = xi + zeta * w - kap * ht if neg else bta * e - kap * ht
+        Y = bta * w + kap * h
+        r = ini * inv_t1[jj]
+        En = delta + s * X
+        Wn = delta + 2.0 * g + s * Y
+        en = max(En * r, 0.0)
+        wn = Wn * r
+        Gv = m * (1.0 - e) + fac * h
+        vdot = ab + fac * t if neg else m - fac * t
+        sel = en <= wn
+        zn = signed_gap(en, wn)
+        buf[jj] = zn if r > 0.0 else 1.0
+        buf[B + jj] = (u + mu * vdot) * Tv + nw * s * Gv + nbias
+        a1 = apb2 - ab * w - fac * ht if neg else m * e - fac * h
+        b1 = kap * t - zeta if neg else bta - kap * th
+        sn = math.sqrt(az * (2.0 - az))                 # sin(theta)
+        buf[2 * B + jj] = delta
+        buf[3 * B + jj] = 1.0 / den
+        buf[4 * B + jj] = th
+        buf[5 * B + jj] = X if sel else Y
+        buf[6 * B + jj] = a1 if sel else m * w + fac * h
+        buf[7 * B + jj] = b1 if sel else kap * th - bta
+        buf[8 * B + jj] = En if sel else Wn
+        buf[9 * B + jj] = 1.0 if sel else -1.0
+        buf[10 * B + jj] = r
+        buf[11 * B + jj] = Gv
+        buf[12 * B + jj] = vdot
+        buf[13 * B + jj] = 1.0 / sn                     # inf where sin(theta) = 0
+        buf[14 * B + jj] = Tv
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _tangent_pass(dst, buf, si, sni, dsi, dsni, sq_t, sq_t1, dsq_t, dsq_t1, bta, g, kap, u,
+                  mu, nw, m, dmu, dg, dnw, dnb):
+    """One layer, one tangent, a block of entries: (d eps, d Theta) in dst (d eps at jj,
+    d Theta at _BLOCK + jj), from the coefficients of ``_values_pass``."""
+    B = _BLOCK
+    bg = bta * g
+    db_ = dmu * m
+    for jj in range(sq_t.shape[0]):
+        sj = sq_t[jj]
+        snj = sq_t1[jj]
+        dsj = dsq_t[jj]
+        dsnj = dsq_t1[jj]
+        delta = buf[2 * B + jj]
+        invden = buf[3 * B + jj]
+        th = buf[4 * B + jj]
+        Zf = buf[5 * B + jj]
+        af = buf[6 * B + jj]
+        bf = buf[7 * B + jj]
+        Qf = buf[8 * B + jj]
+        sg = buf[9 * B + jj]
+        r = buf[10 * B + jj]
+        Gv = buf[11 * B + jj]
+        vdot = buf[12 * B + jj]
+        invsn = buf[13 * B + jj]
+        Tv = buf[14 * B + jj]
+        de = dst[jj]
+        dT = dst[B + jj]
+        s = si * sj
+        d = si - sj
+        ds = dsi * sj + si * dsj
+        dA = db_ * s + bta * ds + dg
+        dden = dsni * snj + sni * dsnj + dA
+        ddelta = ((db_ * g + bta * dg) * d * d + 2.0 * bg * d * (dsi - dsj)
+                  - delta * dden) * invden
+        dr = -r * r * (dsni * snj + sni * dsnj)
+        inner = (ddelta + (1.0 - sg) * dg + ds * Zf + s * (dmu * af + bf * de)) * r + Qf * dr
+        dst[jj] = sg * inner if r > 0.0 else 0.0
+        dV = ds * Gv - s * vdot * de
+        dth = 0.0 if de == 0.0 else de * invsn          # +-inf where sin(theta) = 0
+        cT = u + mu * vdot
+        c2 = kap * Tv
+        t1 = cT * dT if cT != 0.0 else 0.0
+        t2 = -c2 * dth if c2 != 0.0 else 0.0
+        dst[B + jj] = t1 + t2 + dmu * vdot * Tv + dnw * s * Gv + nw * dV + dnb
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _abrelu_row(i, j0, j1, sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay,
-                sqa, inva, dsqa, sqb, invb, dsqb, qa, ta, dqa, dta, qb, tb_, dqb, dtb_,
-                a, b, K, Th, dK, dTh, zb, Tb, dzb, dTb, sc):
+def _abrelu_row(i, j0, j1, sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay, start,
+                sqa, inva, dsqa, sqb, invb, dsqb, a, b, K, Th, dK, dTh, buf, dst):
+    """Entries (i, j0..j1-1) through the stem, every layer, to the outputs."""
     L = lay.shape[1]
     T = dstem.shape[0]
+    B = _BLOCK
     nb = j1 - j0
     m = 0.5 * (a * a + b * b)
     fac = (a - b) ** 2 / (2.0 * math.pi)
     ab = a * b
     apb2 = 0.5 * (a + b) ** 2
-    # stem
     sa = math.sqrt(qa_in[i])
     for jj in range(nb):
         j = j0 + jj
         _stem_entry(zin[i, j], gscale * G[i, j], sa, math.sqrt(qb_in[j]), sqa[0, i], sqb[0, j],
-                    dsqa[0, :, i], dsqb[0, :, j], consts, dstem, zb, Tb, dzb, dTb, jj)
-    s_ = sc[0]
-    ddv = sc[1]
-    den_v = sc[2]
-    delta_v = sc[3]
-    e_v = sc[4]
-    w_v = sc[5]
-    th_v = sc[6]
-    t_v = sc[7]
-    ht_v = sc[8]
-    h_v = sc[9]
-    X_v = sc[10]
-    Y_v = sc[11]
-    r_v = sc[12]
-    sel_v = sc[13]
-    G_v = sc[14]
-    Vd_v = sc[15]
-    dth_den = sc[16]
-    neg_v = sc[17]
-    zn_v = sc[18]
-    Tn_v = sc[19]
+                    dsqa[0, :, i], dsqb[0, :, j], consts, dstem, buf, dst, jj)
     for l in range(L):
         u, mu, g, nw, nbias = lay[0, l], lay[1, l], lay[2, l], lay[3, l], lay[4, l]
         bta = u + mu * m
         kap = mu * fac
         xi = 2.0 * u + mu * apb2
         zeta = -u - mu * ab
-        bg = bta * g
         si = sqa[l, i]
         sni = sqa[l + 1, i]
-        ini = inva[l + 1, i]
         sq_t = sqb[l, j0:j1]
         sq_t1 = sqb[l + 1, j0:j1]
-        inv_t1 = invb[l + 1, j0:j1]
-        # values (vectorisable pass): the engine's update, and what the tangents need
-        for jj in range(nb):
-            sj = sq_t[jj]
-            z = zb[jj]
-            Tv = Tb[jj]
-            s = si * sj
-            A = bta * s + g
-            d = si - sj
-            den = sni * sq_t1[jj] + A
-            delta = bg * d * d / den
-            neg = near_minus_one(z)
-            az = abs(z)
-            t = acos1m_unit(az)
-            ht = h_of(t, az)
-            e = 2.0 + z if neg else z
-            w = -z if neg else 2.0 - z
-            h = ht + math.pi * (1.0 - w) if neg else ht
-            X = xi + zeta * w - kap * ht if neg else bta * e - kap * ht
-            Y = bta * w + kap * h
-            r = ini * inv_t1[jj]
-            en = max((delta + s * X) * r, 0.0)
-            wn = (delta + 2.0 * g + s * Y) * r
-            Gv = m * (1.0 - e) + fac * h
-            vdot = ab + fac * t if neg else m - fac * t
-            zn_v[jj] = signed_gap(en, wn)
-            Tn_v[jj] = (u + mu * vdot) * Tv + nw * s * Gv + nbias
-            s_[jj] = s
-            ddv[jj] = d
-            den_v[jj] = den
-            delta_v[jj] = delta
-            e_v[jj] = e
-            w_v[jj] = w
-            th_v[jj] = math.pi - t if neg else t
-            t_v[jj] = t
-            ht_v[jj] = ht
-            h_v[jj] = h
-            X_v[jj] = X
-            Y_v[jj] = Y
-            r_v[jj] = r
-            sel_v[jj] = 1.0 if en <= wn else 0.0
-            G_v[jj] = Gv
-            Vd_v[jj] = vdot
-            dth_den[jj] = math.sqrt(az * (2.0 - az))         # sin(theta)
-            neg_v[jj] = 1.0 if neg else 0.0
-        # tangents: one vectorisable pass each
+        _values_pass(buf, si, sni, inva[l + 1, i], sq_t, sq_t1, invb[l + 1, j0:j1], bta, g,
+                     kap, u, mu, xi, zeta, nw, nbias, m, fac, ab, apb2)
         for k in range(T):
-            dmu = dlay[1, k, l]
-            dg = dlay[2, k, l]
-            dnw = dlay[3, k, l]
-            dnb = dlay[4, k, l]
-            db_ = dmu * m
-            dk = dmu * fac
-            dxi = dmu * apb2
-            dzeta = -dmu * ab
-            dsi = dsqa[l, k, i]
-            dsni = dsqa[l + 1, k, i]
-            dsq_t = dsqb[l, k, j0:j1]
-            dsq_t1 = dsqb[l + 1, k, j0:j1]
-            dz_row = dzb[k]
-            dT_row = dTb[k]
-            for jj in range(nb):
-                sj = sq_t[jj]
-                snj = sq_t1[jj]
-                dsj = dsq_t[jj]
-                dsnj = dsq_t1[jj]
-                s = s_[jj]
-                d = ddv[jj]
-                den = den_v[jj]
-                delta = delta_v[jj]
-                e = e_v[jj]
-                w = w_v[jj]
-                th = th_v[jj]
-                h = h_v[jj]
-                r = r_v[jj]
-                X = X_v[jj]
-                Y = Y_v[jj]
-                vdot = Vd_v[jj]
-                Tv = Tb[jj]
-                de = dz_row[jj]
-                dT = dT_row[jj]
-                ds = dsi * sj + si * dsj
-                dA = db_ * s + bta * ds + dg
-                dden = dsni * snj + sni * dsnj + dA
-                ddelta = ((db_ * g + bta * dg) * d * d + 2.0 * bg * d * (dsi - dsj)
-                          - delta * dden) / den
-                dh = th * de
-                dXp = db_ * e + bta * de - dk * h - kap * dh
-                dXn = dxi + dzeta * w - zeta * de - dk * ht_v[jj] + kap * t_v[jj] * de
-                dX = dXn if neg_v[jj] > 0.0 else dXp
-                dY = db_ * w - bta * de + dk * h + kap * dh
-                dr = -r * r * (dsni * snj + sni * dsnj)
-                den_ = (ddelta + ds * X + s * dX) * r + (delta + s * X) * dr
-                dwn = (ddelta + 2.0 * dg + ds * Y + s * dY) * r + (delta + 2.0 * g + s * Y) * dr
-                dzn = den_ if sel_v[jj] > 0.0 else -dwn
-                dz_row[jj] = dzn if r > 0.0 else 0.0
-                Gv = G_v[jj]
-                dV = ds * Gv - s * vdot * de
-                sn = dth_den[jj]
-                dth = 0.0 if de == 0.0 else de / sn            # +-inf if sin(theta) = 0
-                cT = u + mu * vdot
-                c2 = kap * Tv
-                t1 = cT * dT if cT != 0.0 else 0.0
-                t2 = -c2 * dth if c2 != 0.0 else 0.0
-                dT_row[jj] = (t1 + t2 + dmu * vdot * Tv + dnw * s * Gv + nw * dV + dnb)
-        for jj in range(nb):
-            zb[jj] = zn_v[jj] if r_v[jj] > 0.0 else 1.0
-            Tb[jj] = Tn_v[jj]
+            if l < start[k]:
+                continue                     # the tangent is still exactly zero
+            _tangent_pass(dst[k], buf, si, sni, dsqa[l, k, i], dsqa[l + 1, k, i], sq_t, sq_t1,
+                          dsqb[l, k, j0:j1], dsqb[l + 1, k, j0:j1], bta, g, kap, u, mu, nw, m,
+                          dlay[1, k, l], dlay[2, k, l], dlay[3, k, l], dlay[4, k, l])
     # outputs: K = s_L rho_L, dK = ds rho - s d eps
     siL = sqa[L, i]
     for jj in range(nb):
         j = j0 + jj
-        z = zb[jj]
-        rho = rho_of(z)
+        rho = rho_of(buf[jj])
         s = siL * sqb[L, j]
         K[i, j] = s * rho
-        Th[i, j] = Tb[jj]
+        Th[i, j] = buf[B + jj]
         for k in range(T):
             ds = dsqa[L, k, i] * sqb[L, j] + siL * dsqb[L, k, j]
-            dK[k, i, j] = ds * rho - s * dzb[k, jj]
-            dTh[k, i, j] = dTb[k, jj]
+            dK[k, i, j] = ds * rho - s * dst[k, jj]
+            dTh[k, i, j] = dst[k, B + jj]
         if sym:
             K[j, i] = K[i, j]
             Th[j, i] = Th[i, j]
@@ -575,7 +609,7 @@ def _abrelu_row(i, j0, j1, sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
-def _abrelu_engine(sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay,
+def _abrelu_engine(sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay, start,
                    qa, ta, dqa, dta, sqa, inva, dsqa, qb, tb_, dqb, dtb_, sqb, invb, dsqb,
                    a, b, K, Th, dK, dTh):
     n1, n2 = K.shape
@@ -583,11 +617,8 @@ def _abrelu_engine(sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay,
     ntask = (n1 + 1) // 2 if sym else n1
     for ptask in prange(ntask):
         task = np.int64(ptask)
-        zb = np.empty(_BLOCK)
-        Tb = np.empty(_BLOCK)
-        dzb = np.empty((T, _BLOCK))
-        dTb = np.empty((T, _BLOCK))
-        sc = np.empty((20, _BLOCK))
+        buf = np.empty(_NFIELDS * _BLOCK)
+        dst = np.empty((T, 2 * _BLOCK))
         for half in range(2 if sym else 1):
             i = task if half == 0 else n1 - 1 - task
             if half == 1 and i == task:
@@ -601,25 +632,29 @@ def _abrelu_engine(sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay, dlay,
             for j0 in range(i + 1 if sym else 0, n2, _BLOCK):
                 j1 = min(j0 + _BLOCK, n2)
                 _abrelu_row(i, j0, j1, sym, zin, G, gscale, qa_in, qb_in, consts, dstem, lay,
-                            dlay, sqa, inva, dsqa, sqb, invb, dsqb, qa, ta, dqa, dta, qb, tb_,
-                            dqb, dtb_, a, b, K, Th, dK, dTh, zb, Tb, dzb, dTb, sc)
-
+                            dlay, start, sqa, inva, dsqa, sqb, invb, dsqb, a, b, K, Th, dK,
+                            dTh, buf, dst)
 
 # ----------------------------------------------------------------------------------------------
 # off-diagonal entries, smooth activations
 # ----------------------------------------------------------------------------------------------
 @numba.njit(parallel=True, error_model="numpy")
-def _smooth_engine(dmap, params, sym, G, gscale, consts, dstem, lay, dlay,
+def _smooth_engine(dmap, params, sym, G, gscale, consts, dstem, lay, dlay, start,
                    qa, ta, dqa, dta, qb, tb, dqb, dtb, K, Th, dK, dTh):
+    """Smooth activations: (covariance, Theta) and tangents, a block of entries of one row
+    at a time, layers outer and entries inner (the column tables of a layer are contiguous)."""
     n1, n2 = K.shape
     T = dstem.shape[0]
     L = lay.shape[1]
+    B = _BLOCK
     w0, b0, a0, c0 = consts[0], consts[1], consts[2], consts[3]
     ntask = (n1 + 1) // 2 if sym else n1
     for ptask in prange(ntask):
         task = np.int64(ptask)
-        dc = np.empty(T)
-        dT = np.empty(T)
+        cb = np.empty(B)
+        Tb = np.empty(B)
+        dcb = np.empty((T, B))
+        dTb = np.empty((T, B))
         for half in range(2 if sym else 1):
             i = task if half == 0 else n1 - 1 - task
             if half == 1 and i == task:
@@ -630,43 +665,52 @@ def _smooth_engine(dmap, params, sym, G, gscale, consts, dstem, lay, dlay,
                 for k in range(T):
                     dK[k, i, i] = dqa[L, k, i]
                     dTh[k, i, i] = dta[L, k, i]
-            for j in range(i + 1 if sym else 0, n2):
-                kin = gscale * G[i, j]
-                c = w0 * kin + b0
-                Tv = a0 * kin + c0
-                for k in range(T):
-                    dc[k] = dstem[k, 0] * kin + dstem[k, 1]
-                    dT[k] = dstem[k, 2] * kin + dstem[k, 3]
+            for j0 in range(i + 1 if sym else 0, n2, B):
+                j1 = min(j0 + B, n2)
+                nb = j1 - j0
+                for jj in range(nb):
+                    kin = gscale * G[i, j0 + jj]
+                    cb[jj] = w0 * kin + b0
+                    Tb[jj] = a0 * kin + c0
+                    for k in range(T):
+                        dcb[k, jj] = dstem[k, 0] * kin + dstem[k, 1]
+                        dTb[k, jj] = dstem[k, 2] * kin + dstem[k, 3]
                 for l in range(L):
                     u, mu, g, nw, nbias = lay[0, l], lay[1, l], lay[2, l], lay[3, l], lay[4, l]
                     qi = qa[l, i]
-                    qj = qb[l, j]
-                    V, Vd, V1, V2, Vd1, Vd2, Vdc = dmap(qi, qj, c, params)
-                    cT = u + mu * Vd
+                    q_t = qb[l, j0:j1]
+                    for jj in range(nb):
+                        c = cb[jj]
+                        Tv = Tb[jj]
+                        V, Vd, V1, V2, Vd1, Vd2, Vdc = dmap(qi, q_t[jj], c, params)
+                        cT = u + mu * Vd
+                        for k in range(T):
+                            if l < start[k]:
+                                continue             # the tangent is still exactly zero
+                            dqi = dqa[l, k, i]
+                            dqj = dqb[l, k, j0 + jj]
+                            dc = dcb[k, jj]
+                            dV = V1 * dqi + V2 * dqj + Vd * dc
+                            dVd = Vd1 * dqi + Vd2 * dqj + Vdc * dc
+                            dmu = dlay[1, k, l]
+                            dTb[k, jj] = (cT * dTb[k, jj] + (dmu * Vd + mu * dVd) * Tv
+                                          + dlay[3, k, l] * V + nw * dV + dlay[4, k, l])
+                            dcb[k, jj] = u * dc + dmu * V + mu * dV + dlay[2, k, l]
+                        Tb[jj] = cT * Tv + nw * V + nbias
+                        cb[jj] = u * c + mu * V + g
+                for jj in range(nb):
+                    j = j0 + jj
+                    K[i, j] = cb[jj]
+                    Th[i, j] = Tb[jj]
                     for k in range(T):
-                        dqi = dqa[l, k, i]
-                        dqj = dqb[l, k, j]
-                        dV = V1 * dqi + V2 * dqj + Vd * dc[k]
-                        dVd = Vd1 * dqi + Vd2 * dqj + Vdc * dc[k]
-                        dmu = dlay[1, k, l]
-                        dT[k] = (cT * dT[k] + (dmu * Vd + mu * dVd) * Tv + dlay[3, k, l] * V
-                                 + nw * dV + dlay[4, k, l])
-                        dc[k] = u * dc[k] + dmu * V + mu * dV + dlay[2, k, l]
-                    Tv = cT * Tv + nw * V + nbias
-                    c = u * c + mu * V + g
-                K[i, j] = c
-                Th[i, j] = Tv
-                for k in range(T):
-                    dK[k, i, j] = dc[k]
-                    dTh[k, i, j] = dT[k]
-                if sym:
-                    K[j, i] = c
-                    Th[j, i] = Tv
-                    for k in range(T):
-                        dK[k, j, i] = dc[k]
-                        dTh[k, j, i] = dT[k]
-
-
+                        dK[k, i, j] = dcb[k, jj]
+                        dTh[k, i, j] = dTb[k, jj]
+                    if sym:
+                        K[j, i] = cb[jj]
+                        Th[j, i] = Tb[jj]
+                        for k in range(T):
+                            dK[k, j, i] = dcb[k, jj]
+                            dTh[k, j, i] = dTb[k, jj]
 # ----------------------------------------------------------------------------------------------
 # derivative maps of smooth activations
 # ----------------------------------------------------------------------------------------------

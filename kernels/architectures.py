@@ -730,7 +730,8 @@ class _KernelMethods:
         A tangent (forward-mode) recursion runs inside the compiled layer loop next to the
         kernel recursion (theory/kernels.md §5b; ``kernels._grads``): exact derivatives, no
         finite differences, exact at rho = +-1 and on the diagonal (no NaN at the ReLU kink).
-        ResNet: the variances of the Dense inside each branch.
+        MLP: every Dense layer's variances; ResNet: those of the Dense inside each branch (the
+        input and readout Dense have their own).  Cost: about 2-3x ``kernels(x)``.
 
         Parameters
         ----------
@@ -740,10 +741,17 @@ class _KernelMethods:
         Returns
         -------
         KernelGrads
-            ``.nngp`` and ``.ntk``: dicts ``{"weight_var": (N1, N2), "bias_var": (N1, N2)}``
-            of derivatives; ``.kernels``: the ``Kernels`` themselves.  A one-sided infinite
-            derivative (``bias_var = 0``, parallel inputs of different norms) is reported as
-            inf, never NaN.
+            ``.nngp`` and ``.ntk``: dicts ``{"weight_var": dK, "bias_var": dK}`` of
+            derivatives shaped like the kernel, (N1, N2), or (n_layers, N1, N2) for a per-layer
+            variance; ``.kernels``: the ``Kernels`` themselves.  A one-sided infinite
+            derivative (``bias_var = 0``, exactly parallel or antiparallel inputs of different
+            norms: the NTK's derivative w.r.t. ``bias_var``) is -inf, never NaN.
+
+        Raises
+        ------
+        ValueError
+            An input of zero norm when the input Dense has no bias (the maps' derivatives at
+            zero variance are infinite or undefined).
         """
         from . import _grads
         return _grads.kernel_grads(self, x1, x2)
