@@ -10,13 +10,15 @@ from .activations import (ABReLU, Activation, Erf, Identity, LeakyReLU, ReLU, Sh
                           Tanh)
 from .architectures import MLP, Kernels, ResNet, Trajectory
 from .montecarlo import MonteCarloResult, Paths, monte_carlo, simulate_paths
-from .predict import Prediction, predict
+from .predict import Prediction, predict, predict_from_kernels
 from ._cg import Regression, kernel_regression
 from ._dask import DaskKernels, dask_kernels
 from ._grads import KernelGrads
+from . import gp
 
 __all__ = ["Activation", "ABReLU", "ReLU", "LeakyReLU", "ShapedReLU", "Identity", "Erf", "Tanh",
            "MLP", "ResNet", "Kernels", "Trajectory", "monte_carlo", "simulate_paths",
-           "MonteCarloResult", "Paths", "predict", "Prediction", "dask_kernels", "DaskKernels",
-           "kernel_regression", "Regression", "KernelGrads"]
+           "MonteCarloResult", "Paths", "predict", "predict_from_kernels", "Prediction",
+           "dask_kernels", "DaskKernels", "kernel_regression", "Regression", "KernelGrads",
+           "gp"]
 __version__ = "0.1.0"

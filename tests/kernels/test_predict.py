@@ -133,8 +133,18 @@ def test_ntk_mean_deviation_shrinks_with_width():
 @pytest.mark.parametrize("kwargs, exc, match", [
     (dict(kind="svm"), ValueError, "kind"),
     (dict(diag_reg=-1.0), ValueError, "diag_reg"),
-    (dict(t=1.0), ValueError, "t"),
     (dict(kind="ntk", t=-1.0), ValueError, "t"),
+    (dict(t=[0.1, -1.0]), ValueError, "t"),
+    (dict(t=[0.1, np.nan]), ValueError, "NaN"),
+    (dict(t=float("nan")), ValueError, "NaN"),
+    (dict(t=True), TypeError, "t"),
+    (dict(t="1"), TypeError, "t"),
+    (dict(t=[]), ValueError, "t"),
+    (dict(compute_cov="yes"), TypeError, "compute_cov"),
+    (dict(compute_cov=None), TypeError, "compute_cov"),
+    (dict(jitter="always"), ValueError, "jitter"),
+    (dict(jitter=-1e-6), ValueError, "jitter"),
+    (dict(solver="cg", t=1.0, compute_cov=False), ValueError, "t=None"),
     (dict(kind="ntk", learning_rate=0.0), ValueError, "learning_rate"),
     (dict(y_train=[1.0, 2.0]), ValueError, "y_train"),
     (dict(y_train=[np.nan] * 6), ValueError, "y_train"),
@@ -157,3 +167,178 @@ def test_duplicate_training_inputs_need_a_ridge():
         kn.predict(kn.MLP(depth=2, activation=kn.ReLU()), xtr, ytr, xte)
     p = kn.predict(kn.MLP(depth=2, activation=kn.ReLU()), xtr, ytr, xte, diag_reg=1e-6)
     assert np.all(np.isfinite(p.mean))
+    assert p.jitter == 0.0
+
+
+# ---- finite training times (module docstring of kernels.predict) ----------------------------
+
+NET = kn.MLP(depth=3, activation=kn.ReLU(), bias_var=0.1)
+
+
+def _blocks(net, xtr, xte):
+    n = len(xtr)
+    k = net.kernels(np.concatenate([xtr, xte]))
+    return n, k.nngp, k.ntk
+
+
+def _vanloan(H, eta, t):
+    """eta * int_0^t exp(-eta H s) ds (= H^-1 (I - exp(-eta H t)) for invertible H) from one
+    matrix exponential (Van Loan 1978), valid for singular H too."""
+    n = len(H)
+    Z = np.zeros((2 * n, 2 * n))
+    Z[:n, :n], Z[:n, n:] = -eta * H, eta * np.eye(n)
+    return linalg.expm(t * Z)[:n, n:]
+
+
+@pytest.mark.parametrize("kind", ["nngp", "ntk"])
+@pytest.mark.parametrize("dup", [False, True])
+def test_finite_time_against_matrix_exponential(kind, dup):
+    """mean_t = A_t y and cov_t = K** - A K_X* - K_*X A^T + A K_XX A^T with A_t = H_*X eta
+    int_0^t exp(-eta H s) ds, evaluated directly (no eigendecomposition, no simplification);
+    with a duplicated training input (singular H: finite times need no ridge)."""
+    xtr, ytr, xte = _data(n=6, m=3)
+    if dup:
+        xtr[1] = xtr[0]
+        ytr[1] = ytr[0]
+    n, K, T = _blocks(NET, xtr, xte)
+    H = K if kind == "nngp" else T
+    eta, times = 0.7, np.array([0.0, 0.03, 0.4, 3.0])
+    p = kn.predict(NET, xtr, ytr, xte, kind=kind, t=times, learning_rate=eta)
+    assert p.mean.shape == (4, 3) and p.cov.shape == (4, 3, 3) and p.jitter == 0.0
+    for i, t in enumerate(times):
+        A = H[n:, :n] @ _vanloan(H[:n, :n], eta, t)
+        cov = K[n:, n:] - A @ K[:n, n:] - K[n:, :n] @ A.T + A @ K[:n, :n] @ A.T
+        np.testing.assert_allclose(p.mean[i], A @ ytr, rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(p.cov[i], cov, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("kind", ["nngp", "ntk"])
+def test_time_zero_is_the_prior_and_infinity_is_todays_answer(kind):
+    xtr, ytr, xte = _data()
+    n, K, _ = _blocks(NET, xtr, xte)
+    Y = np.stack([ytr, np.cos(ytr)], 1)
+    p = kn.predict(NET, xtr, Y, xte, kind=kind, t=[0.0, 1.0, np.inf, None], diag_reg=1e-4)
+    assert p.mean.shape == (4, 3, 2) and p.cov.shape == (4, 3, 3)
+    assert np.all(p.mean[0] == 0.0)
+    np.testing.assert_array_equal(p.cov[0], K[n:, n:])
+    q = kn.predict(NET, xtr, Y, xte, kind=kind, diag_reg=1e-4)
+    np.testing.assert_array_equal(p.mean[2], q.mean)
+    np.testing.assert_array_equal(p.mean[3], q.mean)
+    np.testing.assert_array_equal(p.cov[2], q.cov)
+    s = kn.predict(NET, xtr, Y, xte, kind=kind, t=1.0, diag_reg=1e-4)
+    assert s.mean.shape == (3, 2) and s.cov.shape == (3, 3)
+    np.testing.assert_array_equal(s.mean, p.mean[1])
+    np.testing.assert_array_equal(s.cov, p.cov[1])
+    # a 2-d array of times keeps its shape in front
+    g = kn.predict(NET, xtr, ytr, xte, kind=kind, t=[[0.0, 1.0], [np.inf, 1.0]], diag_reg=1e-4)
+    assert g.mean.shape == (2, 2, 3) and g.cov.shape == (2, 2, 3, 3)
+    np.testing.assert_array_equal(g.mean[0, 1], g.mean[1, 1])
+
+
+@pytest.mark.parametrize("kind", ["nngp", "ntk"])
+def test_limits_are_approached_monotonically(kind):
+    """On the eigenbasis of H, ||mean_t - mean_inf|| is a sum of e^{-eta w t} terms: it
+    tends to 0 along the times; for the NNGP the posterior variances
+    decrease monotonically from the prior (cov_t - cov_inf = K_*X V diag(e^{-2 eta w t}/w)
+    V^T K_X* is positive semi-definite and decreasing)."""
+    xtr, ytr, xte = _data(n=8, m=4, seed=3)
+    times = np.geomspace(1e-3, 1e4, 30)
+    p = kn.predict(NET, xtr, ytr, xte, kind=kind, t=times)
+    q = kn.predict(NET, xtr, ytr, xte, kind=kind)
+    dm = np.abs(p.mean - q.mean).max(1)
+    dc = np.abs(p.cov - q.cov).max((1, 2))
+    assert dm[-1] < 1e-9 * np.abs(q.mean).max() and dc[-1] < 1e-9 * np.abs(q.cov).max()
+    if kind == "nngp":
+        var = np.diagonal(p.cov, axis1=1, axis2=2)
+        assert np.all(np.diff(var, axis=0) <= 1e-13) and np.all(var >= q.cov.diagonal() - 1e-13)
+        for a, b in zip(p.cov[:-1], p.cov[1:]):
+            assert np.linalg.eigvalsh(a - b).min() > -1e-12
+    # on the training inputs the residual is e^{-eta H t} (0 - y): the training loss decreases
+    tr = kn.predict(NET, xtr, ytr, xtr, kind=kind, t=times, compute_cov=False)
+    loss = np.linalg.norm(tr.mean - ytr, axis=1)
+    assert np.all(np.diff(loss) <= 1e-12) and loss[0] > 0.9 * np.linalg.norm(ytr)
+    assert loss[-1] < 1e-8
+
+
+def test_predict_from_kernels_is_predict():
+    xtr, ytr, xte = _data()
+    n, K, T = _blocks(NET, xtr, xte)
+    times = [0.2, None]
+    for kind in ("nngp", "ntk"):
+        p = kn.predict(NET, xtr, ytr, xte, kind=kind, t=times, diag_reg=1e-5)
+        q = kn.predict_from_kernels({"nngp": K[:n, :n], "ntk": T[:n, :n]},
+                                    {"nngp": K[n:, :n], "ntk": T[n:, :n]}, ytr, K[n:, n:],
+                                    kind=kind, t=times, diag_reg=1e-5)
+        np.testing.assert_array_equal(p.mean, q.mean)
+        np.testing.assert_array_equal(p.cov, q.cov)
+        # kernels.Kernels objects are accepted as well
+        kk = NET.kernels(xtr)
+        ks = kn.Kernels(K[n:, :n], T[n:, :n])
+        r = kn.predict_from_kernels(kk, ks, ytr, kn.Kernels(K[n:, n:], T[n:, n:]), kind=kind,
+                                    t=times, diag_reg=1e-5)
+        np.testing.assert_allclose(r.mean, p.mean, rtol=1e-12, atol=1e-14)
+        # no test-test block: mean only
+        assert kn.predict_from_kernels(kk, ks, ytr, kind=kind, t=0.3).cov is None
+    # plain arrays are the kernel of `kind`
+    a = kn.predict_from_kernels(K[:n, :n], K[n:, :n], ytr, K[n:, n:], kind="nngp", t=0.5)
+    b = kn.predict(NET, xtr, ytr, xte, kind="nngp", t=0.5)
+    np.testing.assert_array_equal(a.mean, b.mean)
+    np.testing.assert_array_equal(a.cov, b.cov)
+    m = kn.predict_from_kernels(T[:n, :n], T[n:, :n], ytr, kind="ntk", t=0.5)
+    np.testing.assert_array_equal(m.mean, kn.predict(NET, xtr, ytr, xte, kind="ntk", t=0.5).mean)
+
+
+def test_predict_from_kernels_bad_input():
+    xtr, ytr, xte = _data()
+    n, K, T = _blocks(NET, xtr, xte)
+    tt, st = {"nngp": K[:n, :n], "ntk": T[:n, :n]}, {"nngp": K[n:, :n], "ntk": T[n:, :n]}
+    f = kn.predict_from_kernels
+    with pytest.raises(TypeError, match="both the NNGP and the NTK"):
+        f(T[:n, :n], T[n:, :n], ytr, K[n:, n:], kind="ntk")
+    with pytest.raises(ValueError, match="'ntk'"):
+        f({"nngp": K[:n, :n]}, st, ytr, kind="ntk")
+    with pytest.raises(ValueError, match="k_train_train must be a square"):
+        f(K[:n, :n - 1], K[n:, :n], ytr)
+    with pytest.raises(ValueError, match="k_test_train"):
+        f(tt, {"nngp": K[n:, :n - 1]}, ytr)
+    with pytest.raises(ValueError, match="k_test_test"):
+        f(tt, st, ytr, K[n:, n:][:2], kind="ntk")
+    with pytest.raises(ValueError, match="symmetric"):
+        f(K[:n, :n] + np.triu(np.ones((n, n)), 1), K[n:, :n], ytr)
+    with pytest.raises(ValueError, match="y_train"):
+        f(tt, st, ytr[:-1])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        f(np.where(np.eye(n) > 0, np.nan, K[:n, :n]), K[n:, :n], ytr)
+    with pytest.raises(ValueError, match="kind"):
+        f(tt, st, ytr, kind="ntkgp")
+
+
+@pytest.mark.parametrize("kind", ["nngp", "ntk"])
+def test_not_positive_definite_is_reported_or_jittered(kind):
+    xtr, ytr, xte = _data()
+    xtr[1] = xtr[0]
+    with pytest.raises(ValueError, match=r"smallest eigenvalue .* condition number .*jitter"):
+        kn.predict(NET, xtr, ytr, xte, kind=kind)
+    with pytest.raises(ValueError, match="smallest eigenvalue"):
+        kn.predict(NET, xtr, ytr, xte, kind=kind, t=[1.0, np.inf])
+    p = kn.predict(NET, xtr, ytr, xte, kind=kind, t=[1.0, None], jitter="auto")
+    assert 0 < p.jitter < 1e-3 and np.all(np.isfinite(p.mean)) and np.all(np.isfinite(p.cov))
+    q = kn.predict(NET, xtr, ytr, xte, kind=kind, t=[1.0, None], diag_reg=p.jitter)
+    np.testing.assert_array_equal(p.mean, q.mean)
+    j = kn.predict(NET, xtr, ytr, xte, kind=kind, jitter=1e-9)
+    assert j.jitter >= 1e-9 and np.all(np.isfinite(j.cov))
+    # finite times alone need no jitter (the flow is defined for singular kernels)
+    assert kn.predict(NET, xtr, ytr, xte, kind=kind, t=2.0, jitter="auto").jitter == 0.0
+
+
+def test_indefinite_kernel_is_reported_at_finite_time():
+    n = 4
+    K = np.eye(n)
+    K[0, 1] = K[1, 0] = 1.5                                    # eigenvalue -0.5
+    with pytest.raises(ValueError, match=r"smallest eigenvalue -0\.5"):
+        kn.predict_from_kernels(K, np.ones((2, n)), np.ones(n), np.eye(2), t=1.0)
+    p = kn.predict_from_kernels(K, np.ones((2, n)), np.ones(n), np.eye(2), t=1.0, jitter=0.1)
+    assert p.jitter == pytest.approx(1.0) and np.all(np.isfinite(p.cov))
+    with pytest.raises(ValueError, match="still not after a jitter"):
+        kn.predict_from_kernels(-np.eye(n) * 1e6, np.ones((2, n)), np.ones(n), t=1.0,
+                                jitter=1e-9)
