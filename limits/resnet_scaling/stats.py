@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import _int, _real
-from .trainer import _HOMOGENEOUS, TrainResult, evaluate
+from .trainer import TrainResult, _is_homogeneous, evaluate
 
 __all__ = ["statistics", "increment", "detrended_cumsum", "Fit", "ScalingExponents",
            "scaling_exponents", "Decomposition", "decompose", "denoised_loss", "denoised_losses"]
@@ -427,9 +427,9 @@ def decompose(weights, beta, *, n_times=500, reference=None):
 
 def denoised_loss(result, trend_A, trend_b, X, Y):
     """Loss of ``result``'s network with its effective weights replaced by a trend (P2-code
-    ``denoising``): for relu / identity with 'multi' delta the branch scale becomes
-    ``sign(delta_k)`` (the trend already carries |delta_k|); otherwise delta is kept."""
-    if result.delta_type == "multi" and result.activation in _HOMOGENEOUS:
+    ``denoising``): for a positively homogeneous activation with 'multi' delta the branch
+    scale becomes ``sign(delta_k)`` (the trend already carries |delta_k|); otherwise delta is kept."""
+    if result.delta_type == "multi" and _is_homogeneous(result.activation):
         delta = np.sign(result.delta)
     else:
         delta = result.delta

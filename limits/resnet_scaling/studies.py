@@ -7,7 +7,7 @@ import numpy as np
 from ._checks import _choice, _int
 from .data import digits_data, ode_data
 from .stats import ScalingExponents, scaling_exponents  # noqa: F401
-from .trainer import TrainResult, train
+from .trainer import ACTIVATIONS, TrainResult, train
 
 __all__ = ["Study", "study"]
 
@@ -116,6 +116,11 @@ def study(depths, *, data="ode", data_kw=None, seed=0, executor=None, store=None
         raise TypeError(f"progress must be a bool, got {progress!r}")
     # every training argument is checked once, before any run: a one-layer, one-epoch run on
     # the same data (microseconds) raises what train() would raise
+    if not isinstance(train_kw.get("activation", "tanh"), str):
+        raise TypeError(f"study keeps its runs in a sweep store whose points are JSON, so "
+                        f"activation must be one of the aliases {tuple(ACTIVATIONS)}, got "
+                        f"{train_kw['activation']!r}; train a kernels.Activation with train() "
+                        f"per depth")
     probe = (ode_data if data == "ode" else digits_data)(**data_kw)
     if "max_epochs" in train_kw:
         _int("max_epochs", train_kw["max_epochs"], 1)
