@@ -257,7 +257,7 @@ def _trajectory_memory(R, n1, n2, ntk):
     """Refuse up front a trajectory that cannot fit: about (9 + 2 ntk) arrays of (R, N1, N2)
     float64 (engine records, outputs, temporaries)."""
     per = 9 + (2 if ntk else 0)
-    _checks.memory_budget(8.0 * R * (n1 * n2 * per + 4),
+    _checks.memory_guard(8.0 * R * (n1 * n2 * per + 4),
                           f"a trajectory of {R} recorded layers x {n1} x {n2} entries",
                           "record fewer layers (layers=[...])" +
                           ("" if not ntk else " or skip the NTK (ntk=False)"))
@@ -743,7 +743,7 @@ def _check_depth(depth):
 
 def _stack_memory(L):
     """Refuse up front a per-layer description that cannot fit (u, v: 16 bytes a layer)."""
-    _checks.memory_budget(16.0 * L, f"the per-layer description of depth {L}")
+    _checks.memory_guard(16.0 * L, f"the per-layer description of depth {L}")
 
 
 def _check_resolvable(activation, depth):

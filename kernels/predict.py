@@ -35,16 +35,10 @@ class Prediction:
 
 
 def _targets(y, n):
-    _checks.real_array(y, "y_train")
-    try:
-        arr = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"y_train must be an array of real numbers: {exc}") from exc
+    arr = _checks.finite_array(y, "y_train")
     if arr.ndim not in (1, 2) or arr.shape[0] != n:
         raise ValueError(f"y_train must have shape ({n},) or ({n}, k) to match x_train, "
                          f"got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("y_train contains NaN or inf")
     return arr
 
 

@@ -8,9 +8,10 @@ import numba
 import numpy as np
 
 from kernels import Activation, ReLU
+from kernels._checks import finite_float, int_in_range, nonneg_float, positive_float
 from kernels._pointwise import dphi, phi
 
-from ._checks import _choice, _int, _matrix, _real
+from ._checks import _choice, _matrix
 from .data import Dataset, ode_data
 
 __all__ = ["ACTIVATIONS", "DELTA_TYPES", "INITS", "OPTIMIZERS", "LOADERS", "TrainResult", "train",
@@ -474,13 +475,13 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
     -------
     TrainResult
     """
-    L = _int("depth", depth, 1)
+    L = int_in_range(depth, "depth", 1)
     if data is None:
         data = ode_data()
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a Dataset (ode_data(), digits_data()), got {data!r}")
     X = _matrix("data.X", data.X)
-    if d is not None and _int("d", d, 1) != X.shape[1]:
+    if d is not None and int_in_range(d, "d", 1) != X.shape[1]:
         raise ValueError(f"d = {d!r} does not match the data's width {X.shape[1]}")
     d = X.shape[1]
     Y = _matrix("data.Y", data.Y, cols=d)
@@ -491,26 +492,26 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
     dt = _choice("delta_type", delta_type, DELTA_TYPES)
     init = _choice("init", init, INITS)
     opt = _choice("optimizer", optimizer, OPTIMIZERS)
-    initial_sd = _real("initial_sd", initial_sd, nonneg=True)
-    lr = _real("lr", lr, positive=True)
-    bs = _int("batch_size", batch_size, 1)
+    initial_sd = nonneg_float(initial_sd, "initial_sd")
+    lr = positive_float(lr, "lr")
+    bs = int_in_range(batch_size, "batch_size", 1)
     if bs > X.shape[0]:
         raise ValueError(f"batch_size must be <= the number of training samples "
                          f"{X.shape[0]}, got {batch_size!r}")
-    max_epochs = _int("max_epochs", max_epochs, 1)
-    patience = _int("patience", patience, 1)
-    epsilon = _real("epsilon", epsilon, nonneg=True)
+    max_epochs = int_in_range(max_epochs, "max_epochs", 1)
+    patience = int_in_range(patience, "patience", 1)
+    epsilon = nonneg_float(epsilon, "epsilon")
     try:
-        b1, b2 = (_real("betas", v) for v in betas)
+        b1, b2 = (finite_float(v, "betas") for v in betas)
     except TypeError:
         raise TypeError(f"betas must be a pair of real numbers, got {betas!r}")
     if not (0 <= b1 < 1 and 0 <= b2 < 1):
         raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
-    eps = _real("eps", eps, positive=True)
-    momentum = _real("momentum", momentum, nonneg=True)
+    eps = positive_float(eps, "eps")
+    momentum = nonneg_float(momentum, "momentum")
     if momentum >= 1:
         raise ValueError(f"momentum must be < 1, got {momentum!r}")
-    seed = _int("seed", seed, 0)
+    seed = int_in_range(seed, "seed", 0)
     loader = _choice("loader", loader, LOADERS)
     settings = dict(activation=act, delta_type=dt, init=init, initial_sd=initial_sd,
                     optimizer=opt, lr=lr, batch_size=bs, max_epochs=max_epochs, epsilon=epsilon,

@@ -579,7 +579,7 @@ def test_bad_input_statistics():
         rs.statistics(np.full((3, 2), np.nan))
     with pytest.raises(ValueError, match="base"):
         rs.depth_grid(1.0)
-    with pytest.raises(ValueError, match="d must be >= 10"):
+    with pytest.raises(ValueError, match="d must be an integer >= 10"):
         rs.digits_data(d=5)
 
 
@@ -788,3 +788,16 @@ def test_compiled_tanh_and_exp_accuracy():
     nan = np.array([np.nan])
     both(nan, t[:1], e[:1])
     assert np.isnan(t[0])
+
+
+def test_complex_data_refused():
+    # the data matrices go through kernels._checks.finite_array: complex input is refused
+    # (NumPy would drop the imaginary part with only a ComplexWarning)
+    rng = np.random.default_rng(0)
+    A, b, delta = _random_net(rng, 2, 3, "shared")
+    X = rng.standard_normal((4, 3))
+    with pytest.raises(TypeError, match="X must be real"):
+        rs.evaluate(A, b, delta, X + 1j, X, activation="tanh")
+    data = rs.Dataset(X, X * (1 + 0.5j), X[:0], X[:0], "complex")
+    with pytest.raises(TypeError, match="data.Y must be real"):
+        rs.train(2, data, batch_size=2)
