@@ -27,3 +27,14 @@ def _matrix(name, x, cols=None):
     if a.shape[0] < 1:
         raise ValueError(f"{name} must have at least one row, got shape {a.shape}")
     return np.ascontiguousarray(a)
+
+
+def _samples(xname, X, yname, Y, cols=None):
+    """Checked inputs and targets: two :func:`_matrix` with the same rows, Y with X's columns
+    (``cols`` columns if given)."""
+    X = _matrix(xname, X, cols=cols)
+    Y = _matrix(yname, Y, cols=X.shape[1])
+    if Y.shape[0] != X.shape[0]:
+        raise ValueError(f"{xname} and {yname} must have the same number of rows, got "
+                         f"{X.shape[0]} and {Y.shape[0]}")
+    return X, Y

@@ -8,10 +8,11 @@ import numba
 import numpy as np
 
 from kernels import Activation, ReLU
-from kernels._checks import finite_float, int_in_range, nonneg_float, positive_float
+from kernels._checks import (finite_array, finite_float, int_in_range, nonneg_float,
+                             positive_float)
 from kernels._pointwise import dphi, phi
 
-from ._checks import _choice, _matrix
+from ._checks import _choice, _samples
 from .data import Dataset, ode_data
 
 __all__ = ["ACTIVATIONS", "DELTA_TYPES", "INITS", "OPTIMIZERS", "LOADERS", "TrainResult", "train",
@@ -480,14 +481,10 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
         data = ode_data()
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a Dataset (ode_data(), digits_data()), got {data!r}")
-    X = _matrix("data.X", data.X)
+    X, Y = _samples("data.X", data.X, "data.Y", data.Y)
     if d is not None and int_in_range(d, "d", 1) != X.shape[1]:
         raise ValueError(f"d = {d!r} does not match the data's width {X.shape[1]}")
     d = X.shape[1]
-    Y = _matrix("data.Y", data.Y, cols=d)
-    if Y.shape[0] != X.shape[0]:
-        raise ValueError(f"data.X and data.Y must have the same number of rows, got "
-                         f"{X.shape[0]} and {Y.shape[0]}")
     act, acode, point = _activation(activation, d, L)
     dt = _choice("delta_type", delta_type, DELTA_TYPES)
     init = _choice("init", init, INITS)
@@ -564,23 +561,20 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
 
 
 def _network_args(A, b, delta, X, Y, activation, delta_type, none_lengths):
-    """Checked arrays of :func:`evaluate` / :func:`gradient`: ``(A, b, delta, X, Y, (code,
-    point), delta_type, L, d)``; ``delta`` must have length 1 ('shared'), L ('multi') or one of
-    ``none_lengths`` ('none')."""
-    A = np.ascontiguousarray(np.asarray(A, dtype=np.float64))
+    """Checked arrays of :func:`evaluate` / :func:`gradient` (finite, real): ``(A, b, delta, X,
+    Y, (code, point), delta_type, L, d)``; ``delta`` must have length 1 ('shared'), L ('multi')
+    or one of ``none_lengths`` ('none')."""
+    A = np.ascontiguousarray(finite_array(A, "A"))
     if A.ndim != 3 or A.shape[1] != A.shape[2] or A.shape[0] < 1:
         raise ValueError(f"A must have shape (L, d, d) with L >= 1, got {A.shape}")
     L, d = A.shape[0], A.shape[1]
-    b = np.ascontiguousarray(np.asarray(b, dtype=np.float64))
+    b = np.ascontiguousarray(finite_array(b, "b"))
     if b.shape != (L, d):
         raise ValueError(f"b must have shape {(L, d)}, got {b.shape}")
-    X, Y = _matrix("X", X, cols=d), _matrix("Y", Y, cols=d)
-    if X.shape[0] != Y.shape[0]:
-        raise ValueError(f"X and Y must have the same number of rows, got {X.shape[0]} and "
-                         f"{Y.shape[0]}")
+    X, Y = _samples("X", X, "Y", Y, cols=d)
     _, code, point = _activation(activation, d, L)
     dt = _choice("delta_type", delta_type, DELTA_TYPES)
-    delta = np.asarray(delta, dtype=np.float64).reshape(-1)
+    delta = finite_array(delta, "delta").reshape(-1)
     want = {"none": none_lengths, "shared": (1,), "multi": (L,)}[dt]
     if delta.shape[0] not in want:
         raise ValueError(f"delta must have length {want[0]} for delta_type {dt!r}, got "
@@ -601,8 +595,6 @@ def evaluate(A, b, delta, X, Y, *, activation="tanh", delta_type="shared"):
     """
     A, b, delta, X, Y, act, dt, L, d = _network_args(A, b, delta, X, Y, activation, delta_type,
                                                      none_lengths=(0, 1))
-    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b)) and np.all(np.isfinite(delta))):
-        raise ValueError("A, b and delta must be finite")
     dvec = delta if dt != "none" else np.zeros(1)
     return float(_loss_only(A, b, np.ascontiguousarray(dvec), DELTA_TYPES.index(dt), *act, X,
                             Y, 256))
