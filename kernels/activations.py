@@ -592,7 +592,10 @@ def _build_gh_pair(fn, dfn):
         n = params.shape[0] // 2
         if q1 > 0.0:
             a = math.sqrt(2.0 * q1)
-            bc = c * math.sqrt(2.0 / q1)
+            if q1 >= 1e-300:
+                bc = c * math.sqrt(2.0 / q1)
+            else:                       # 2 / q1 would overflow (subnormal q1)
+                bc = (c / math.sqrt(q1)) * math.sqrt(2.0)
             cc = c * c
             if cc < 1e300 and (cc > 1e-300 or c == 0.0):
                 cq = cc / q1

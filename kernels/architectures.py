@@ -217,6 +217,8 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, dia
         _trajectory_memory(len(record), n1, n2, ntk)
     qa, qb, (state, ntk_state, spare), sym = _input_state(x1, x2, K0, stack.stem,
                                                            gap=kind[0] == "abrelu", diag=diag)
+    if not eligible and stack.sb2 == 0.0 and b0 == 0.0 and _vanishes_at_zero(stack.activation):
+        _check_underflow(stack, qa, qb, x1, x2, K0)
     ta, tb = qa.copy(), qb.copy()    # Theta = K after the (trained) stem
     eps, cov = (state, spare) if kind[0] == "abrelu" else (None, state)
 
@@ -460,6 +462,35 @@ def _check_finite(stack, named, layers=None):
         raise FloatingPointError(
             f"the {name} overflows{where}: entries exceed the float64 range (1.8e308) and "
             f"become inf or NaN; reduce the depth or adjust the variances{skip}")
+
+
+def _vanishes_at_zero(act):
+    """phi(0) == 0 (then a bias-free network's kernels scale with its inputs)."""
+    try:
+        with np.errstate(all="ignore"):
+            return float(np.asarray(act(0.0))) == 0.0
+    except Exception:                                    # noqa: BLE001 (reported elsewhere)
+        return False
+
+
+def _check_underflow(stack, qa, qb, x1, x2, K0):
+    """A bias-free network with phi(0) = 0 that is not rescaled (smooth activations; only
+    bias-free ABReLU nets are, ``_homogeneous_rescale``) scales with its inputs: an input
+    variance below the
+    smallest normal float64 (a nonzero row whose w |x|^2 / d underflows) leaves its kernels
+    without relative precision and its correlations undefined.  Refuse it with the rows."""
+    tiny = np.finfo(np.float64).tiny
+    for q, x, name in ((qa, x1, "x1"), (qb, x2 if x2 is not None else x1, "x2")):
+        live = np.diag(K0) > 0 if K0 is not None else np.any(x != 0, axis=1)
+        bad = np.flatnonzero(live & (q < tiny))
+        if bad.size:
+            src = "K0" if K0 is not None else name
+            raise FloatingPointError(
+                f"the NNGP underflows: rows {bad[:5].tolist()} of {src} give input variances "
+                f"{float(np.max(q[bad])):.3g} < {tiny:.3g} (the smallest normal float64), "
+                f"where a bias-free {stack.activation!r} network's kernels lose all relative "
+                f"precision and its correlations are undefined (only bias-free ABReLU-family "
+                f"networks are rescaled exactly); scale the inputs up")
 
 
 def _finish(stack, cov, ntk, qa, qb, ta, tb, sym, scale=None):
