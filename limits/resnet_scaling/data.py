@@ -29,6 +29,12 @@ def _unit_rows(a):
     return a / np.linalg.norm(a, axis=1, keepdims=True)
 
 
+def _sizes(d, d_min, train_size, test_size, seed):
+    """The checked arguments every data set takes: ``(d, train_size, test_size, seed)``."""
+    return (int_in_range(d, "d", d_min), int_in_range(train_size, "train_size", 1),
+            int_in_range(test_size, "test_size", 0), int_in_range(seed, "seed", 0))
+
+
 def ode_data(d=10, train_size=1024, test_size=256, seed=0, n_steps=100, noise=0.0):
     """Synthetic "ODE" data of P2 (P2-code ``generate_data_ODE``; training.md §2.2).
 
@@ -48,12 +54,9 @@ def ode_data(d=10, train_size=1024, test_size=256, seed=0, n_steps=100, noise=0.
     -------
     Dataset
     """
-    d = int_in_range(d, "d", 1)
-    ntr = int_in_range(train_size, "train_size", 1)
-    nte = int_in_range(test_size, "test_size", 0)
+    d, ntr, nte, seed = _sizes(d, 1, train_size, test_size, seed)
     n_steps = int_in_range(n_steps, "n_steps", 1)
     noise = nonneg_float(noise, "noise")
-    seed = int_in_range(seed, "seed", 0)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2105_12245]))
     x = rng.uniform(-1.0, 1.0, size=(ntr + nte, d))
     z = x.copy()
@@ -85,13 +88,10 @@ def digits_data(d=25, train_size=1024, test_size=256, seed=0, projection_seed=0)
     -------
     Dataset
     """
-    d = int_in_range(d, "d", 10)
-    ntr = int_in_range(train_size, "train_size", 1)
-    nte = int_in_range(test_size, "test_size", 0)
+    d, ntr, nte, seed = _sizes(d, 10, train_size, test_size, seed)
     if ntr + nte > 1797:
         raise ValueError(f"train_size + test_size must be <= 1797 (the digits set), got "
                          f"{ntr} + {nte}")
-    seed = int_in_range(seed, "seed", 0)
     projection_seed = int_in_range(projection_seed, "projection_seed", 0)
     try:
         from sklearn.datasets import load_digits
