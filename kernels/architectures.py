@@ -217,8 +217,8 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, dia
         _trajectory_memory(len(record), n1, n2, ntk)
     qa, qb, (state, ntk_state, spare), sym = _input_state(x1, x2, K0, stack.stem,
                                                            gap=kind[0] == "abrelu", diag=diag)
-    if not eligible and stack.sb2 == 0.0 and b0 == 0.0 and _vanishes_at_zero(stack.activation):
-        _check_underflow(stack, qa, qb, x1, x2, K0)
+    if not eligible:
+        _check_input_range(stack, qa, qb, x1, x2, K0)
     ta, tb = qa.copy(), qb.copy()    # Theta = K after the (trained) stem
     eps, cov = (state, spare) if kind[0] == "abrelu" else (None, state)
 
@@ -473,12 +473,21 @@ def _vanishes_at_zero(act):
         return False
 
 
-def _check_underflow(stack, qa, qb, x1, x2, K0):
-    """A bias-free network with phi(0) = 0 that is not rescaled (smooth activations; only
-    bias-free ABReLU nets are, ``_homogeneous_rescale``) scales with its inputs: an input
-    variance below the
-    smallest normal float64 (a nonzero row whose w |x|^2 / d underflows) leaves its kernels
-    without relative precision and its correlations undefined.  Refuse it with the rows."""
+def _check_input_range(stack, qa, qb, x1, x2, K0):
+    """Input variances ``w |x|^2 / d + b`` of a network that is not rescaled (only bias-free
+    ABReLU nets are, ``_homogeneous_rescale``) must be finite; and for a bias-free one with
+    phi(0) = 0, whose kernels scale with its inputs, at least the smallest normal float64 (a
+    nonzero row whose variance underflows leaves its kernels without relative precision and
+    its correlations undefined).  Refuse either up front, naming the rows."""
+    for q, name in ((qa, "x1"), (qb, "x2" if x2 is not None else "x1")):
+        bad = np.flatnonzero(~np.isfinite(q))
+        if bad.size:
+            raise FloatingPointError(
+                f"the NNGP overflows at the input: rows {bad[:5].tolist()} of "
+                f"{'K0' if K0 is not None else name} give input variances w |x|^2 / d + b "
+                f"beyond the float64 range (1.8e308); scale the inputs down")
+    if not (stack.sb2 == 0.0 and stack.stem[1] == 0.0 and _vanishes_at_zero(stack.activation)):
+        return
     tiny = np.finfo(np.float64).tiny
     for q, x, name in ((qa, x1, "x1"), (qb, x2 if x2 is not None else x1, "x2")):
         live = np.diag(K0) > 0 if K0 is not None else np.any(x != 0, axis=1)

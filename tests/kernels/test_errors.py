@@ -494,3 +494,33 @@ def test_finite_array_returns_float64():
     a = _checks.finite_array([[1, 2], [3, 4]], "arg")
     assert a.dtype == np.float64 and a.shape == (2, 2)
     assert _checks.finite_array(3, "arg").shape == ()
+
+
+# ----------------------------------------------------------------------------------------------
+# input scales a network that is not rescaled cannot represent (issue 21)
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("net", [kn.MLP(3, kn.Erf(), weight_var=1.5, bias_var=0.1),
+                                 kn.ResNet(3, kn.Tanh(), weight_var=1.5),
+                                 kn.MLP(3, kn.ReLU(), weight_var=2.0, bias_var=0.1)],
+                         ids=["erf-biased", "tanh-resnet", "relu-biased"])
+def test_input_variance_overflow_named(net):
+    for call in (net.kernels, net.nngp, net.trajectory):
+        with pytest.raises(FloatingPointError,
+                           match=r"NNGP overflows at the input: rows \[0, 1, 2\] of x1.*scale the "
+                                 r"inputs down"):
+            call(1e160 * X)
+
+
+def test_input_variance_underflow_of_bias_free_smooth_net_named():
+    # a bias-free tanh net at 1e-160: variances ~1e-320 (subnormal); it returned nngp ~6e-160
+    # (the quadrature overflowed 2/q) and correlations far from the input's
+    net = kn.MLP(3, kn.Tanh(), weight_var=1.5)
+    with pytest.raises(FloatingPointError, match=r"NNGP underflows: rows \[0, 1, 2\] of x1"):
+        net.trajectory(1e-160 * X)
+    with pytest.raises(FloatingPointError, match=r"rows \[1\] of x2"):
+        net.nngp(X, np.array([[1.0, 0.0], [1e-170, 0.0]]))
+    assert np.all(net.nngp(np.vstack([X, np.zeros((1, 2))]))[-1] == 0.0)   # a zero row is fine
+    # with a bias, or phi(0) != 0, the tiny input part only rounds away: results are those at x = 0
+    for biased in (kn.MLP(3, kn.Tanh(), weight_var=1.5, bias_var=0.1),
+                   kn.MLP(3, kn.Erf(1.0, 1.0, 0.3), weight_var=1.5)):
+        np.testing.assert_array_equal(biased.nngp(1e-300 * X), biased.nngp(0.0 * X))
