@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from limits import resnet_scaling as rs  # noqa: E402
-from limits.resnet_scaling import _epoch  # noqa: E402
+from limits.resnet_scaling.trainer import _ALIAS_POINT, _epoch  # noqa: E402
 
 
 def numpy_epoch(A, b, delta, X, Y, perm, batch, lr, act="tanh", b1=0.9, b2=0.999, eps=1e-8,
@@ -94,11 +94,11 @@ def main():
             A, b, dl = A0.copy(), b0.copy(), d0.copy()
             z = [np.zeros_like(x) for x in (A, A, b, b, dl, dl)]
             work = (np.empty((L + 1, args.d, args.batch)), np.empty((L, args.d, args.batch)),
-                    np.empty((args.d, args.batch)), np.empty_like(A), np.empty_like(b),
-                    np.empty_like(dl))
+                    np.empty((0, 0, 0)), np.empty((args.d, args.batch)), np.empty_like(A),
+                    np.empty_like(b), np.empty_like(dl))
             t = time.perf_counter()
-            _epoch(A, b, dl, 1, rs.ACTIVATIONS[act], X, Y, perm, args.batch, 0, 1e-3, 0.9, 0.999, 1e-8, 0, *z,
-                   *work)
+            _epoch(A, b, dl, 1, rs.ACTIVATIONS[act], _ALIAS_POINT, X, Y, perm, args.batch, 0,
+                   1e-3, 0.9, 0.999, 1e-8, 0, *z, *work)
             tn.append(time.perf_counter() - t)
             An = A
             A, b, dl = A0.copy(), b0.copy(), d0.copy()

@@ -46,17 +46,11 @@ def inputs(x, name, d=None):
     """A finite float64 array of shape (N, d)."""
     if x is None:
         raise TypeError(f"{name} is required (or give an input kernel K0=)")
-    real_array(x, name)
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be an array of real numbers: {exc}") from exc
+    arr = finite_array(x, name)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-d (N, d), got shape {arr.shape}")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"{name} must have at least one row and one column, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
     if d is not None and arr.shape[1] != d:
         raise ValueError(f"{name} has {arr.shape[1]} features but the first inputs have {d}")
     return np.ascontiguousarray(arr)
@@ -64,15 +58,9 @@ def inputs(x, name, d=None):
 
 def psd_kernel(K, name="K0"):
     """A finite, symmetric, positive semi-definite float64 matrix."""
-    real_array(K, name)
-    try:
-        arr = np.asarray(K, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be an array of real numbers: {exc}") from exc
+    arr = finite_array(K, name)
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 1:
         raise ValueError(f"{name} must be a square (N, N) matrix, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
     scale = max(float(np.max(np.abs(np.diag(arr)))), 1e-300)
     if not np.allclose(arr, arr.T, rtol=0, atol=1e-12 * scale):
         raise ValueError(f"{name} must be symmetric (max |K - K.T| = "
@@ -86,15 +74,24 @@ def psd_kernel(K, name="K0"):
 
 
 def finite_array(value, name):
-    """A finite float64 array of any shape (a scalar gives a 0-d array); complex, object or
-    non-numeric input is a TypeError, NaN or inf a ValueError, both naming ``name``."""
-    if np.iscomplexobj(value):
-        raise TypeError(f"{name} must be real, got a complex value {value!r}")
+    """A finite float64 array of any shape (a scalar gives a 0-d array); the one check of
+    array arguments at the public boundary.
+
+    Complex input is a TypeError (NumPy would drop the imaginary part with only a
+    ComplexWarning), as is object, ragged or non-numeric input; NaN or inf is a ValueError
+    giving the first bad index; every message names ``name``.  Shape checks are the caller's.
+    """
+    try:
+        cplx = np.iscomplexobj(value)
+    except (TypeError, ValueError):      # ragged: the cast below reports it
+        cplx = False
+    if cplx:
+        raise TypeError(f"{name} must be real, got complex values")
     try:
         arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a real number or an array of real numbers, "
-                        f"got {value!r}") from None
+                        f"got {_short(value)} ({exc})") from None
     if not np.all(np.isfinite(arr)):
         if arr.ndim == 0:
             raise ValueError(f"{name} must be finite, got {value!r}")
@@ -125,20 +122,9 @@ def flag(value, name):
     return bool(value)
 
 
-def fits_in_memory(nbytes, what, fraction=0.5):
-    """``nbytes`` if an allocation of that size for ``what`` fits in ``fraction`` of the
-    machine's physical memory; else a ValueError giving both sizes (instead of a MemoryError,
-    or swapping, after the work has started).  Where the physical memory is unknown, only
-    the 2^63-byte address space bounds it."""
-    import os
-    try:
-        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        total = 2 ** 63
-    if not nbytes <= fraction * total:
-        raise ValueError(f"{what} would need {_size(nbytes)}, more than {fraction:.0%} of this "
-                         f"machine's {_size(total)} of memory")
-    return nbytes
+def _short(value, n=80):
+    r = repr(value)
+    return r if len(r) <= n else r[:n - 3] + "..."
 
 
 def _size(nbytes):
@@ -146,18 +132,6 @@ def _size(nbytes):
         if nbytes < 1024 or unit == "PiB":
             return f"{nbytes:.3g} {unit}" if unit != "B" else f"{int(nbytes)} B"
         nbytes /= 1024
-
-
-def real_array(value, name):
-    """Refuse complex input with a TypeError naming ``name`` (NumPy would drop the imaginary
-    part with only a ComplexWarning).  Returns ``value`` unchanged."""
-    try:
-        cplx = np.iscomplexobj(value)
-    except (TypeError, ValueError):      # ragged or non-numeric: the caller's cast reports it
-        cplx = False
-    if cplx:
-        raise TypeError(f"{name} must be real, got complex values")
-    return value
 
 
 def available_memory():
@@ -175,12 +149,45 @@ def available_memory():
         return None
 
 
-def memory_budget(nbytes, what, hint=""):
-    """Refuse up front (MemoryError with the number) a computation that needs ``nbytes`` bytes
-    when that exceeds the memory available now."""
+class MemoryBudgetError(MemoryError, ValueError):
+    """A computation refused up front because it would not fit in memory.
+
+    A ``MemoryError`` (memory is what is short) and a ``ValueError`` (an argument asked for
+    it: the refusal comes before any allocation or compiled code, like every argument
+    check), so that either ``except`` clause catches it."""
+
+
+def memory_guard(need, what, hint=""):
+    """Refuse up front what cannot fit: the one memory check of both packages.
+
+    Parameters
+    ----------
+    need : float or list of (float, str)
+        Bytes the computation needs; or its parts as ``(bytes, description)`` (summed; the
+        message names the largest part).
+    what : str
+        What needs it, e.g. ``"monte_carlo"`` or ``"m=100 with n=10: the training state"``.
+    hint : str, optional
+        What to change to fit (e.g. ``"reduce the width"``).
+
+    Raises
+    ------
+    MemoryBudgetError
+        When the bytes exceed the memory available now (``available_memory``: MemAvailable on
+        Linux; where unknown, the 2^63-byte address space), with both sizes in bytes and
+        binary units, instead of a MemoryError or swapping after the work has started.
+    """
+    parts = need if isinstance(need, (list, tuple)) else [(need, None)]
+    total = sum(float(b) for b, _ in parts)
     avail = available_memory()
-    if avail is not None and nbytes > avail:
-        raise MemoryError(f"{what} needs about {_size(nbytes)}, but only "
-                          f"{_size(avail)} is available{': ' + hint if hint else ''}")
+    limit = 2.0 ** 63 if avail is None else avail
+    if total <= limit:
+        return
+    largest = max(parts, key=lambda p: p[0])[1]
+    largest = f"; the largest part: {largest}" if largest else ""
+    where = (f"but only {_size(avail)} is available ({avail:,} bytes of memory)"
+             if avail is not None else "more than the 2^63-byte address space")
+    raise MemoryBudgetError(f"{what} needs about {int(total):,} bytes ({_size(total)}"
+                            f"{largest}), {where}{': ' + hint if hint else ''}")
 
 

@@ -242,7 +242,7 @@ def run(prob, x1, x2=None):
                          f"infinite or undefined; remove the zero input or give the input "
                          f"layer a bias")
     nb = 8.0 * (L + 1) * (n1 + n2) * (2 * T + 4) + 8.0 * n1 * n2 * (2 * T + 4)
-    _checks.memory_budget(nb, f"kernel gradients of {n1} x {n2} entries with {T} tangents "
+    _checks.memory_guard(nb, f"kernel gradients of {n1} x {n2} entries with {T} tangents "
                           f"through {L} layers")
     G = _gram.gram(x1, None if sym else xb)
     gscale = 1.0 / d

@@ -31,14 +31,7 @@ def _as_float_arrays(q1, q2, c):
     covariance test is written with square roots so that it holds at any representable scale."""
     arrs = []
     for name, a in (("q1", q1), ("q2", q2), ("c", c)):
-        _checks.real_array(a, name)
-        try:
-            arrs.append(np.asarray(a, dtype=np.float64))
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be real numbers: {exc}") from exc
-    for name, a in zip(("q1", "q2", "c"), arrs):
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name} must be finite, got {a[~np.isfinite(a)].ravel()[0]!r}")
+        arrs.append(_checks.finite_array(a, name))
     q1, q2, c = np.broadcast_arrays(*arrs)
     if np.any(q1 < 0) or np.any(q2 < 0):
         raise ValueError("q1 and q2 must be >= 0 (variances)")
@@ -599,7 +592,10 @@ def _build_gh_pair(fn, dfn):
         n = params.shape[0] // 2
         if q1 > 0.0:
             a = math.sqrt(2.0 * q1)
-            bc = c * math.sqrt(2.0 / q1)
+            if q1 >= 1e-300:
+                bc = c * math.sqrt(2.0 / q1)
+            else:                       # 2 / q1 would overflow (subnormal q1)
+                bc = (c / math.sqrt(q1)) * math.sqrt(2.0)
             cc = c * c
             if cc < 1e300 and (cc > 1e-300 or c == 0.0):
                 cq = cc / q1

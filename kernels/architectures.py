@@ -276,6 +276,8 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, dia
         _trajectory_memory(len(record), n1, n2, ntk)
     qa, qb, (state, ntk_state, spare), sym, ta, tb = _input_state(
         x1, x2, K0, stack.stem, gap=kind[0] == "abrelu", diag=diag, stem_ntk=stack.stem_ntk)
+    if not homogeneous:
+        _check_input_range(stack, qa, qb, x1, x2, K0)
     eps, cov = (state, spare) if kind[0] == "abrelu" else (None, state)
 
     n_pairs = (n1 * (n1 - 1) // 2 if sym else n1 * n2) if pairs is None else pairs
@@ -319,7 +321,7 @@ def _trajectory_memory(R, n1, n2, ntk):
     """Refuse up front a trajectory that cannot fit: about (9 + 2 ntk) arrays of (R, N1, N2)
     float64 (engine records, outputs, temporaries)."""
     per = 9 + (2 if ntk else 0)
-    _checks.memory_budget(8.0 * R * (n1 * n2 * per + 4),
+    _checks.memory_guard(8.0 * R * (n1 * n2 * per + 4),
                           f"a trajectory of {R} recorded layers x {n1} x {n2} entries",
                           "record fewer layers (layers=[...])" +
                           ("" if not ntk else " or skip the NTK (ntk=False)"))
@@ -531,6 +533,45 @@ def _check_finite(stack, named, layers=None):
         raise FloatingPointError(
             f"the {name} overflows{where}: entries exceed the float64 range (1.8e308) and "
             f"become inf or NaN; reduce the depth or adjust the variances{skip}")
+
+
+def _vanishes_at_zero(act):
+    """phi(0) == 0 (then a bias-free network's kernels scale with its inputs)."""
+    try:
+        with np.errstate(all="ignore"):
+            return float(np.asarray(act(0.0))) == 0.0
+    except Exception:                                    # noqa: BLE001 (reported elsewhere)
+        return False
+
+
+def _check_input_range(stack, qa, qb, x1, x2, K0):
+    """Input variances ``w |x|^2 / d + b`` of a network that is not rescaled (only bias-free
+    ABReLU nets are, ``_homogeneous_rescale``) must be finite; and for a bias-free one with
+    phi(0) = 0, whose kernels scale with its inputs, at least the smallest normal float64 (a
+    nonzero row whose variance underflows leaves its kernels without relative precision and
+    its correlations undefined).  Refuse either up front, naming the rows."""
+    for q, name in ((qa, "x1"), (qb, "x2" if x2 is not None else "x1")):
+        bad = np.flatnonzero(~np.isfinite(q))
+        if bad.size:
+            raise FloatingPointError(
+                f"the NNGP overflows at the input: rows {bad[:5].tolist()} of "
+                f"{'K0' if K0 is not None else name} give input variances w |x|^2 / d + b "
+                f"beyond the float64 range (1.8e308); scale the inputs down")
+    if not (np.all(stack.sb2 == 0.0) and stack.stem[1] == 0.0
+            and _vanishes_at_zero(stack.activation)):
+        return
+    tiny = np.finfo(np.float64).tiny
+    for q, x, name in ((qa, x1, "x1"), (qb, x2 if x2 is not None else x1, "x2")):
+        live = np.diag(K0) > 0 if K0 is not None else np.any(x != 0, axis=1)
+        bad = np.flatnonzero(live & (q < tiny))
+        if bad.size:
+            src = "K0" if K0 is not None else name
+            raise FloatingPointError(
+                f"the NNGP underflows: rows {bad[:5].tolist()} of {src} give input variances "
+                f"{float(np.max(q[bad])):.3g} < {tiny:.3g} (the smallest normal float64), "
+                f"where a bias-free {stack.activation!r} network's kernels lose all relative "
+                f"precision and its correlations are undefined (only bias-free ABReLU-family "
+                f"networks are rescaled exactly); scale the inputs up")
 
 
 def _finish(stack, cov, ntk, qa, qb, ta, tb, sym, scale=None):
@@ -877,7 +918,7 @@ def _check_depth(depth):
 def _stack_memory(L):
     """Refuse up front a per-layer description that cannot fit (u, v, ntk_w, ntk_b: 32 bytes
     a layer; scalar variances are broadcast views)."""
-    _checks.memory_budget(32.0 * L, f"the per-layer description of depth {L}")
+    _checks.memory_guard(32.0 * L, f"the per-layer description of depth {L}")
 
 
 def _check_resolvable(activation, depth):

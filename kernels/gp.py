@@ -76,16 +76,10 @@ def _check_kind(kind):
 
 def _data(x, y):
     x = _checks.inputs(x, "x")
-    _checks.real_array(y, "y")
-    try:
-        Y = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"y must be an array of real numbers: {exc}") from exc
+    Y = _checks.finite_array(y, "y")
     if Y.ndim not in (1, 2) or Y.shape[0] != x.shape[0]:
         raise ValueError(f"y must have shape ({x.shape[0]},) or ({x.shape[0]}, k) to match x, "
                          f"got {Y.shape}")
-    if not np.all(np.isfinite(Y)):
-        raise ValueError("y contains NaN or inf")
     return x, Y.reshape(x.shape[0], -1)
 
 

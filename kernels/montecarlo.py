@@ -197,16 +197,10 @@ def _check_finite_block(values, what, lo, fin, layers=None):
 
 
 def _check_memory(caller, parts):
-    """Refuse up front what cannot fit: ``parts`` is a list of (bytes, what)."""
-    need = sum(b for b, _ in parts)
-    avail = _checks.available_memory()
-    if avail is None or need <= avail:
-        return
-    big = max(parts)[1]
-    raise ValueError(f"{caller} needs about {need:,} bytes ({need / 2 ** 30:.1f} GiB; the "
-                     f"largest part: {big}), more than the {avail:,} bytes "
-                     f"({avail / 2 ** 30:.1f} GiB) of memory available: reduce the width, "
-                     f"the samples kept or the layers recorded")
+    """Refuse up front what cannot fit (``_checks.MemoryBudgetError``, a MemoryError and a
+    ValueError): ``parts`` is a list of (bytes, what)."""
+    _checks.memory_guard(parts, caller, "reduce the width, the samples kept or the layers "
+                                        "recorded")
 
 
 def _sampler_bytes(method, n, N, d, L, ntk, batch, R):

@@ -101,16 +101,10 @@ class Prediction:
 
 
 def _targets(y, n):
-    _checks.real_array(y, "y_train")
-    try:
-        arr = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"y_train must be an array of real numbers: {exc}") from exc
+    arr = _checks.finite_array(y, "y_train")
     if arr.ndim not in (1, 2) or arr.shape[0] != n:
         raise ValueError(f"y_train must have shape ({n},) or ({n}, k) to match the training "
                          f"inputs, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("y_train contains NaN or inf")
     return arr
 
 
@@ -158,15 +152,9 @@ def _block(k, name, what):
 
 
 def _array(a, name, shape):
-    _checks.real_array(a, name)
-    try:
-        arr = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be an array of real numbers: {exc}") from exc
+    arr = _checks.finite_array(a, name)
     if arr.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
     return arr
 
 

@@ -72,19 +72,11 @@ def _writable_dir(path, option):
     _writable(os.path.join(path, "report.md"), option)
 
 
-def _memory_bytes():
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):        # not POSIX: assume 8 GiB
-        return 8 * 2 ** 30
-
-
 def _fits(need, what):
-    """Refuse a size whose estimated memory exceeds half of this machine's RAM."""
-    have = _memory_bytes()
-    if need > have / 2:
-        raise CLIError(f"{what} needs about {need / 2 ** 30:.3g} GiB of memory; this machine "
-                       f"has {have / 2 ** 30:.3g} GiB (at most half of it may be used)")
+    """Refuse a size whose estimated memory exceeds the memory available (the library's one
+    guard, ``kernels._checks.memory_guard``: a ValueError, reported as one line)."""
+    from kernels._checks import memory_guard
+    memory_guard(need, what, "use a smaller value")
 
 
 def _load_inputs(path):

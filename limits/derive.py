@@ -386,12 +386,22 @@ def covariance_sde(n_inputs=2, activation="relu", c_plus=None, c_minus=None, psi
     n_inputs : int
         Number m of inputs; the state is the m(m+1)/2 entries V_ab, a <= b, row by row
         (``V11, V12, ..., V1m, V22, ...``).
-    activation : {"relu", "smooth"} or sympy.Expr
+    activation : {"relu", "smooth"}, sympy.Expr or kernels.Activation
         ``"relu"``: shaped ReLU (params ``c_plus, c_minus`` unless given).  ``"smooth"``: the
         polynomial perturbation ``psi``, ``chi`` (default ``a2 x^2``, ``a3 x^3``; params = their
         free symbols other than ``x``, sorted by name).  A SymPy expression ``phi(x)`` in the
         symbol ``x`` with ``phi(0) = 0``, ``phi'(0) = 1``: shaped as ``s phi(x/s)``,
-        ``s = a sqrt(n)`` (param ``a``).
+        ``s = a sqrt(n)`` (param ``a``).  A ``kernels.Activation`` is mapped to one of these
+        (same derivation, same output): ``ShapedReLU(c_plus, c_minus, rate="width")`` to
+        ``"relu"`` with its constants; a positively homogeneous ``ABReLU(a, a)`` (a != 0, e.g.
+        ``Identity()``) to ``"relu"`` with ``c_plus = c_minus = 0`` (with the normalisation
+        ``c`` a linear map has no drift); ``Tanh()`` and ``Erf(a, b, 0)`` with ``2 a b /
+        sqrt(pi) = 1`` (to 1e-12) to their SymPy expressions (``tanh(x)``,
+        ``sqrt(pi)/(2 b) erf(b x)``).  Other activations raise: a fixed-slope
+        ``ABReLU(a, b)``, a != b, is not a shaping of the identity (no covariance SDE at this
+        rate; see ``unshaped_q_sde``), ``ShapedReLU(rate="depth")`` has slopes tending to 1 in
+        depth, not width, and a user ``Activation(fn)`` has no symbolic form (pass ``phi`` as a
+        SymPy expression in ``limits.derive.x_act`` instead).
     c_plus, c_minus : float or None
         ReLU shaping constants; None keeps them as symbols (recommended for solvers: one
         compilation for all values, passed in ``p``).
@@ -412,9 +422,53 @@ def covariance_sde(n_inputs=2, activation="relu", c_plus=None, c_minus=None, psi
     Li, Nica & Roy (2022), "The Neural Covariance SDE", §§ on ReLU shaping and the covariance
     SDE (sde.md §2.1-2.3, §2.6).
     """
+    activation, c_plus, c_minus = _from_activation(activation, c_plus, c_minus)
     return _covariance_sde(_int_arg(n_inputs, "n_inputs", 1, 12), _activation_key(activation),
                            _const(c_plus, "c_plus"), _const(c_minus, "c_minus"),
                            _poly_arg(psi, "psi"), _poly_arg(chi, "chi"), bool(normalise))
+
+
+def _from_activation(act, c_plus, c_minus):
+    """``(activation, c_plus, c_minus)`` with a ``kernels.Activation`` replaced by the string or
+    SymPy expression it derives as (see :func:`covariance_sde`); anything else is returned as
+    is (checked by ``_activation_key``)."""
+    import kernels as kn
+    if not isinstance(act, kn.Activation):
+        return act, c_plus, c_minus
+    if isinstance(act, kn.ShapedReLU):
+        if act.rate != "width":
+            raise ValueError(f"activation = {act!r}: the covariance SDE is the width-n shaping "
+                             f"(slopes 1 + c/sqrt(n), t = l/n); a ShapedReLU with rate='depth' "
+                             f"has slopes 1 + c/sqrt(L) (the infinite-width, depth-scaled "
+                             f"limit); use rate='width'")
+    if isinstance(act, (kn.ShapedReLU, kn.ABReLU)) and (c_plus is not None
+                                                       or c_minus is not None):
+        raise ValueError(f"the shaping of activation = {act!r} is fixed by it: do not pass "
+                         f"c_plus / c_minus too (got c_plus={c_plus!r}, c_minus={c_minus!r})")
+    if isinstance(act, kn.ShapedReLU):
+        return "relu", act.c_plus, act.c_minus
+    if isinstance(act, kn.ABReLU):
+        if act.a == act.b != 0.0:
+            return "relu", 0.0, 0.0
+        raise ValueError(f"activation = {act!r} has fixed slopes a != b (or zero): it is not a "
+                         f"shaping of the identity, so it has no covariance SDE at rate "
+                         f"n^(-1/2); use ShapedReLU(c_plus, c_minus, rate='width') or, for the "
+                         f"unshaped ReLU, unshaped_q_sde()")
+    if isinstance(act, kn.Tanh):
+        return sp.tanh(x_act), c_plus, c_minus
+    if isinstance(act, kn.Erf):
+        slope = 2.0 * act.a * act.b / math.sqrt(math.pi)
+        if act.c != 0.0 or abs(slope - 1.0) > 1e-12:
+            raise ValueError(f"activation = {act!r}: the smooth derivation needs phi(0) = 0 and "
+                             f"phi'(0) = 1, i.e. Erf(a, b, 0) with 2 a b / sqrt(pi) = 1; got "
+                             f"phi(0) = {act.c!r}, phi'(0) = {slope!r} (use Erf(a=sqrt(pi)/(2 "
+                             f"b), b=b))")
+        b = sp.nsimplify(act.b, rational=True)      # phi'(0) = 1 exactly, whatever b
+        return sp.sqrt(sp.pi) / (2 * b) * sp.erf(b * x_act), c_plus, c_minus
+    raise TypeError(f"activation = {act!r} has no symbolic form for derive: the kernels "
+                    f"activations derive accepts are ShapedReLU(rate='width'), ABReLU(a, a), "
+                    f"Tanh and Erf; for any other phi pass a SymPy expression in "
+                    f"limits.derive.x_act (phi(0) = 0, phi'(0) = 1)")
 
 
 def _int_arg(v, name, lo, hi):

@@ -14,13 +14,16 @@ analysis): ``h_1 = W_0 x + b_0``, ``h_{l+1} = W_l tanh(h_l) + b_l``, logits
 plain minibatch SGD (compiled with numba; matrix products through BLAS).
 """
 import math
+import warnings
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
 from kernels import _checks
 
-__all__ = ["digits_data", "train_tanh_mlp", "train_point", "trainability_grid"]
+__all__ = ["digits_data", "train_tanh_mlp", "train_point", "trainability_grid",
+           "TrainabilityGrid"]
 
 
 def digits_data():
@@ -132,19 +135,93 @@ def train_point(params, rng_seed):
     return train_tanh_mlp(seed=seed, **params)
 
 
+class TrainabilityGrid(NamedTuple):
+    """Result of :func:`trainability_grid`.
+
+    Attributes
+    ----------
+    weight_vars : (W,) array; depths : (D,) array
+    accuracy : (D, W) array
+        Train accuracy of each point (chance 0.1); NaN where the point failed.
+    test_accuracy : (D, W) array
+        Test accuracy; NaN where the point failed.
+    diverged : (D, W) bool array
+        The run diverged (its accuracies are then reported as chance, 0.1: a result, not a
+        failure).
+    errors : (D, W) object array of str
+        ``""`` where the point was stored; else why it has no accuracy: the worker's
+        ``"Type: message"`` (the store keeps the traceback: ``limits.sweep.failures``), or
+        ``"missing: ..."``.
+    """
+
+    weight_vars: np.ndarray
+    depths: np.ndarray
+    accuracy: np.ndarray
+    test_accuracy: np.ndarray
+    diverged: np.ndarray
+    errors: np.ndarray
+
+    @property
+    def failed(self):
+        """``[(weight_var, depth, error), ...]`` of the points without a result."""
+        return [(float(self.weight_vars[j]), int(self.depths[i]), str(self.errors[i, j]))
+                for i, j in zip(*np.nonzero(self.errors != ""))]
+
+
 def trainability_grid(weight_vars, depths, store, bias_var=0.05, width=64, steps=1500,
                       lr=1e-2, executor=None, progress=False):
     """Train on the (weight_var, depth) grid through ``limits.sweep.run_grid`` (resumable
-    SQLite ``store``); returns ``(weight_vars, depths, train_accuracy[depth, weight_var])``."""
+    SQLite ``store``; experiment ``limits.trainability:train_point``).
+
+    Arguments are checked before any run.  A point whose run raised has NaN accuracies and its
+    error in ``errors``; a ``RuntimeWarning`` names every such point (weight_var, depth, error).
+    Only this grid's points are read from the store (points of other settings that share it
+    are left out).
+
+    Returns
+    -------
+    TrainabilityGrid
+    """
     from limits import sweep
-    grid = sweep.product(weight_var=[float(w) for w in weight_vars],
-                         depth=[int(d) for d in depths], bias_var=[float(bias_var)],
-                         width=[int(width)], steps=[int(steps)], lr=[float(lr)])
-    sweep.run_grid(train_point, grid, store, executor=executor, progress=progress)
-    recs = sweep.load(store)
-    acc = np.full((len(depths), len(weight_vars)), np.nan)
-    wi = {float(w): i for i, w in enumerate(weight_vars)}
-    di = {int(d): i for i, d in enumerate(depths)}
-    for r in recs:
-        acc[di[r.params["depth"]], wi[r.params["weight_var"]]] = r.results["train_accuracy"]
-    return np.asarray(weight_vars, float), np.asarray(depths), acc
+    sws = _checks.finite_array(weight_vars, "weight_vars").reshape(-1)
+    if sws.size == 0 or np.any(sws < 0) or len(set(sws.tolist())) != sws.size:
+        raise ValueError(f"weight_vars must be distinct numbers >= 0, got {weight_vars!r}")
+    try:
+        Ls = [_checks.int_in_range(d, "depths", 1) for d in depths]
+    except TypeError:
+        raise TypeError(f"depths must be a sequence of integers >= 1, got {depths!r}") from None
+    if not Ls or len(set(Ls)) != len(Ls):
+        raise ValueError(f"depths must be distinct integers >= 1, got {depths!r}")
+    params = dict(bias_var=_checks.nonneg_float(bias_var, "bias_var"),
+                  width=_checks.int_in_range(width, "width", 1),
+                  steps=_checks.int_in_range(steps, "steps", 1),
+                  lr=_checks.positive_float(lr, "lr"))
+    grid = sweep.product(weight_var=[float(w) for w in sws], depth=Ls,
+                         **{k: [v] for k, v in params.items()})
+    with warnings.catch_warnings():
+        # run_grid's summary warning names the first failure only: ours below names them all
+        warnings.filterwarnings("ignore", message="run_grid ", category=RuntimeWarning)
+        summary = sweep.run_grid(train_point, grid, store, executor=executor,
+                                 progress=progress)
+    stored = {r.key: r.results for r in sweep.load(store, summary.name)}
+    failed = {f.key: f.error for f in summary.failed}
+    shape = (len(Ls), len(sws))
+    acc, test = np.full(shape, np.nan), np.full(shape, np.nan)
+    div, errors = np.zeros(shape, dtype=bool), np.full(shape, "", dtype=object)
+    for p in grid:
+        i, j = Ls.index(p["depth"]), [float(w) for w in sws].index(p["weight_var"])
+        key = sweep.point_key(p)
+        if key in stored:
+            r = stored[key]
+            acc[i, j], test[i, j] = r["train_accuracy"], r["test_accuracy"]
+            div[i, j] = bool(r["diverged"])
+        else:
+            errors[i, j] = failed.get(key, "missing: not stored (still run by another "
+                                           "coordinator of the store?)")
+    out = TrainabilityGrid(sws, np.asarray(Ls), acc, test, div, errors)
+    if out.failed:
+        listed = "; ".join(f"(weight_var={w:g}, depth={L}): {e}" for w, L, e in out.failed)
+        warnings.warn(f"trainability_grid: {len(out.failed)} of {len(grid)} points have no "
+                      f"result (accuracy NaN): {listed}; tracebacks in "
+                      f"limits.sweep.failures({str(store)!r})", RuntimeWarning, stacklevel=2)
+    return out

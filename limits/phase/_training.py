@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels._checks import (finite_array, fits_in_memory, flag, int_in_range,
+from kernels._checks import (finite_array, flag, int_in_range, memory_guard,
                              positive_float)
 
 from ._coordinates import _power, _representable, from_gamma, one_d_data
@@ -125,16 +125,16 @@ def _scales(m, gamma, gamma_prime, alpha, beta_1, beta_2):
 def _max_steps(max_steps):
     """The step budget: an integer >= 1 whose loss history (8 bytes a step) fits in memory."""
     max_steps = int_in_range(max_steps, "max_steps", 1)
-    fits_in_memory(8 * (max_steps + 1), f"max_steps={max_steps}: the loss history (8 bytes a "
-                                        f"step)")
+    memory_guard(8 * (max_steps + 1), f"max_steps={max_steps}: the loss history (8 bytes a "
+                                      f"step)")
     return max_steps
 
 
 def _check_state_memory(m, n, d):
     """Refuse a width whose training state (2m neurons with ASI: weights, their copies,
     gradients, the (2m, n) pre-activations and residual masks) cannot fit in memory."""
-    fits_in_memory(8 * 2 * m * (3 * (d + 1) + 2 * n + 6), f"m={m} with n={n}, d={d}: the "
-                                                             f"training state")
+    memory_guard(8 * 2 * m * (3 * (d + 1) + 2 * n + 6), f"m={m} with n={n}, d={d}: the "
+                                                           f"training state")
 
 
 def _beta_1(m, beta1_exponent):
@@ -249,7 +249,7 @@ def initial_parameters(m, d, seed, beta_1=1.0, beta_2=1.0):
     seed = int_in_range(seed, "seed", 0)
     beta_1 = positive_float(beta_1, "beta_1")
     beta_2 = positive_float(beta_2, "beta_2")
-    fits_in_memory(8 * m * (d + 2), f"m={m}, d={d}: the initial parameters")
+    memory_guard(8 * m * (d + 2), f"m={m}, d={d}: the initial parameters")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), m, int(d)]))
     A = rng.standard_normal(m)
     Z = rng.standard_normal((m, d + 1))

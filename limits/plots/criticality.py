@@ -87,7 +87,7 @@ def order_chaos(activation, weight_vars=None, bias_vars=None, ax=None, overlays=
 
 
 def trainability(weight_vars, depths, accuracy, bias_var=0.05, activation=None, ax=None,
-                 factor=6.0):
+                 factor=6.0, errors=None):
     """Trained accuracy on the (weight_var, depth) grid with ``factor * xi_c`` over it
     (Schoenholz et al. 2017, Fig. 5: deep tanh networks train up to depth ~ 6 xi_c).
 
@@ -99,6 +99,9 @@ def trainability(weight_vars, depths, accuracy, bias_var=0.05, activation=None, 
     activation : kernels activation, default ``kernels.Tanh()``
     ax : matplotlib Axes, optional
     factor : float, default 6
+    errors : (D, W) array of str, optional
+        Per-point errors (``TrainabilityGrid.errors``): points with a non-empty error are
+        marked with a red cross ("run failed") instead of being left as blank cells.
 
     Returns
     -------
@@ -121,6 +124,11 @@ def trainability(weight_vars, depths, accuracy, bias_var=0.05, activation=None, 
     fine = np.linspace(sw.min(), sw.max(), 200)
     xi = cr.signal_propagation(act, fine, bias_var).depth_scale_c
     ax.plot(fine, factor * xi, "c-", lw=2, label=f"{factor:g} $\\xi_c$")
+    if errors is not None:
+        bad = np.asarray(errors, dtype=object) != ""
+        if bad.any():
+            i, j = np.nonzero(bad)
+            ax.plot(sw[j], L[i], "rx", ms=9, mew=2, label=f"run failed ({bad.sum()})")
     ax.set_yscale("log")
     ax.set_ylim(L.min() / 1.3, L.max() * 1.3)
     ax.set_xlabel(r"weight variance $\sigma_w^2$")

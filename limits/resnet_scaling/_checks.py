@@ -1,28 +1,12 @@
-"""Argument checks of ``limits.resnet_scaling`` (run before any compiled code)."""
-import math
+"""Argument checks of ``limits.resnet_scaling`` (run before any compiled code).
 
+Numbers and arrays are checked by ``kernels._checks`` (the one check layer of both packages:
+``int_in_range``, ``finite_float``, ``positive_float``, ``nonneg_float``, ``finite_array``);
+this module adds the two shapes of argument only this capability has: a string option and a
+(samples, features) data matrix."""
 import numpy as np
 
-
-def _int(name, v, minimum):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {v!r}")
-    if v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v!r}")
-    return int(v)
-
-
-def _real(name, v, positive=False, nonneg=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {v!r}")
-    v = float(v)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {v!r}")
-    if positive and not v > 0:
-        raise ValueError(f"{name} must be > 0, got {v!r}")
-    if nonneg and v < 0:
-        raise ValueError(f"{name} must be >= 0, got {v!r}")
-    return v
+from kernels._checks import finite_array
 
 
 def _choice(name, v, options):
@@ -34,17 +18,23 @@ def _choice(name, v, options):
 
 
 def _matrix(name, x, cols=None):
-    try:
-        a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real array, got {type(x).__name__}")
+    """A finite float64 (samples, features) matrix, C-contiguous; ``cols`` features if given."""
+    a = finite_array(x, name)
     if a.ndim != 2:
         raise ValueError(f"{name} must be 2-d (samples, features), got shape {a.shape}")
     if cols is not None and a.shape[1] != cols:
         raise ValueError(f"{name} must have {cols} columns (the width d), got shape {a.shape}")
     if a.shape[0] < 1:
         raise ValueError(f"{name} must have at least one row, got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite")
     return np.ascontiguousarray(a)
 
+
+def _samples(xname, X, yname, Y, cols=None):
+    """Checked inputs and targets: two :func:`_matrix` with the same rows, Y with X's columns
+    (``cols`` columns if given)."""
+    X = _matrix(xname, X, cols=cols)
+    Y = _matrix(yname, Y, cols=X.shape[1])
+    if Y.shape[0] != X.shape[0]:
+        raise ValueError(f"{xname} and {yname} must have the same number of rows, got "
+                         f"{X.shape[0]} and {Y.shape[0]}")
+    return X, Y

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import _int, _real
+from kernels._checks import finite_float, int_in_range, nonneg_float
 
 __all__ = ["Dataset", "ode_data", "digits_data", "depth_grid"]
 
@@ -29,6 +29,12 @@ def _unit_rows(a):
     return a / np.linalg.norm(a, axis=1, keepdims=True)
 
 
+def _sizes(d, d_min, train_size, test_size, seed):
+    """The checked arguments every data set takes: ``(d, train_size, test_size, seed)``."""
+    return (int_in_range(d, "d", d_min), int_in_range(train_size, "train_size", 1),
+            int_in_range(test_size, "test_size", 0), int_in_range(seed, "seed", 0))
+
+
 def ode_data(d=10, train_size=1024, test_size=256, seed=0, n_steps=100, noise=0.0):
     """Synthetic "ODE" data of P2 (P2-code ``generate_data_ODE``; training.md §2.2).
 
@@ -48,11 +54,9 @@ def ode_data(d=10, train_size=1024, test_size=256, seed=0, n_steps=100, noise=0.
     -------
     Dataset
     """
-    d = _int("d", d, 1)
-    ntr, nte = _int("train_size", train_size, 1), _int("test_size", test_size, 0)
-    n_steps = _int("n_steps", n_steps, 1)
-    noise = _real("noise", noise, nonneg=True)
-    seed = _int("seed", seed, 0)
+    d, ntr, nte, seed = _sizes(d, 1, train_size, test_size, seed)
+    n_steps = int_in_range(n_steps, "n_steps", 1)
+    noise = nonneg_float(noise, "noise")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2105_12245]))
     x = rng.uniform(-1.0, 1.0, size=(ntr + nte, d))
     z = x.copy()
@@ -84,12 +88,11 @@ def digits_data(d=25, train_size=1024, test_size=256, seed=0, projection_seed=0)
     -------
     Dataset
     """
-    d = _int("d", d, 10)
-    ntr, nte = _int("train_size", train_size, 1), _int("test_size", test_size, 0)
+    d, ntr, nte, seed = _sizes(d, 10, train_size, test_size, seed)
     if ntr + nte > 1797:
         raise ValueError(f"train_size + test_size must be <= 1797 (the digits set), got "
                          f"{ntr} + {nte}")
-    seed, projection_seed = _int("seed", seed, 0), _int("projection_seed", projection_seed, 0)
+    projection_seed = int_in_range(projection_seed, "projection_seed", 0)
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:
@@ -116,10 +119,10 @@ def depth_grid(base=1.2, min_depth=3, max_depth=10_000):
     -------
     list of int
     """
-    base = _real("base", base)
+    base = finite_float(base, "base")
     if not base > 1:
         raise ValueError(f"base must be > 1, got {base!r}")
-    lo, hi = _int("min_depth", min_depth, 1), _int("max_depth", max_depth, 1)
+    lo, hi = int_in_range(min_depth, "min_depth", 1), int_in_range(max_depth, "max_depth", 1)
     if hi < lo:
         raise ValueError(f"max_depth must be >= min_depth, got {max_depth!r} < {min_depth!r}")
     n = 1 + int(math.log(hi) / math.log(base))

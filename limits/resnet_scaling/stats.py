@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import _int, _real
-from .trainer import _HOMOGENEOUS, TrainResult, evaluate
+from kernels._checks import finite_float, int_in_range, nonneg_float
+from .trainer import TrainResult, _is_homogeneous, evaluate
 
 __all__ = ["statistics", "increment", "detrended_cumsum", "Fit", "ScalingExponents",
            "scaling_exponents", "Decomposition", "decompose", "denoised_loss", "denoised_losses"]
@@ -276,7 +276,7 @@ def scaling_exponents(weights, deltas=None, *, z=3.0, tol=0.2):
     -------
     ScalingExponents
     """
-    z, tol = _real("z", z, nonneg=True), _real("tol", tol, nonneg=True)
+    z, tol = nonneg_float(z, "z"), nonneg_float(tol, "tol")
     if deltas is not None:
         if not isinstance(deltas, dict):
             raise TypeError(f"deltas must be a dict depth -> array of |delta_k| or None, got "
@@ -400,8 +400,8 @@ def decompose(weights, beta, *, n_times=500, reference=None):
     -------
     Decomposition
     """
-    beta = _real("beta", beta)
-    n_times = _int("n_times", n_times, 2)
+    beta = finite_float(beta, "beta")
+    n_times = int_in_range(n_times, "n_times", 2)
     items, excluded = _collect(weights, None)
     if not items:
         raise ValueError(f"weights has no finite run (excluded: {excluded})")
@@ -427,9 +427,10 @@ def decompose(weights, beta, *, n_times=500, reference=None):
 
 def denoised_loss(result, trend_A, trend_b, X, Y):
     """Loss of ``result``'s network with its effective weights replaced by a trend (P2-code
-    ``denoising``): for relu / identity with 'multi' delta the branch scale becomes
-    ``sign(delta_k)`` (the trend already carries |delta_k|); otherwise delta is kept."""
-    if result.delta_type == "multi" and result.activation in _HOMOGENEOUS:
+    ``denoising``): for a positively homogeneous activation with 'multi' delta the branch
+    scale becomes ``sign(delta_k)`` (the trend already carries |delta_k|); otherwise delta is
+    kept."""
+    if result.delta_type == "multi" and _is_homogeneous(result.activation):
         delta = np.sign(result.delta)
     else:
         delta = result.delta

@@ -4,10 +4,12 @@ from typing import Optional
 
 import numpy as np
 
-from ._checks import _choice, _int
+from kernels._checks import int_in_range
+
+from ._checks import _choice
 from .data import digits_data, ode_data
 from .stats import ScalingExponents, scaling_exponents  # noqa: F401
-from .trainer import TrainResult, train
+from .trainer import ACTIVATIONS, TrainResult, train
 
 __all__ = ["Study", "study"]
 
@@ -103,22 +105,27 @@ def study(depths, *, data="ode", data_kw=None, seed=0, executor=None, store=None
     from limits import sweep
 
     try:
-        ds = sorted({_int("depths", L, 1) for L in depths})
+        ds = sorted({int_in_range(L, "depths", 1) for L in depths})
     except TypeError as exc:
         if "depths" in str(exc):
             raise
         raise TypeError(f"depths must be a sequence of integers, got {depths!r}")
     data = _choice("data", data, ("ode", "digits"))
     data_kw = dict(data_kw or {})
-    seed = _int("seed", seed, 0)
+    seed = int_in_range(seed, "seed", 0)
     train_kw = dict(train_kw)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {progress!r}")
     # every training argument is checked once, before any run: a one-layer, one-epoch run on
     # the same data (microseconds) raises what train() would raise
+    if not isinstance(train_kw.get("activation", "tanh"), str):
+        raise TypeError(f"study keeps its runs in a sweep store whose points are JSON, so "
+                        f"activation must be one of the aliases {tuple(ACTIVATIONS)}, got "
+                        f"{train_kw['activation']!r}; train a kernels.Activation with train() "
+                        f"per depth")
     probe = (ode_data if data == "ode" else digits_data)(**data_kw)
     if "max_epochs" in train_kw:
-        _int("max_epochs", train_kw["max_epochs"], 1)
+        int_in_range(train_kw["max_epochs"], "max_epochs", 1)
     train(1, probe, **dict(train_kw, max_epochs=1, seed=seed))
     points = [dict(depth=L, data=data, data_kw=data_kw, seed=seed, **train_kw) for L in ds]
     nm = name or (f"resnet_scaling_{train_kw.get('activation', 'tanh')}_"

@@ -7,18 +7,56 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from ._checks import _choice, _int, _matrix, _real
+from kernels import Activation, ReLU
+from kernels._checks import (finite_array, finite_float, int_in_range, nonneg_float,
+                             positive_float)
+from kernels._pointwise import dphi, phi
+
+from ._checks import _choice, _samples
 from .data import Dataset, ode_data
 
 __all__ = ["ACTIVATIONS", "DELTA_TYPES", "INITS", "OPTIMIZERS", "LOADERS", "TrainResult", "train",
            "evaluate", "gradient", "effective_parameters"]
 
 ACTIVATIONS = {"identity": 0, "tanh": 1, "relu": 2}
+_PROTOCOL = 3            # activation code of a kernels.Activation (its compiled pointwise form)
 DELTA_TYPES = ("none", "shared", "multi")
 INITS = ("xavier", "xavier-depth")
 OPTIMIZERS = ("adam", "sgd")
 LOADERS = ("shuffled", "p2-collapsed")
 _HOMOGENEOUS = ("relu", "identity")
+# the pointwise form passed to the compiled passes with an alias code: its type is fixed, so the
+# alias kernels compile (and cache) once; they never evaluate it
+_ALIAS_POINT = ReLU().pointwise()
+
+
+def _activation(v, width, depth):
+    """``(label, code, point)`` of the ``activation`` argument (resolved here, at the boundary).
+
+    A string alias ('identity', 'tanh', 'relu') runs the trainer's specialised kernels (code 0,
+    1, 2; ``point`` unused); a ``kernels.Activation`` runs through its compiled pointwise form
+    ``activation.finite(width, depth).pointwise()`` (code 3; ``phi`` and ``phi'`` from
+    ``kernels._pointwise``).  ``label`` is what :class:`TrainResult` records."""
+    if isinstance(v, Activation):
+        try:
+            point = v.finite(width, depth).pointwise()
+        except ValueError as exc:
+            raise ValueError(f"activation {v!r} has no pointwise form at width {width}, depth "
+                             f"{depth}: {exc}") from None
+        return v, _PROTOCOL, point
+    if not isinstance(v, str):
+        raise TypeError(f"activation must be a string, one of {tuple(ACTIVATIONS)}, or a "
+                        f"kernels.Activation (e.g. kernels.Activation(fn, deriv)), got {v!r}")
+    act = _choice("activation", v, tuple(ACTIVATIONS))
+    return act, ACTIVATIONS[act], _ALIAS_POINT
+
+
+def _is_homogeneous(activation):
+    """True for a positively homogeneous activation (relu, identity, the ABReLU family):
+    ``delta phi(z) = sign(delta) phi(|delta| z)``, so |delta_k| moves into the weights."""
+    if isinstance(activation, Activation):
+        return activation.positively_homogeneous
+    return activation in _HOMOGENEOUS
 
 
 # ----------------------------------------------------------------------------------------------
@@ -104,12 +142,14 @@ def _scale(delta, k, dtype):
 
 
 @numba.njit(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
-def _forward(A, b, delta, dtype, act, X, idx, H, U):
+def _forward(A, b, delta, dtype, act, point, X, idx, H, U, D):
     """h_{k+1} = h_k + s_k sigma(A_k h_k + b_k) for the rows ``idx`` of X.
 
     Layout batch-innermost, so that every inner loop runs over the batch (contiguous, SIMD):
     H (L+1, d, B) holds the states, U (L, d, B) the activations u = sigma(z) (sigma' is a
-    function of u for tanh, relu and identity)."""
+    function of u for tanh, relu and identity).  With ``act == 3`` sigma is the pointwise form
+    ``point`` (``phi(point, z)``) and D (L, d, B) receives sigma'(z) = ``dphi(point, z)`` (not
+    written when D is empty, as for a loss only); D is unused by the aliases."""
     L, d = A.shape[0], A.shape[1]
     B = idx.shape[0]
     z = np.empty(B)
@@ -132,6 +172,12 @@ def _forward(A, b, delta, dtype, act, X, idx, H, U):
             elif act == 2:
                 for r in range(B):
                     U[k, i, r] = z[r] if z[r] > 0.0 else 0.0
+            elif act == 3:
+                for r in range(B):
+                    U[k, i, r] = phi(point, z[r])
+                if D.shape[0] > 0:
+                    for r in range(B):
+                        D[k, i, r] = dphi(point, z[r])
             else:
                 for r in range(B):
                     U[k, i, r] = z[r]
@@ -140,8 +186,9 @@ def _forward(A, b, delta, dtype, act, X, idx, H, U):
 
 
 @numba.njit(nogil=True, cache=True, fastmath={"contract", "reassoc"}, error_model="numpy")
-def _backward(A, b, delta, dtype, act, Y, idx, H, U, G, gA, gb, gd):
-    """Loss and gradients of mean((h_L - y)^2) over the batch rows ``idx`` (G: (d, B) work).
+def _backward(A, b, delta, dtype, act, Y, idx, H, U, D, G, gA, gb, gd):
+    """Loss and gradients of mean((h_L - y)^2) over the batch rows ``idx`` (G: (d, B) work);
+    sigma' from U (aliases) or from D (``act == 3``, see :func:`_forward`).
 
     dL/dh_L = 2 (h_L - y) / (B d);  with g = dL/dh_{k+1} and gz = g s_k sigma'(z_k):
     dL/dA_k = gz^T h_k,  dL/db_k = sum_batch gz,  dL/ds_k = sum g . sigma(z_k),
@@ -164,12 +211,19 @@ def _backward(A, b, delta, dtype, act, Y, idx, H, U, G, gA, gb, gd):
         gs = 0.0
         for i in range(d):
             acc = 0.0
-            for r in range(B):
-                u = U[k, i, r]
-                gs += G[i, r] * u
-                v = G[i, r] * s * _dsig(u, act)
-                gz[i, r] = v
-                acc += v
+            if act == 3:
+                for r in range(B):
+                    gs += G[i, r] * U[k, i, r]
+                    v = G[i, r] * s * D[k, i, r]
+                    gz[i, r] = v
+                    acc += v
+            else:
+                for r in range(B):
+                    u = U[k, i, r]
+                    gs += G[i, r] * u
+                    v = G[i, r] * s * _dsig(u, act)
+                    gz[i, r] = v
+                    acc += v
             gb[k, i] = acc
         for i in range(d):
             for j in range(d):
@@ -211,16 +265,16 @@ def _sgd(p, g, m, lr, momentum):
 
 
 @numba.njit(nogil=True, cache=True)
-def _epoch(A, b, delta, dtype, act, X, Y, perm, batch, opt, lr, b1, b2, eps, step,
-           mA, vA, mb, vb, md, vd, H, U, G, gA, gb, gd):
+def _epoch(A, b, delta, dtype, act, point, X, Y, perm, batch, opt, lr, b1, b2, eps, step,
+           mA, vA, mb, vb, md, vd, H, U, D, G, gA, gb, gd):
     """One epoch over ``perm`` in batches of ``batch`` rows; returns (mean batch loss, step).
     Stops at the first non-finite batch loss and returns nan."""
     nb = perm.shape[0] // batch
     total = 0.0
     for q in range(nb):
         idx = perm[q * batch:(q + 1) * batch]
-        _forward(A, b, delta, dtype, act, X, idx, H, U)
-        loss = _backward(A, b, delta, dtype, act, Y, idx, H, U, G, gA, gb, gd)
+        _forward(A, b, delta, dtype, act, point, X, idx, H, U, D)
+        loss = _backward(A, b, delta, dtype, act, Y, idx, H, U, D, G, gA, gb, gd)
         if not math.isfinite(loss):
             return np.nan, step
         total += loss
@@ -240,16 +294,17 @@ def _epoch(A, b, delta, dtype, act, X, Y, perm, batch, opt, lr, b1, b2, eps, ste
 
 
 @numba.njit(nogil=True, cache=True)
-def _loss_only(A, b, delta, dtype, act, X, Y, chunk):
+def _loss_only(A, b, delta, dtype, act, point, X, Y, chunk):
     n, d = X.shape
     L = A.shape[0]
+    D = np.empty((0, 0, 0))
     total = 0.0
     for q0 in range(0, n, chunk):
         q1 = min(n, q0 + chunk)
         idx = np.arange(q0, q1)
         H = np.empty((L + 1, d, q1 - q0))
         U = np.empty((L, d, q1 - q0))
-        _forward(A, b, delta, dtype, act, X, idx, H, U)
+        _forward(A, b, delta, dtype, act, point, X, idx, H, U, D)
         for r in range(q1 - q0):
             for i in range(d):
                 e = H[L, i, r] - Y[q0 + r, i]
@@ -267,6 +322,7 @@ class TrainResult:
     Attributes
     ----------
     depth, d : int
+    activation : str or kernels.Activation, as passed to :func:`train`
     A : ndarray (L, d, d); b : ndarray (L, d); delta : ndarray (1,) shared, (L,) multi, (0,) none
     A0, b0, delta0 : the initial values
     loss_history : ndarray, mean train loss (MSE) of each epoch
@@ -279,7 +335,7 @@ class TrainResult:
 
     depth: int
     d: int
-    activation: str
+    activation: object          # the alias string, or the kernels.Activation trained with
     delta_type: str
     A: np.ndarray
     b: np.ndarray
@@ -303,7 +359,8 @@ class TrainResult:
 
     @property
     def effective_weights(self):
-        """T_k = |delta_k| A_k (relu / identity with 'multi'), else A_k: shape (L, d, d)."""
+        """T_k = |delta_k| A_k (positively homogeneous activation with 'multi'), else A_k:
+        shape (L, d, d)."""
         return effective_parameters(self)[0]
 
     @property
@@ -322,15 +379,16 @@ def _scales(delta, delta_type, L):
 def effective_parameters(result):
     """Effective per-layer weights and biases of a :class:`TrainResult` (training.md §2.3).
 
-    ``(|delta_k| A_k, |delta_k| b_k)`` for a positively homogeneous activation (relu, identity)
-    with per-layer delta ('multi'), since ``delta relu(A h + b) = sign(delta) relu(|delta| A h +
-    |delta| b)``; ``(A_k, b_k)`` otherwise (P2-code analyses exactly these).
+    ``(|delta_k| A_k, |delta_k| b_k)`` for a positively homogeneous activation (relu, identity,
+    an ``Activation`` whose ``positively_homogeneous`` is True) with per-layer delta ('multi'),
+    since ``delta relu(A h + b) = sign(delta) relu(|delta| A h + |delta| b)``; ``(A_k, b_k)``
+    otherwise (P2-code analyses exactly these).
 
     Returns
     -------
     (ndarray (L, d, d), ndarray (L, d))
     """
-    if result.delta_type == "multi" and result.activation in _HOMOGENEOUS:
+    if result.delta_type == "multi" and _is_homogeneous(result.activation):
         s = np.abs(np.asarray(result.delta, dtype=float))
         return s[:, None, None] * result.A, s[:, None] * result.b
     return result.A.copy(), result.b.copy()
@@ -389,7 +447,14 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
         Default ``ode_data()`` (d = 10).
     d : int, optional
         Width; if given it must equal the data's number of features.
-    activation : {'tanh', 'relu', 'identity'}
+    activation : {'tanh', 'relu', 'identity'} or kernels.Activation
+        The strings are aliases run by the trainer's own compiled kernels (tanh without a libm
+        call, :func:`_tanh`); any ``kernels.Activation`` (``kernels.Erf()``,
+        ``kernels.LeakyReLU(0.1)``, a user ``kernels.Activation(fn, deriv)``, ...) runs through
+        its compiled pointwise form ``activation.finite(d, depth).pointwise()``
+        (``kernels._pointwise.phi`` / ``dphi``; without ``deriv``, phi' is the activation's
+        central difference).  ``kernels.Tanh()`` uses ``math.tanh``, so it agrees with
+        ``'tanh'`` to rounding, not bit for bit.
     delta_type : {'none', 'shared', 'multi'}
     init : {'xavier', 'xavier-depth'}
     initial_sd : float >= 0
@@ -411,43 +476,39 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
     -------
     TrainResult
     """
-    L = _int("depth", depth, 1)
+    L = int_in_range(depth, "depth", 1)
     if data is None:
         data = ode_data()
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a Dataset (ode_data(), digits_data()), got {data!r}")
-    X = _matrix("data.X", data.X)
-    if d is not None and _int("d", d, 1) != X.shape[1]:
+    X, Y = _samples("data.X", data.X, "data.Y", data.Y)
+    if d is not None and int_in_range(d, "d", 1) != X.shape[1]:
         raise ValueError(f"d = {d!r} does not match the data's width {X.shape[1]}")
     d = X.shape[1]
-    Y = _matrix("data.Y", data.Y, cols=d)
-    if Y.shape[0] != X.shape[0]:
-        raise ValueError(f"data.X and data.Y must have the same number of rows, got "
-                         f"{X.shape[0]} and {Y.shape[0]}")
-    act = _choice("activation", activation, tuple(ACTIVATIONS))
+    act, acode, point = _activation(activation, d, L)
     dt = _choice("delta_type", delta_type, DELTA_TYPES)
     init = _choice("init", init, INITS)
     opt = _choice("optimizer", optimizer, OPTIMIZERS)
-    initial_sd = _real("initial_sd", initial_sd, nonneg=True)
-    lr = _real("lr", lr, positive=True)
-    bs = _int("batch_size", batch_size, 1)
+    initial_sd = nonneg_float(initial_sd, "initial_sd")
+    lr = positive_float(lr, "lr")
+    bs = int_in_range(batch_size, "batch_size", 1)
     if bs > X.shape[0]:
         raise ValueError(f"batch_size must be <= the number of training samples "
                          f"{X.shape[0]}, got {batch_size!r}")
-    max_epochs = _int("max_epochs", max_epochs, 1)
-    patience = _int("patience", patience, 1)
-    epsilon = _real("epsilon", epsilon, nonneg=True)
+    max_epochs = int_in_range(max_epochs, "max_epochs", 1)
+    patience = int_in_range(patience, "patience", 1)
+    epsilon = nonneg_float(epsilon, "epsilon")
     try:
-        b1, b2 = (_real("betas", v) for v in betas)
+        b1, b2 = (finite_float(v, "betas") for v in betas)
     except TypeError:
         raise TypeError(f"betas must be a pair of real numbers, got {betas!r}")
     if not (0 <= b1 < 1 and 0 <= b2 < 1):
         raise ValueError(f"betas must lie in [0, 1), got {betas!r}")
-    eps = _real("eps", eps, positive=True)
-    momentum = _real("momentum", momentum, nonneg=True)
+    eps = positive_float(eps, "eps")
+    momentum = nonneg_float(momentum, "momentum")
     if momentum >= 1:
         raise ValueError(f"momentum must be < 1, got {momentum!r}")
-    seed = _int("seed", seed, 0)
+    seed = int_in_range(seed, "seed", 0)
     loader = _choice("loader", loader, LOADERS)
     settings = dict(activation=act, delta_type=dt, init=init, initial_sd=initial_sd,
                     optimizer=opt, lr=lr, batch_size=bs, max_epochs=max_epochs, epsilon=epsilon,
@@ -462,18 +523,19 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
     A, b, delta = _init(L, d, init, initial_sd, dt, np.random.default_rng([seed, L, 0]))
     A0, b0, delta0 = A.copy(), b.copy(), delta.copy()
     shuffle = np.random.default_rng([seed, L, 1])
-    dcode, acode = DELTA_TYPES.index(dt), ACTIVATIONS[act]
+    dcode = DELTA_TYPES.index(dt)
     dvec = delta if dt != "none" else np.zeros(1)
     mA, vA, mb, vb = (np.zeros_like(A), np.zeros_like(A), np.zeros_like(b), np.zeros_like(b))
     md, vd = np.zeros_like(dvec), np.zeros_like(dvec)
     H, U = np.empty((L + 1, d, bs)), np.empty((L, d, bs))
+    D = np.empty((L, d, bs) if acode == _PROTOCOL else (0, 0, 0))
     G, gA, gb, gd = np.empty((d, bs)), np.empty_like(A), np.empty_like(b), np.empty_like(dvec)
     ocode, p1 = (0, b1) if opt == "adam" else (1, momentum)
     history, best, bad, stop, step = [], math.inf, 0, "max_epochs", 0
     for _ in range(max_epochs):
         perm = fixed if collapsed else shuffle.permutation(n).astype(np.int64)
-        loss, step = _epoch(A, b, dvec, dcode, acode, X, Y, perm, bs, ocode, lr, p1, b2, eps,
-                            step, mA, vA, mb, vb, md, vd, H, U, G, gA, gb, gd)
+        loss, step = _epoch(A, b, dvec, dcode, acode, point, X, Y, perm, bs, ocode, lr, p1, b2,
+                            eps, step, mA, vA, mb, vb, md, vd, H, U, D, G, gA, gb, gd)
         history.append(loss)
         if not math.isfinite(loss) or not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))
                                            and np.all(np.isfinite(dvec))):
@@ -499,35 +561,33 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
 
 
 def _network_args(A, b, delta, X, Y, activation, delta_type, none_lengths):
-    """Checked arrays of :func:`evaluate` / :func:`gradient`: ``(A, b, delta, X, Y, activation,
-    delta_type, L, d)``; ``delta`` must have length 1 ('shared'), L ('multi') or one of
-    ``none_lengths`` ('none')."""
-    A = np.ascontiguousarray(np.asarray(A, dtype=np.float64))
+    """Checked arrays of :func:`evaluate` / :func:`gradient` (finite, real): ``(A, b, delta, X,
+    Y, (code, point), delta_type, L, d)``; ``delta`` must have length 1 ('shared'), L ('multi')
+    or one of ``none_lengths`` ('none')."""
+    A = np.ascontiguousarray(finite_array(A, "A"))
     if A.ndim != 3 or A.shape[1] != A.shape[2] or A.shape[0] < 1:
         raise ValueError(f"A must have shape (L, d, d) with L >= 1, got {A.shape}")
     L, d = A.shape[0], A.shape[1]
-    b = np.ascontiguousarray(np.asarray(b, dtype=np.float64))
+    b = np.ascontiguousarray(finite_array(b, "b"))
     if b.shape != (L, d):
         raise ValueError(f"b must have shape {(L, d)}, got {b.shape}")
-    X, Y = _matrix("X", X, cols=d), _matrix("Y", Y, cols=d)
-    if X.shape[0] != Y.shape[0]:
-        raise ValueError(f"X and Y must have the same number of rows, got {X.shape[0]} and "
-                         f"{Y.shape[0]}")
-    act = _choice("activation", activation, tuple(ACTIVATIONS))
+    X, Y = _samples("X", X, "Y", Y, cols=d)
+    _, code, point = _activation(activation, d, L)
     dt = _choice("delta_type", delta_type, DELTA_TYPES)
-    delta = np.asarray(delta, dtype=np.float64).reshape(-1)
+    delta = finite_array(delta, "delta").reshape(-1)
     want = {"none": none_lengths, "shared": (1,), "multi": (L,)}[dt]
     if delta.shape[0] not in want:
         raise ValueError(f"delta must have length {want[0]} for delta_type {dt!r}, got "
                          f"{delta.shape[0]}")
-    return A, b, delta, X, Y, act, dt, L, d
+    return A, b, delta, X, Y, (code, point), dt, L, d
 
 
 def evaluate(A, b, delta, X, Y, *, activation="tanh", delta_type="shared"):
     """MSE ``mean((h_L - y)^2)`` of the ResNet with weights ``A`` (L, d, d), ``b`` (L, d) and
     ``delta`` on ``(X, Y)`` (training.md §2.1).  Used for the denoised re-evaluation of P2-code
     ``denoising.coupling``: for relu with 'multi' pass the trend of the effective weights and
-    ``delta = sign(delta_k)`` (the weights already carry |delta_k|).
+    ``delta = sign(delta_k)`` (the weights already carry |delta_k|).  ``activation``: as in
+    :func:`train`.
 
     Returns
     -------
@@ -535,11 +595,9 @@ def evaluate(A, b, delta, X, Y, *, activation="tanh", delta_type="shared"):
     """
     A, b, delta, X, Y, act, dt, L, d = _network_args(A, b, delta, X, Y, activation, delta_type,
                                                      none_lengths=(0, 1))
-    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b)) and np.all(np.isfinite(delta))):
-        raise ValueError("A, b and delta must be finite")
     dvec = delta if dt != "none" else np.zeros(1)
-    return float(_loss_only(A, b, np.ascontiguousarray(dvec), DELTA_TYPES.index(dt),
-                            ACTIVATIONS[act], X, Y, 256))
+    return float(_loss_only(A, b, np.ascontiguousarray(dvec), DELTA_TYPES.index(dt), *act, X,
+                            Y, 256))
 
 
 def gradient(A, b, delta, X, Y, *, activation="tanh", delta_type="shared"):
@@ -558,8 +616,8 @@ def gradient(A, b, delta, X, Y, *, activation="tanh", delta_type="shared"):
     idx = np.arange(B, dtype=np.int64)
     H, U = np.empty((L + 1, d, B)), np.empty((L, d, B))
     gA, gb, gd = np.empty_like(A), np.empty_like(b), np.empty_like(dvec)
-    code = DELTA_TYPES.index(dt)
-    _forward(A, b, dvec, code, ACTIVATIONS[act], X, idx, H, U)
-    loss = _backward(A, b, dvec, code, ACTIVATIONS[act], Y, idx, H, U, np.empty((d, B)), gA,
-                     gb, gd)
+    code, (acode, point) = DELTA_TYPES.index(dt), act
+    D = np.empty((L, d, B) if acode == _PROTOCOL else (0, 0, 0))
+    _forward(A, b, dvec, code, acode, point, X, idx, H, U, D)
+    loss = _backward(A, b, dvec, code, acode, Y, idx, H, U, D, np.empty((d, B)), gA, gb, gd)
     return float(loss), gA, gb, (gd if dt != "none" else np.zeros(0))

@@ -222,17 +222,20 @@ def _trainability(ctx):
                                      2000)
     sb2 = 0.05
     store = os.path.join(tempfile.mkdtemp(prefix="trainability-"), "runs.sqlite")
-    sw, L, acc = trainability_grid(sws, depths, store, bias_var=sb2, width=width, steps=steps)
+    g = trainability_grid(sws, depths, store, bias_var=sb2, width=width, steps=steps)
+    sw, L, acc = g.weight_vars, g.depths, g.accuracy
     xi = signal_propagation(kn.Tanh(), sw, sb2).depth_scale_c
-    fig = trainability(sw, L, acc, bias_var=sb2)
+    fig = trainability(sw, L, acc, bias_var=sb2, errors=g.errors)
     name = ctx.save(fig, "trainability.png")
     rows = []
-    for (lo, hi), w, x in zip(trainable_band(sw, L, acc, xi), sw, xi):
-        ok = lo > 0 and lo <= _BAND[1] and hi >= _BAND[0]
+    for j, ((lo, hi), w, x) in enumerate(zip(trainable_band(sw, L, acc, xi), sw, xi)):
+        failed = [f"depth {L[i]}: {g.errors[i, j]}" for i in range(len(L)) if g.errors[i, j]]
+        ok = lo > 0 and lo <= _BAND[1] and hi >= _BAND[0] and not failed
         rows.append(Result(f"trainable depth / xi_c, tanh sw2 = {w:g}, sb2 = {sb2} "
                            f"(xi_c = {x:.2f}; width {width}, {steps} SGD steps, digits)",
                            f"boundary bracket overlaps {_BAND} (paper: ~6)",
                            f"[{lo:.2f}, {hi:.2f}]; accuracies by depth "
-                           f"{np.round(acc[:, list(sw).index(w)], 2).tolist()}",
+                           f"{np.round(acc[:, j], 2).tolist()}"
+                           + (f"; FAILED runs: {'; '.join(failed)}" if failed else ""),
                            "grid resolution x2", bool(ok), figure=name))
     return rows

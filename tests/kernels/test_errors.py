@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 import kernels as kn
+from kernels import _checks
+from kernels._checks import MemoryBudgetError
 
 X = np.array([[1.0, 0.5], [0.2, -1.0], [0.0, 2.0]])
 
@@ -338,7 +340,7 @@ def test_trajectory_memory_refused_up_front():
     # 1e9 layers x 2 x 2 x 11 arrays: hundreds of GB, refused before any allocation, with the
     # number and what to do
     net = kn.MLP(10 ** 9, kn.ReLU())
-    with pytest.raises(MemoryError, match=r"needs about .*(GiB|TiB).*layers=") as exc:
+    with pytest.raises(MemoryBudgetError, match=r"needs about .*(GiB|TiB).*layers=") as exc:
         net.trajectory(K0=np.eye(2))
     assert "ntk=False" in str(exc.value)
 
@@ -346,7 +348,7 @@ def test_trajectory_memory_refused_up_front():
 def test_trajectory_memory_uses_available(monkeypatch):
     from kernels import _checks
     monkeypatch.setattr(_checks, "available_memory", lambda: 10_000)
-    with pytest.raises(MemoryError, match=r"9.77 KiB is available"):
+    with pytest.raises(MemoryBudgetError, match=r"9.77 KiB is available"):
         kn.MLP(100, kn.ReLU()).trajectory(K0=np.eye(2))
     kn.MLP(100, kn.ReLU()).trajectory(K0=np.eye(2), layers=[100])     # 1 layer fits
 
@@ -438,3 +440,87 @@ def test_default_degree_quiet_and_accurate(recwarn):
 def test_degree_bounded_above(deg):
     with pytest.raises(ValueError, match=r"deg must be <= 10000"):
         kn.Activation(lambda t: math.tanh(t), deg=deg)
+
+
+# ----------------------------------------------------------------------------------------------
+# the one memory guard and the one array check of both packages (kernels._checks)
+# ----------------------------------------------------------------------------------------------
+def test_memory_guard_one_type_with_sizes(monkeypatch):
+    monkeypatch.setattr(_checks, "available_memory", lambda: 3 << 30)
+    _checks.memory_guard(3 << 30, "exactly the available memory")          # fits
+    _checks.memory_guard([(1 << 30, "a"), (2 << 30, "b")], "parts")        # 3 GiB in all fits
+    with pytest.raises(MemoryError) as a:
+        _checks.memory_guard([(1 << 30, "small part"), (5 << 30, "big part")], "job",
+                             "use less")
+    assert isinstance(a.value, MemoryBudgetError) and isinstance(a.value, ValueError)
+    msg = str(a.value)
+    for part in ("job needs about 6,442,450,944 bytes (6 GiB", "largest part: big part",
+                 "only 3 GiB is available (3,221,225,472 bytes of memory)", ": use less"):
+        assert part in msg, msg
+    # the memory of the machine unknown: only the address space bounds a request
+    monkeypatch.setattr(_checks, "available_memory", lambda: None)
+    _checks.memory_guard(1 << 40, "a terabyte")
+    with pytest.raises(MemoryBudgetError, match="2\\^63-byte address space"):
+        _checks.memory_guard(1e30, "an impossible request")
+
+
+def test_memory_guard_callers_share_the_type(monkeypatch):
+    # Monte Carlo (once a ValueError), the analytic engine (once a MemoryError) and the phase
+    # trainer (once a ValueError against half the physical memory) raise the same error
+    from limits import phase as ph
+    monkeypatch.setattr(_checks, "available_memory", lambda: 1 << 20)
+    calls = [lambda: kn.monte_carlo(kn.MLP(2, kn.ReLU()), X, width=4096, samples=1,
+                                    progress=False),
+             lambda: kn.MLP(10 ** 6, kn.ReLU()).trajectory(X),
+             lambda: ph.train(10 ** 6, 1.0, 0.0)]
+    for call in calls:
+        with pytest.raises(MemoryBudgetError, match=r"needs about [\d,]+ bytes .*available"):
+            call()
+
+
+@pytest.mark.parametrize("value, exc, match", [
+    ([1.0, 2j], TypeError, "arg must be real"),
+    ([[1.0], [1.0, 2.0]], TypeError, "arg must be a real number or an array"),
+    ("abc", TypeError, "arg must be a real number"),
+    ([1.0, np.inf], ValueError, r"arg must be finite.*index \(1,\): inf"),
+    (np.nan, ValueError, "arg must be finite, got nan"),
+])
+def test_finite_array_refusals(value, exc, match):
+    with pytest.raises(exc, match=match):
+        _checks.finite_array(value, "arg")
+
+
+def test_finite_array_returns_float64():
+    a = _checks.finite_array([[1, 2], [3, 4]], "arg")
+    assert a.dtype == np.float64 and a.shape == (2, 2)
+    assert _checks.finite_array(3, "arg").shape == ()
+
+
+# ----------------------------------------------------------------------------------------------
+# input scales a network that is not rescaled cannot represent (issue 21)
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("net", [kn.MLP(3, kn.Erf(), weight_var=1.5, bias_var=0.1),
+                                 kn.ResNet(3, kn.Tanh(), weight_var=1.5),
+                                 kn.MLP(3, kn.ReLU(), weight_var=2.0, bias_var=0.1)],
+                         ids=["erf-biased", "tanh-resnet", "relu-biased"])
+def test_input_variance_overflow_named(net):
+    for call in (net.kernels, net.nngp, net.trajectory):
+        with pytest.raises(FloatingPointError,
+                           match=r"NNGP overflows at the input: rows \[0, 1, 2\] of x1.*scale the "
+                                 r"inputs down"):
+            call(1e160 * X)
+
+
+def test_input_variance_underflow_of_bias_free_smooth_net_named():
+    # a bias-free tanh net at 1e-160: variances ~1e-320 (subnormal); it returned nngp ~6e-160
+    # (the quadrature overflowed 2/q) and correlations far from the input's
+    net = kn.MLP(3, kn.Tanh(), weight_var=1.5)
+    with pytest.raises(FloatingPointError, match=r"NNGP underflows: rows \[0, 1, 2\] of x1"):
+        net.trajectory(1e-160 * X)
+    with pytest.raises(FloatingPointError, match=r"rows \[1\] of x2"):
+        net.nngp(X, np.array([[1.0, 0.0], [1e-170, 0.0]]))
+    assert np.all(net.nngp(np.vstack([X, np.zeros((1, 2))]))[-1] == 0.0)   # a zero row is fine
+    # with a bias, or phi(0) != 0, the tiny input part only rounds away: results are those at x = 0
+    for biased in (kn.MLP(3, kn.Tanh(), weight_var=1.5, bias_var=0.1),
+                   kn.MLP(3, kn.Erf(1.0, 1.0, 0.3), weight_var=1.5)):
+        np.testing.assert_array_equal(biased.nngp(1e-300 * X), biased.nngp(0.0 * X))

@@ -59,10 +59,11 @@ def test_memory_guard_refuses_a_huge_width(monkeypatch):
     monkeypatch.setattr(_checks, "available_memory", lambda: 16 << 30)
     net = kn.MLP(depth=2, activation=kn.ReLU())
     # one 60000 x 60000 weight matrix alone is 8 * 3.6e9 = 2.88e10 bytes
-    with pytest.raises(ValueError, match=r"monte_carlo needs about 2\d,\d{3},\d{3},\d{3} bytes"
+    with pytest.raises(_checks.MemoryBudgetError,
+                       match=r"monte_carlo needs about 2\d,\d{3},\d{3},\d{3} bytes"
                                          r".*weight matrices 60000 x 60000.*17,179,869,184"):
         kn.monte_carlo(net, _inputs(), width=60000, samples=1, progress=False)
-    with pytest.raises(ValueError, match="simulate_paths needs about"):
+    with pytest.raises(_checks.MemoryBudgetError, match="simulate_paths needs about"):
         kn.simulate_paths(net, _inputs(), width=60000, samples=1, method="weights",
                           progress=False)
 
@@ -71,10 +72,11 @@ def test_memory_guard_refuses_keeping_too_many_samples(monkeypatch):
     monkeypatch.setattr(_checks, "available_memory", lambda: 16 << 30)
     net = kn.MLP(depth=2, activation=kn.ReLU())
     # 1e9 samples x 3 x 3 x (NNGP, NTK) doubles = 1.44e11 bytes; paths: x 3 layers = 2.16e11
-    with pytest.raises(ValueError, match=r"needs about 144,\d{3},\d{3},\d{3} bytes.*keep_samples"):
+    with pytest.raises(_checks.MemoryBudgetError,
+                       match=r"needs about 144,\d{3},\d{3},\d{3} bytes.*keep_samples"):
         kn.monte_carlo(net, _inputs(), width=8, samples=10 ** 9, keep_samples=True,
                        progress=False)
-    with pytest.raises(ValueError,
+    with pytest.raises(_checks.MemoryBudgetError,
                        match=r"needs about 216,\d{3},\d{3},\d{3} bytes.*gram: 1000000000 x 3 x 3"):
         kn.simulate_paths(net, _inputs(), width=8, samples=10 ** 9, progress=False)
 

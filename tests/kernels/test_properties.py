@@ -435,3 +435,67 @@ def test_homogeneous_input_kernel_route_any_scale(s, arch):
                                    atol=1e-13 * s * np.max(ref.ntk) + 1e-307)
     np.testing.assert_allclose(net.trajectory(K0=s * K0).correlation,
                                net.trajectory(K0=K0).correlation, rtol=0, atol=1e-13)
+
+
+# ----------------------------------------------------------------------------------------------
+# smooth (and biased) networks at extreme input scales: not rescaled, so each output is finite
+# and right, or the call raises naming the quantity (issue 21: no silent wrong answer)
+# ----------------------------------------------------------------------------------------------
+USER_SIN = kn.Activation(lambda t: math.sin(t), lambda t: math.cos(t), name="sin")
+
+
+@st.composite
+def smooth_network(draw, bias=None):
+    act = draw(st.sampled_from(["erf", "tanh", "sin"]))
+    act = {"tanh": kn.Tanh(), "sin": USER_SIN}.get(act) or kn.Erf(
+        draw(st.floats(0.2, 2.0)), draw(st.floats(0.2, 2.0)))
+    depth = draw(st.integers(1, 6))
+    sw2 = draw(st.floats(0.2, 1.5))
+    sb2 = draw(st.sampled_from([0.0, 0.1])) if bias is None else bias
+    if draw(st.booleans()):
+        return kn.MLP(depth, act, weight_var=sw2, bias_var=sb2)
+    return kn.ResNet(depth, act, weight_var=sw2, bias_var=sb2,
+                     input_weight_var=draw(st.floats(0.2, 2.0)))
+
+
+@SETTINGS
+@given(net=smooth_network(), x=inputs(n_min=2, n_max=4), e=st.floats(-300.0, 300.0))
+def test_smooth_outputs_finite_or_error_any_scale(net, x, e):
+    # tanh and a user activation by quadrature, erf in closed form, with and without bias,
+    # inputs scaled by 1e-300 .. 1e300: finite results, or a FloatingPointError naming the
+    # NNGP / NTK (overflow of the input kernel, or underflow of a bias-free one)
+    xs = 10.0 ** e * x
+    for call in (lambda: net.kernels(xs), lambda: net.trajectory(xs, ntk=False)):
+        try:
+            out = call()
+        except FloatingPointError as exc:
+            assert "NNGP" in str(exc) or "NTK" in str(exc)
+            continue
+        for name in ("nngp", "ntk", "correlation", "angle"):
+            arr = getattr(out, name, None)
+            if arr is not None:
+                assert np.all(np.isfinite(arr)), name
+
+
+@SETTINGS
+@given(net=smooth_network(bias=0.0), x=inputs(n_min=2, n_max=4).filter(_nonzero_rows),
+       e=st.floats(-300.0, -40.0))
+def test_smooth_bias_free_small_scale_keeps_correlation(net, x, e):
+    # phi odd with phi'(0) != 0 and no bias: at |x| <= 3e-40 the network is linear to
+    # ~1e-80, so every layer keeps the input correlation x_i.x_j / (|x_i| |x_j|).  Where the
+    # input variances underflow (below the smallest normal float64) the call must say so
+    # instead (it once returned correlation 0, or garbage from the quadrature)
+    xs = 10.0 ** e * x
+    try:
+        tr = net.trajectory(xs, ntk=False)
+    except FloatingPointError as exc:
+        assert "underflows" in str(exc)
+        w = net.input_weight_var if isinstance(net, kn.ResNet) else net.weight_var
+        with np.errstate(under="ignore"):
+            q = w * np.sum(xs * xs, axis=1) / x.shape[1]
+        assert np.min(q) < np.finfo(float).tiny
+        return
+    n = np.linalg.norm(x, axis=1)
+    rho0 = np.clip((x @ x.T) / np.outer(n, n), -1, 1)
+    np.testing.assert_allclose(tr.correlation, np.broadcast_to(rho0, tr.correlation.shape),
+                               rtol=0, atol=1e-11)

@@ -242,8 +242,9 @@ def test_kernel_input_files_are_checked(tmp_path):
 def test_sizes_that_cannot_fit_are_refused_early(tmp_path):
     np.save(tmp_path / "x.npy", np.ones((3, 2)))
     _refused(_run("limits", "kernel", str(tmp_path / "x.npy"), "--depth", str(10 ** 12)),
-             "--depth", "GiB")
-    _refused(_run("limits", "sde", "--paths", str(10 ** 11)), "--paths", "GiB")
+             "--depth", "needs about", "bytes of memory")
+    _refused(_run("limits", "sde", "--paths", str(10 ** 11)), "--paths", "needs about",
+             "bytes of memory")
     _refused(_run("limits", "sde", "--paths", "1"), "--paths must be >= 2")
 
 

@@ -327,3 +327,57 @@ def test_trainable_band_and_plot():
     assert trainable_band([1.0], depths, np.full((4, 1), 0.95), np.array([2.0]))[0][1] == np.inf
     fig = trainability([1.0, 4.0], depths, acc)
     plt.close(fig)
+
+
+def test_trainability_grid_surfaces_failed_points(tmp_path, monkeypatch):
+    """A point whose run raised is reported, not hidden as a NaN cell (issue 21): its error is
+    in ``errors`` / ``failed``, a RuntimeWarning names it, the figure marks it; a rerun on the
+    store fills it in and keeps the other points."""
+    import concurrent.futures as cf
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from limits import trainability as tr
+    from limits.plots import trainability
+    real = tr.train_tanh_mlp
+
+    def flaky(depth, weight_var, **kw):
+        if depth == 3 and weight_var == 4.0:
+            raise FloatingPointError("boom at the test point")
+        return real(depth, weight_var, **kw)
+
+    store = str(tmp_path / "t.sqlite")
+    kw = dict(width=8, steps=20)
+    monkeypatch.setattr(tr, "train_tanh_mlp", flaky)
+    with cf.ThreadPoolExecutor(1) as ex:
+        with pytest.warns(RuntimeWarning, match=r"1 of 4 points.*\(weight_var=4, depth=3\): "
+                                                r"FloatingPointError: boom at the test point"):
+            g = tr.trainability_grid([1.0, 4.0], [2, 3], store, executor=ex, **kw)
+    assert np.isnan(g.accuracy[1, 1]) and np.isnan(g.test_accuracy[1, 1])
+    assert g.failed == [(4.0, 3, "FloatingPointError: boom at the test point")]
+    ok = g.errors == ""
+    assert ok.sum() == 3 and np.all((g.accuracy[ok] >= 0) & (g.accuracy[ok] <= 1))
+    fig = trainability(g.weight_vars, g.depths, g.accuracy, errors=g.errors)
+    assert "run failed (1)" in [ln.get_label() for ln in fig.axes[0].lines]
+    plt.close(fig)
+    monkeypatch.setattr(tr, "train_tanh_mlp", real)
+    with cf.ThreadPoolExecutor(1) as ex, warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        g2 = tr.trainability_grid([1.0, 4.0], [2, 3], store, executor=ex, **kw)
+    assert g2.failed == [] and np.all(np.isfinite(g2.accuracy))
+    np.testing.assert_array_equal(g2.accuracy[ok], g.accuracy[ok])
+
+
+@pytest.mark.parametrize("args, exc, match", [
+    (([1.0, -1.0], [2]), ValueError, "weight_vars"),
+    (([1.0, 1.0], [2]), ValueError, "weight_vars"),
+    (([1.0], [0]), ValueError, "depths"),
+    (([1.0], [2.5]), TypeError, "depths"),
+    (([1.0], [2, 2]), ValueError, "depths"),
+])
+def test_trainability_grid_refuses_bad_grids_up_front(tmp_path, args, exc, match):
+    from limits.trainability import trainability_grid
+    with pytest.raises(exc, match=match):
+        trainability_grid(*args, str(tmp_path / "t.sqlite"))
+    assert not (tmp_path / "t.sqlite").exists()

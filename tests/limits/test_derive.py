@@ -155,6 +155,41 @@ def test_covariance_smooth_exp_activation_against_exact_mgf():
     assert sp.simplify(dt.drift[0] + 2 * dt.state[0] ** 2 / a ** 2) == 0
 
 
+def test_covariance_from_kernels_activation():
+    """kernels.Activation objects derive exactly as the string / SymPy forms they stand for."""
+    import kernels as kn
+    x = D.x_act
+    assert (D.covariance_sde(3, kn.ShapedReLU(0.5, -1.5, rate="width"))
+            == D.covariance_sde(3, "relu", c_plus=0.5, c_minus=-1.5))
+    for lin in (kn.Identity(), kn.ABReLU(-2.0, -2.0)):     # c phi(x) phi(y) = x y: no drift
+        d = D.covariance_sde(2, lin)
+        assert d == D.covariance_sde(2, "relu", c_plus=0.0, c_minus=0.0)
+        assert all(_zero(e) for e in d.drift)
+    assert D.covariance_sde(2, kn.Tanh()) == D.covariance_sde(2, sp.tanh(x))
+    # Erf(sqrt(pi)/4, 2) = sqrt(pi)/4 erf(2 x): phi'(0) = 1, third derivative at 0 is
+    # sqrt(pi)/4 * 2^3 * (-4/sqrt(pi)) = -8, so a3 = -8/(6 a^2) and b^11 = 6 a3 V11^2 (sde.md 2.6)
+    de = D.covariance_sde(2, kn.Erf(math.sqrt(math.pi) / 4, 2.0))
+    (a,) = de.params
+    assert sp.simplify(de.drift[0] + 8 * de.state[0] ** 2 / a ** 2) == 0
+
+
+@pytest.mark.parametrize("act, kw, exc, word", [
+    ("relu", {}, ValueError, "a != b"),
+    ("shaped-depth", {}, ValueError, "rate='width'"),
+    ("shaped-width", dict(c_plus=1.0), ValueError, "c_plus"),
+    ("erf", {}, ValueError, "phi'(0)"),
+    ("user", {}, TypeError, "SymPy expression"),
+])
+def test_covariance_from_kernels_activation_refused(act, kw, exc, word):
+    import kernels as kn
+    a = {"relu": kn.ReLU(), "shaped-depth": kn.ShapedReLU(1.0, -1.0),
+         "shaped-width": kn.ShapedReLU(1.0, -1.0, rate="width"), "erf": kn.Erf(),
+         "user": kn.Activation(lambda z: math.sin(z))}[act]
+    with pytest.raises(exc) as info:
+        D.covariance_sde(2, a, **kw)
+    assert word in str(info.value)
+
+
 # ----------------------------------------------------------------------------------------------
 # correlation SDE (sde.md §2.4) and coordinates (§2.3, §5)
 # ----------------------------------------------------------------------------------------------

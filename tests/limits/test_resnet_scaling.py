@@ -9,17 +9,46 @@ The regime reproductions on trained networks are marked slow.
 import math
 import sys
 
+import warnings
+
 import numpy as np
 import pytest
+from scipy import special
 
+import kernels as kn
 from limits import resnet_scaling as rs
 
 ACTS = ("identity", "tanh", "relu")
 DTYPES = ("none", "shared", "multi")
 
 
+def softsign(x):
+    return x / (1.0 + abs(x))
+
+
+def dsoftsign(x):
+    return 1.0 / (1.0 + abs(x)) ** 2
+
+
+with warnings.catch_warnings():
+    # softsign' has a kink at 0: the Gauss-Hermite kernel maps warn (not used by the trainer)
+    warnings.simplefilter("ignore", UserWarning)
+    SOFTSIGN = kn.Activation(softsign, dsoftsign, name="softsign")
+# kernels.Activation objects run through the pointwise protocol; their NumPy twins written here
+OBJECTS = {"softsign": SOFTSIGN, "erf": kn.Erf(0.7, 1.3, 0.1), "leaky": kn.LeakyReLU(0.2)}
+NP_SIG = {"identity": lambda z: z, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0),
+          "softsign": lambda z: z / (1 + np.abs(z)),
+          "erf": lambda z: 0.7 * special.erf(1.3 * z) + 0.1,
+          "leaky": lambda z: np.where(z > 0, z, 0.2 * z)}
+
+
+def _act(name):
+    """The ``activation`` argument for a test name: the alias string or the Activation object."""
+    return OBJECTS.get(name, name)
+
+
 def _np_forward(A, b, delta, X, act, dtype):
-    sig = {"identity": lambda z: z, "tanh": np.tanh, "relu": lambda z: np.maximum(z, 0)}[act]
+    sig = NP_SIG[act]
     h = X.copy()
     for k in range(A.shape[0]):
         s = 1.0 if dtype == "none" else abs(delta[0]) if dtype == "shared" else delta[k]
@@ -38,20 +67,20 @@ def _random_net(rng, L, d, dtype, scale=0.5):
 # ----------------------------------------------------------------------------------------------
 # forward, gradients, optimiser
 # ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("act", ACTS + tuple(OBJECTS))
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_forward_matches_numpy(act, dtype):
     rng = np.random.default_rng(0)
     A, b, delta = _random_net(rng, 6, 4, dtype)
     X, Y = rng.standard_normal((7, 4)), rng.standard_normal((7, 4))
     ref = np.mean((_np_forward(A, b, delta, X, act, dtype) - Y) ** 2)
-    got = rs.evaluate(A, b, delta, X, Y, activation=act, delta_type=dtype)
+    got = rs.evaluate(A, b, delta, X, Y, activation=_act(act), delta_type=dtype)
     assert got == pytest.approx(ref, rel=1e-13)
-    assert rs.gradient(A, b, delta, X, Y, activation=act, delta_type=dtype)[0] == \
+    assert rs.gradient(A, b, delta, X, Y, activation=_act(act), delta_type=dtype)[0] == \
         pytest.approx(ref, rel=1e-13)
 
 
-@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("act", ACTS + tuple(OBJECTS))
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gradient_vs_finite_differences(act, dtype):
     """Central differences with step 1e-6 (error O(h^2) ~ 1e-12 relative, round-off ~1e-10):
@@ -64,7 +93,7 @@ def test_gradient_vs_finite_differences(act, dtype):
     def f(A, b, delta):
         return np.mean((_np_forward(A, b, delta, X, act, dtype) - Y) ** 2)
 
-    _, gA, gb, gd = rs.gradient(A, b, delta, X, Y, activation=act, delta_type=dtype)
+    _, gA, gb, gd = rs.gradient(A, b, delta, X, Y, activation=_act(act), delta_type=dtype)
     h = 1e-6
     for arr, g in ((A, gA), (b, gb), (delta, gd)):
         fd = np.zeros(arr.size)
@@ -131,6 +160,59 @@ def test_sgd_momentum_vs_hand_computed():
             p[q] = p[q] - lr * buf[q]
     for got, exp in zip((r.A, r.b, r.delta), p):
         np.testing.assert_allclose(got, exp, rtol=1e-10, atol=1e-15)
+
+
+def test_user_activation_trains():
+    """A user kernels.Activation(fn, deriv) trains (issue 15): the loss falls from its first
+    epoch, the run does not diverge, and the reported test loss is that of the final weights."""
+    data = rs.ode_data(d=4, train_size=64, test_size=16)
+    r = rs.train(12, data, activation=SOFTSIGN, init="xavier", initial_sd=0.5, batch_size=16,
+                 max_epochs=8, epsilon=0.0, patience=8, seed=1)
+    assert r.stop == "max_epochs" and r.activation is SOFTSIGN
+    h = r.loss_history
+    assert np.all(np.isfinite(h)) and h[-1] < 0.5 * h[0]
+    ref = np.mean((_np_forward(r.A, r.b, r.delta, data.X_test, "softsign", "shared")
+                   - data.Y_test) ** 2)
+    assert r.test_loss == pytest.approx(ref, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_activation_object_equal_to_alias(dtype):
+    """An Activation equal to tanh pointwise (math.tanh, the protocol path) agrees with the
+    'tanh' alias (the trainer's libm-free tanh, within 3 ulp of math.tanh) to rounding; the
+    kernels ReLU object with the 'relu' alias likewise, and both count as homogeneous."""
+    import math
+    data = rs.ode_data(d=4, train_size=64, test_size=16)
+    kw = dict(delta_type=dtype, init="xavier", initial_sd=0.5, max_epochs=3, seed=2)
+    user_tanh = kn.Activation(lambda x: math.tanh(x), lambda x: 1.0 - math.tanh(x) ** 2)
+    for alias, obj in (("tanh", user_tanh), ("tanh", kn.Tanh()), ("relu", kn.ReLU())):
+        a = rs.train(12, data, activation=alias, **kw)
+        o = rs.train(12, data, activation=obj, **kw)
+        np.testing.assert_allclose(o.loss_history, a.loss_history, rtol=1e-12)
+        assert o.test_loss == pytest.approx(a.test_loss, rel=1e-12)
+        for x, y in ((o.A, a.A), (o.b, a.b), (o.delta, a.delta)):
+            np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-15)
+        for x, y in zip(rs.effective_parameters(o), rs.effective_parameters(a)):
+            np.testing.assert_allclose(x, y, rtol=1e-11, atol=1e-15)
+
+
+def test_activation_object_errors():
+    data = rs.ode_data(train_size=32, test_size=8)
+    with pytest.raises(TypeError, match="kernels.Activation"):
+        rs.train(3, data, activation=math.tanh)
+    with pytest.raises(TypeError, match="kernels.Activation"):
+        rs.evaluate(np.zeros((2, 10, 10)), np.zeros((2, 10)), [0.5], data.X, data.Y,
+                    activation=None)
+    # a ShapedReLU resolves its slopes at the ResNet's width d (rate 'width') or depth
+    kw = dict(max_epochs=2, delta_type="multi", batch_size=8, seed=3)
+    for rate, n in (("width", 10), ("depth", 3)):
+        r = rs.train(3, data, activation=kn.ShapedReLU(1.0, -1.0, rate=rate), **kw)
+        f = rs.train(3, data, activation=kn.ABReLU(*kn.ShapedReLU(1.0, -1.0).slopes(n)), **kw)
+        np.testing.assert_array_equal(r.loss_history, f.loss_history)
+        np.testing.assert_array_equal(r.effective_weights, np.abs(r.delta)[:, None, None] * r.A)
+    with pytest.raises(TypeError, match="aliases"):
+        rs.study([3, 4, 5], data_kw=dict(train_size=32, test_size=8), max_epochs=1,
+                 activation=SOFTSIGN)
 
 
 def _np_grad(A, b, delta, X, Y, act, dtype):
@@ -497,7 +579,7 @@ def test_bad_input_statistics():
         rs.statistics(np.full((3, 2), np.nan))
     with pytest.raises(ValueError, match="base"):
         rs.depth_grid(1.0)
-    with pytest.raises(ValueError, match="d must be >= 10"):
+    with pytest.raises(ValueError, match="d must be an integer >= 10"):
         rs.digits_data(d=5)
 
 
@@ -706,3 +788,16 @@ def test_compiled_tanh_and_exp_accuracy():
     nan = np.array([np.nan])
     both(nan, t[:1], e[:1])
     assert np.isnan(t[0])
+
+
+def test_complex_data_refused():
+    # the data matrices go through kernels._checks.finite_array: complex input is refused
+    # (NumPy would drop the imaginary part with only a ComplexWarning)
+    rng = np.random.default_rng(0)
+    A, b, delta = _random_net(rng, 2, 3, "shared")
+    X = rng.standard_normal((4, 3))
+    with pytest.raises(TypeError, match="X must be real"):
+        rs.evaluate(A, b, delta, X + 1j, X, activation="tanh")
+    data = rs.Dataset(X, X * (1 + 0.5j), X[:0], X[:0], "complex")
+    with pytest.raises(TypeError, match="data.Y must be real"):
+        rs.train(2, data, batch_size=2)
