@@ -60,7 +60,6 @@ entry); finite times need it positive semi-definite up to rounding (eigenvalues 
 ValueError gives the smallest eigenvalue and the condition number; with ``jitter`` the ridge
 is raised step by step (x10) until the condition holds and the jitter used is returned.
 """
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
