@@ -18,6 +18,11 @@ integer <-> float conversions of kernels/_vecmath.py), so that a fill loop vecto
 ``out[j], out[j + ceil(m/2)]``; ``_run_split`` splits large fills over a thread pool (the
 numbers do not depend on the split).
 
+Weights-sampler streams (``_wstream``, ``_wfill_part``, ``_wnormals``): the weight matrices of
+kernels/_weights_sampler.py come from one SplitMix64 sequence per (sample, stream), one output
+mix per word instead of two, with the same Box-Muller transform and layout (their comment
+block below); the generators above are unchanged.
+
 Constants as tuples: every function has a ``*_k`` form taking its constants (``MIX_K``,
 ``BM_K``) as a tuple argument; hot loops pass the tuple as a runtime argument, which keeps the
 broadcast constants in vector registers (see kernels/_vecmath.py).  The numbers are

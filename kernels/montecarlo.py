@@ -66,10 +66,17 @@ every matrix (layer, role) is a separate stream of a counter-based generator: wo
 sample is ``mix(mix(c * G + k1) ^ k2)`` with ``mix`` the SplitMix64 output function (Steele, Lea &
 Flood 2014; a counter-based design in the sense of Salmon et al. 2011, "Parallel random
 numbers: as easy as 1, 2, 3") and ``G`` the 64-bit golden ratio; two words give two normals by
-the Box-Muller transform (branch-free, vectorised log / sin / cos, about 1e-16 accurate).  A
-number therefore depends only on (seed, sample, layer, role, index), never on how samples are
-batched or how many threads run, and the results are reproducible bit for bit (sample means are
-accumulated in sample order with Welford's algorithm).
+the Box-Muller transform (branch-free, vectorised log / sin / cos, about 1e-16 accurate).  The
+``"weights"`` sampler, whose weight matrices are most of its cost after the products, draws each
+matrix from its own SplitMix64 sequence instead (one output mix per word; its seed and odd
+increment are two words of the sample's counter-based generator: ``_wfill_part`` in
+kernels/_random.py).  A number therefore depends only on (seed, sample, layer, role, index),
+never on how samples are batched or how many threads run, and the results are reproducible bit
+for bit (sample means are accumulated in sample order with Welford's algorithm).
+
+**Threads.**  The ``"weights"`` sampler runs whole networks in parallel, one per thread, with
+BLAS limited to one thread (threadpoolctl) while ``monte_carlo`` runs, so that numba's and BLAS's
+threads never multiply (kernels/_weights_sampler.py).
 
 References
 ----------
