@@ -281,13 +281,18 @@ class _WeightsSampler:
         budget = _W_BUDGET // workers
 
         def worker():
-            while True:
+            try:
+                while True:
+                    with lock:
+                        k = nxt[0]
+                        nxt[0] += 1
+                    if k >= B:
+                        return
+                    one(k, False, budget)
+            except BaseException:            # an error or Ctrl-C: the other threads stop too
                 with lock:
-                    k = nxt[0]
-                    nxt[0] += 1
-                if k >= B:
-                    return
-                one(k, False, budget)
+                    nxt[0] = B
+                raise
 
         futures = [_pool(workers).submit(worker) for _ in range(workers - 1)]
         try:
@@ -297,16 +302,17 @@ class _WeightsSampler:
                 f.result()
 
 
-_SAMPLE_POOL = None
+_SAMPLE_POOL = (0, None)          # (threads, pool)
 
 
 def _pool(workers):
     """A thread pool with at least ``workers`` threads (for ``run_many``)."""
     global _SAMPLE_POOL
-    if _SAMPLE_POOL is None or _SAMPLE_POOL._max_workers < workers:
+    if _SAMPLE_POOL[0] < workers:
         from concurrent.futures import ThreadPoolExecutor
-        _SAMPLE_POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kernels-ws")
-    return _SAMPLE_POOL
+        _SAMPLE_POOL = (workers, ThreadPoolExecutor(max_workers=workers,
+                                                    thread_name_prefix="kernels-ws"))
+    return _SAMPLE_POOL[1]
 
 
 def sample_parallel(samples):
