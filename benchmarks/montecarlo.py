@@ -131,6 +131,7 @@ def main():
                    lambda: kn.simulate_paths(deep, x[:2], width=256, samples=10_000, seed=0,
                                              record="rho", progress=False))]
 
+    load = os.getloadavg()[0]
     busy = None
     if a.busy:
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -148,7 +149,8 @@ def main():
 
     print(f"machine: {machine()}")
     print(f"mode: {'one competing busy process' if a.busy else 'no competing process started'}"
-          f"; load average before: {os.getloadavg()[0]:.2f} (shared machine: noisy timings, "
+          f"; load average before / after: {load:.2f} / {os.getloadavg()[0]:.2f} (shared "
+          f"machine: noisy timings, "
           f"medians of {a.repeats} warm calls)")
     print("| case | first call (s) | compile / cache load (s) | warm median (s) | warm best (s) "
           "| warm CPU (s) |")
