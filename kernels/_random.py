@@ -18,6 +18,11 @@ integer <-> float conversions of kernels/_vecmath.py), so that a fill loop vecto
 ``out[j], out[j + ceil(m/2)]``; ``_run_split`` splits large fills over a thread pool (the
 numbers do not depend on the split).
 
+Weights-sampler streams (``_wstream``, ``_wfill_part``, ``_wnormals``): the weight matrices of
+kernels/_weights_sampler.py come from one SplitMix64 sequence per (sample, stream), one output
+mix per word instead of two, with the same Box-Muller transform and layout (their comment
+block below); the generators above are unchanged.
+
 Constants as tuples: every function has a ``*_k`` form taking its constants (``MIX_K``,
 ``BM_K``) as a tuple argument; hot loops pass the tuple as a runtime argument, which keeps the
 broadcast constants in vector registers (see kernels/_vecmath.py).  The numbers are
@@ -280,3 +285,90 @@ def _sample_keys(ss, lo, hi):
 
 def _seed_repr(ss):
     return {"entropy": ss.entropy, "spawn_key": tuple(ss.spawn_key)}
+
+
+# ----------------------------------------------------------------------------------------------
+# the weights sampler's streams: one SplitMix64 sequence per (sample, matrix)
+# ----------------------------------------------------------------------------------------------
+# The weight matrices of kernels/_weights_sampler.py are its dominant cost after the products, so
+# their streams use one output mix per word instead of two: stream ``s`` of the sample with keys
+# (k1, k2) is a SplitMix64 sequence (Steele, Lea & Flood 2014, as in Java's SplittableRandom)
+# with its own seed and its own odd increment ("gamma"), both taken from the sample's
+# counter-based words above in a separate counter domain (bit 63 set, never reached by the
+# streams of ``_word``, which stay below 2^63)::
+#
+#     seed  = _word(k1, k2, 2^63 + 2 s),   gamma = mixGamma(_word(k1, k2, 2^63 + 2 s + 1))
+#     word p of the stream = mix(seed + (p + 1) gamma)
+#
+# (mixGamma: gamma | 1, flipped by 0xAAAA... when it has fewer than 24 bit transitions,
+# Steele et al.'s guard against weak increments).  Two streams with different gammas are
+# different Weyl sequences, so no stream is a shifted copy of another.  Normal pair j of the
+# stream is Box-Muller of words 2j, 2j + 1, laid out as out[j], out[j + ceil(m/2)] (as ``_fill``),
+# so a number depends only on (keys, stream, index): never on the split over threads.
+_W_DOMAIN = np.uint64(1 << 63)
+_MIX_GAMMA_FLIP = np.uint64(0xAAAAAAAAAAAAAAAA)
+
+
+@numba.njit(cache=True)
+def _transitions(z):
+    """Number of bit transitions of z: popcount(z ^ (z >> 1))."""
+    v = z ^ (z >> np.uint64(1))
+    n = 0
+    while v != np.uint64(0):
+        v &= v - np.uint64(1)
+        n += 1
+    return n
+
+
+@numba.njit(cache=True)
+def _wstream(k1, k2, stream):
+    """(seed, gamma) of the weights-sampler stream ``stream`` of the sample with keys (k1, k2)."""
+    c = _W_DOMAIN | (np.uint64(stream) << np.uint64(1))
+    seed = _word(k1, k2, c)
+    gamma = _word(k1, k2, c + np.uint64(1)) | np.uint64(1)
+    if _transitions(gamma) < 24:
+        gamma ^= _MIX_GAMMA_FLIP
+    return seed, gamma
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
+def _wfill_pairs(seed, gamma, p0, first, second, bk, mk):
+    """Normal pairs p0 + j (j = 0, 1, ...) of the stream (seed, gamma): first[j], second[j].
+
+    Pair p is Box-Muller of words 2p, 2p + 1, i.e. of ``mix(seed + (2p + 1) gamma)`` and
+    ``mix(seed + (2p + 2) gamma)``.  ``second`` may be one shorter than ``first``."""
+    m2 = second.shape[0]
+    g2 = gamma + gamma
+    for j in range(m2):
+        x = seed + (p0 + np.uint64(j)) * g2
+        z1, z2 = _box_muller_k(_mix_k(x + gamma, mk), _mix_k(x + g2, mk), bk)
+        first[j] = z1
+        second[j] = z2
+    for j in range(m2, first.shape[0]):
+        x = seed + (p0 + np.uint64(j)) * g2
+        z1, z2 = _box_muller_k(_mix_k(x + gamma, mk), _mix_k(x + g2, mk), bk)
+        first[j] = z1
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
+def _wfill_part(k1, k2, stream, out, lo, hi):
+    """Pairs lo..hi-1 of the weights-sampler stream ``stream`` of the sample with keys (k1, k2)
+    into ``out`` (1-d, all the stream's ``out.size`` normals; pair p gives out[p] and
+    out[p + ceil(m/2)]); releases the GIL."""
+    m = out.shape[0]
+    half = (m + 1) // 2
+    seed, gamma = _wstream(k1, k2, stream)
+    _wfill_pairs(seed, gamma, np.uint64(lo), out[lo:hi], out[lo + half:min(hi + half, m)],
+                 BM_K, MIX_K)
+
+
+def _wnormals(keys, stream, shape, split=True):
+    """Standard normals of the weights-sampler stream ``stream`` of one sample, as a new array
+    (split over threads if ``split``; the numbers do not depend on it)."""
+    out = np.empty(int(np.prod(shape)))
+    n = (out.size + 1) // 2
+    if split:
+        _run_split(_wfill_part, n, keys[0], keys[1], np.int64(stream), out)
+    else:
+        _wfill_part(keys[0], keys[1], np.int64(stream), out, 0, n)
+    return out.reshape(shape)

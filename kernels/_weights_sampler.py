@@ -1,11 +1,20 @@
 """The weights sampler of kernels.montecarlo (``method="weights"``): explicit Gaussian weight
 matrices, forward and (for the empirical NTK) backward passes, O(n^2 N) per layer.
 
-The products use BLAS (numpy's, with its own threads); normal generation (kernels/_random.py)
-and the elementwise passes are compiled and run on Python threads (``_run_split``).  The
-activation enters as its compiled form (kernels/_pointwise.py).  Streams: matrix ``(layer,
-role)`` of a sample is stream ``4 layer + role`` (roles W, b, Z = 0, 1, 2; the Gram chain uses
-role Z), so a number depends only on (seed, sample, layer, role, index).
+The products use BLAS; normal generation (kernels/_random.py) and the elementwise passes are
+compiled and release the GIL.  The activation enters as its compiled form
+(kernels/_pointwise.py).  Streams: matrix ``(layer, role)`` of a sample is the weights-sampler
+stream ``4 layer + role`` (roles W, b = 0, 1; ``_wfill_part`` of kernels/_random.py: one
+SplitMix64 sequence per stream), so a number depends only on (seed, sample, layer, role,
+index).
+
+Threads (``_WeightsSampler.run_many``, ``blas_threads``): with several samples, ``_parts()``
+Python threads each run whole networks, serially, with single-threaded BLAS; with one sample,
+the fill and the elementwise passes are split over ``_parts()`` threads and BLAS may use as many.
+So numba's thread count and BLAS's never multiply (on a machine where another process keeps a
+core busy, the OpenBLAS threads of every product wait on each other: 6 s became 40 s), and each
+network's numbers are the same whichever thread runs it: the results do not depend on the
+thread count or the batch.
 
 Empirical NTK (module docstring of kernels.montecarlo): a sum over dense layers of (forward Gram
 of the layer's input, bias included) (.) (backward Gram of the gradient with respect to its
@@ -14,12 +23,13 @@ output).  Backward passes: ``delta_L = sqrt(sw2/n) w (.) phi'(h_L)``,
 ``g_{l-1} = g_l + alpha_l sqrt(sw2/n) phi'(h_{l-1}) (.) (W_l^T g_l)`` (ResNet).
 """
 import math
+import threading
 
 import numba
 import numpy as np
 
 from ._pointwise import dphi, phi
-from ._random import _fill_part, _run_split
+from ._random import _parts, _run_split, _wfill_part
 
 _W_BUDGET = 256 << 20               # bytes of weight matrices kept for the backward pass
 
@@ -40,12 +50,13 @@ class _Draws:
     if asked for twice (the counter-based generator gives the same numbers).
     """
 
-    def __init__(self, keys, layout, keep=False):
+    def __init__(self, keys, layout, keep=False, split=True, budget=_W_BUDGET):
         self.keys = keys
         self.layout = dict(layout)
         self.buffers = {}
         self.kept = {}
-        self.budget = _W_BUDGET if keep else 0
+        self.budget = budget if keep else 0
+        self.split = split
 
     def __getitem__(self, stream):
         out = self.kept.get(stream)
@@ -61,9 +72,17 @@ class _Draws:
             out = self.buffers.get(shape)
             if out is None:
                 out = self.buffers[shape] = np.empty(size)
-        _run_split(_fill_part, (out.size + 1) // 2, self.keys[0], self.keys[1],
-                   np.int64(stream), out)
+        _maybe_split(self.split, _wfill_part, (out.size + 1) // 2, self.keys[0], self.keys[1],
+                     np.int64(stream), out)
         return out.reshape(shape)
+
+
+def _maybe_split(split, fn, n, *args, **kw):
+    """``_run_split(fn, n, *args)`` if ``split``, else fn(*args, 0, n) on this thread."""
+    if split:
+        _run_split(fn, n, *args, **kw)
+    else:
+        fn(*args, 0, n)
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -104,14 +123,14 @@ def _backprop(y, D, scale, g, resid, lo, hi):
 _SPLIT_ELEMENTS = 1 << 18   # elementwise passes smaller than this stay on one thread
 
 
-def _dense_act_split(y, bias, s, t, alpha, resid, pt, h, P, D, want_d):
-    _run_split(_dense_act, y.shape[0], y, bias, s, t, alpha, resid, pt, h, P, D, want_d,
-               min_size=max(1, _SPLIT_ELEMENTS // y.shape[1]))
+def _dense_act_split(y, bias, s, t, alpha, resid, pt, h, P, D, want_d, split=True):
+    _maybe_split(split, _dense_act, y.shape[0], y, bias, s, t, alpha, resid, pt, h, P, D,
+                 want_d, min_size=max(1, _SPLIT_ELEMENTS // y.shape[1]))
 
 
-def _backprop_split(y, D, scale, g, resid):
-    _run_split(_backprop, y.shape[0], y, D, scale, g, resid,
-               min_size=max(1, _SPLIT_ELEMENTS // y.shape[1]))
+def _backprop_split(y, D, scale, g, resid, split=True):
+    _maybe_split(split, _backprop, y.shape[0], y, D, scale, g, resid,
+                 min_size=max(1, _SPLIT_ELEMENTS // y.shape[1]))
 
 
 def _gram_np(P, scale, shift):
@@ -124,8 +143,8 @@ def _gram_np(P, scale, shift):
 class _WeightsSampler:
     """One network sample at a time, explicit weights (forward, and backward for the NTK).
 
-    The products use BLAS (numpy's, with its own threads); normal generation and the
-    elementwise passes are compiled and run on Python threads (see ``_run_split``).
+    ``run`` computes one sample (its fill and elementwise passes split over threads, or not);
+    ``run_many`` a block of samples, one per thread (module docstring).
     """
 
     def __init__(self, fin, x, n, want_ntk, slots):
@@ -150,8 +169,11 @@ class _WeightsSampler:
             layout.append((_stream(L if not resnet else L + 1, _ROLE_W), (n,)))
         self.layout = layout
 
-    def run(self, keys, rec_out):
-        """NNGP estimator, NTK estimator (or None); fills rec_out (R, N, N) if given."""
+    def run(self, keys, rec_out, split=True, budget=_W_BUDGET):
+        """NNGP estimator, NTK estimator (or None); fills rec_out (R, N, N) if given.
+
+        ``split``: the fill and elementwise passes over ``_parts()`` threads; ``budget``:
+        bytes of weight matrices kept for the backward pass (``_Draws``)."""
         fin, n, N, d = self.fin, self.n, self.N, self.d
         st = fin.stack
         pt = fin.point
@@ -163,7 +185,7 @@ class _WeightsSampler:
         L = fin.depth
         slots = self.slots
         want = self.want_ntk
-        draws = _Draws(keys, self.layout, keep=want)
+        draws = _Draws(keys, self.layout, keep=want, split=split, budget=budget)
         h = np.empty((n, N))
         P = np.empty((n, N))
         D = np.empty((n, N)) if want else P
@@ -173,7 +195,7 @@ class _WeightsSampler:
         s0, t0 = st.stem
         y = draws[_stream(0, _ROLE_W)] @ self.X
         _dense_act_split(y, draws[_stream(0, _ROLE_B)], math.sqrt(s0 / d), math.sqrt(t0), 0.0,
-                         False, pt, h, P, D, want)
+                         False, pt, h, P, D, want, split)
         c_w = [math.sqrt(s / n) for s in sw2]
         c_b = [math.sqrt(t) for t in sb2]
         Fs = [fin.T0]                                # NTK factors of each dense input
@@ -195,7 +217,7 @@ class _WeightsSampler:
                 P = np.empty((n, N))
                 D = np.empty((n, N)) if want else P
                 _dense_act_split(y, draws[_stream(l, _ROLE_B)], c_w[l - 1], c_b[l - 1], 0.0,
-                                 False, pt, h, P, D, want)
+                                 False, pt, h, P, D, want, split)
             nngp = Gs[-1]
             if not want:
                 return nngp, None
@@ -203,12 +225,12 @@ class _WeightsSampler:
             w = draws[_stream(L, _ROLE_W)]
             delta = np.empty((n, N))
             _backprop_split(np.ascontiguousarray(np.broadcast_to(w[:, None], (n, N))),
-                            Ds[L - 1], c_w[L - 1], delta, False)
+                            Ds[L - 1], c_w[L - 1], delta, False, split)
             ntk = Fs[L].copy()                       # readout: G_L (.) 1
             for l in range(L - 1, 0, -1):
                 ntk += Fs[l] * _gram_np(delta, 1.0, 0.0)
                 y = draws[_stream(l, _ROLE_W)].T @ delta
-                _backprop_split(y, Ds[l - 1], c_w[l - 1], delta, False)
+                _backprop_split(y, Ds[l - 1], c_w[l - 1], delta, False, split)
             ntk += Fs[0] * _gram_np(delta, 1.0, 0.0)
             return nngp, ntk
         # ResNet: h = h_0 now; P = phi(h_0), D = phi'(h_0)
@@ -226,7 +248,8 @@ class _WeightsSampler:
             P = np.empty((n, N))
             D = np.empty((n, N)) if want else P
             _dense_act_split(y, draws[_stream(l, _ROLE_B)], c_w[l - 1], c_b[l - 1],
-                             alphas[l - 1], True, pt, h, P, D, want and l < L)
+                             alphas[l - 1], True, pt, h, P, D, want and l < L,
+                             split)
             if rec_out is not None and slots[l] >= 0:
                 rec_out[slots[l]] = _gram_np(h, 1.0 / n, 0.0)
         sv, bv = st.readout
@@ -243,6 +266,80 @@ class _WeightsSampler:
         for l in range(L, 0, -1):
             ntk += Fs[l] * _gram_np(g, 1.0, 0.0)
             y = draws[_stream(l, _ROLE_W)].T @ g
-            _backprop_split(y, Ds[l - 1], alphas[l - 1] * c_w[l - 1], g, True)
+            _backprop_split(y, Ds[l - 1], alphas[l - 1] * c_w[l - 1], g, True, split)
         ntk += Fs[0] * _gram_np(g, 1.0, 0.0)
         return nngp, ntk
+
+    def run_many(self, keys, nngp_out, ntk_out=None, rec_out=None):
+        """Samples with keys ``keys`` (B, 2): nngp_out[k], ntk_out[k] (if given) and
+        rec_out[k] (if given) of sample k.
+
+        With B > 1 and ``_parts() > 1``, ``min(B, _parts())`` threads (a pool's and this one)
+        take the samples in turn, each run serially (``split=False``) with its share of the
+        kept-weights budget; call it under ``blas_threads(1)``.  Each sample's numbers are those
+        of ``run``: they do not depend on which thread runs it, nor on B.
+        """
+        B = keys.shape[0]
+        workers = min(B, _parts())
+
+        def one(k, split, budget):
+            a, b = self.run(keys[k], None if rec_out is None else rec_out[k], split, budget)
+            nngp_out[k] = a
+            if ntk_out is not None:
+                ntk_out[k] = b
+
+        if workers <= 1:
+            for k in range(B):
+                one(k, True, _W_BUDGET)
+            return
+        lock = threading.Lock()
+        nxt = [0]
+        budget = _W_BUDGET // workers
+
+        def worker():
+            try:
+                while True:
+                    with lock:
+                        k = nxt[0]
+                        nxt[0] += 1
+                    if k >= B:
+                        return
+                    one(k, False, budget)
+            except BaseException:            # an error or Ctrl-C: the other threads stop too
+                with lock:
+                    nxt[0] = B
+                raise
+
+        futures = [_pool(workers).submit(worker) for _ in range(workers - 1)]
+        try:
+            worker()
+        finally:
+            for f in futures:
+                f.result()
+
+
+_SAMPLE_POOL = (0, None)          # (threads, pool)
+
+
+def _pool(workers):
+    """A thread pool with at least ``workers`` threads (for ``run_many``)."""
+    global _SAMPLE_POOL
+    if _SAMPLE_POOL[0] < workers:
+        from concurrent.futures import ThreadPoolExecutor
+        _SAMPLE_POOL = (workers, ThreadPoolExecutor(max_workers=workers,
+                                                    thread_name_prefix="kernels-ws"))
+    return _SAMPLE_POOL[1]
+
+
+def sample_parallel(samples):
+    """True when ``run_many`` runs several samples at once (then BLAS should use one thread)."""
+    return samples > 1 and _parts() > 1
+
+
+def blas_threads(samples):
+    """Context manager limiting BLAS's threads for a weights-sampler run of ``samples``
+    networks: 1 when the samples run in parallel (``sample_parallel``), else ``_parts()``, so
+    that numba's threads and BLAS's do not multiply (threadpoolctl)."""
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=1 if sample_parallel(samples) else _parts(),
+                             user_api="blas")

@@ -75,10 +75,17 @@ every matrix (layer, role) is a separate stream of a counter-based generator: wo
 sample is ``mix(mix(c * G + k1) ^ k2)`` with ``mix`` the SplitMix64 output function (Steele, Lea &
 Flood 2014; a counter-based design in the sense of Salmon et al. 2011, "Parallel random
 numbers: as easy as 1, 2, 3") and ``G`` the 64-bit golden ratio; two words give two normals by
-the Box-Muller transform (branch-free, vectorised log / sin / cos, about 1e-16 accurate).  A
-number therefore depends only on (seed, sample, layer, role, index), never on how samples are
-batched or how many threads run, and the results are reproducible bit for bit (sample means are
-accumulated in sample order with Welford's algorithm).
+the Box-Muller transform (branch-free, vectorised log / sin / cos, about 1e-16 accurate).  The
+``"weights"`` sampler, whose weight matrices are most of its cost after the products, draws each
+matrix from its own SplitMix64 sequence instead (one output mix per word; its seed and odd
+increment are two words of the sample's counter-based generator: ``_wfill_part`` in
+kernels/_random.py).  A number therefore depends only on (seed, sample, layer, role, index),
+never on how samples are batched or how many threads run, and the results are reproducible bit
+for bit (sample means are accumulated in sample order with Welford's algorithm).
+
+**Threads.**  The ``"weights"`` sampler runs whole networks in parallel, one per thread, with
+BLAS limited to one thread (threadpoolctl) while ``monte_carlo`` runs, so that numba's and BLAS's
+threads never multiply (kernels/_weights_sampler.py).
 
 References
 ----------
@@ -101,7 +108,7 @@ import numpy as np
 from . import _checks
 from ._gram_chain import _gram_block
 from ._random import _MAX_WORDS, _KEY_BLOCK, _check_seed, _parts, _sample_keys, _seed_repr
-from ._weights_sampler import _W_BUDGET, _WeightsSampler
+from ._weights_sampler import _W_BUDGET, _WeightsSampler, blas_threads, sample_parallel
 from .architectures import MLP, Kernels, ResNet
 
 __all__ = ["monte_carlo", "simulate_paths", "MonteCarloResult", "Paths"]
@@ -209,11 +216,13 @@ def _sampler_bytes(method, n, N, d, L, ntk, batch, R):
         threads = max(1, _parts())
         return [(8 * threads * (3 * n * N + 3 * N * N), f"gram workspace {threads} x 3 x "
                  f"{n} x {N}"), (8 * batch * (1 + max(R, 1)) * N * N, "one block of Grams")]
-    parts = [(8 * n * max(n if L > 1 or ntk else 0, d), f"weight matrices {n} x "
-              f"{max(n, d)}"), (8 * n * N * (4 + (2 * L if ntk else 0)), f"hidden layers "
-                                f"{n} x {N}")]
+    conc = min(batch, _parts()) if sample_parallel(batch) else 1     # networks at once
+    parts = [(8 * conc * n * max(n if L > 1 or ntk else 0, d), f"{conc} x weight matrices "
+              f"{n} x {max(n, d)}"), (8 * conc * n * N * (4 + (2 * L if ntk else 0)),
+                                      f"{conc} x hidden layers {n} x {N}")]
     if ntk:
-        parts.append((min(_W_BUDGET, 8 * n * n * L), "weights kept for the backward pass"))
+        parts.append((min(_W_BUDGET, 8 * conc * n * n * L), "weights kept for the backward "
+                      "pass"))
     return parts
 
 
@@ -309,7 +318,9 @@ def _default_batch(method, width, N, depth, R):
     """Samples per block: a multiple of the key block with enough work to hide the Python
     overhead (scheduling only: results do not depend on it)."""
     if method != "gram":
-        return 1
+        # networks run in parallel (kernels/_weights_sampler.py): enough per block to keep the
+        # threads busy, at most _BLOCK_BYTES of estimates
+        return max(_parts(), min(64, _BLOCK_BYTES // (16 * max(1, R) * N * N)))
     b = _BLOCK_WORK // max(1, width * N * depth)
     b = min(b, _BLOCK_BYTES // (8 * max(1, R) * N * N))
     return max(_KEY_BLOCK, b - b % _KEY_BLOCK)
@@ -526,6 +537,7 @@ def monte_carlo(net, x, width=None, samples=None, seed=0, ntk=True, method="auto
     all_t = np.empty((samples, N, N)) if keep_samples and ntk else None
     sampler = _WeightsSampler(fin, x, width, ntk, slots) if method == "weights" else None
     bar = _progress_bar(progress, samples, f"monte_carlo ({method})")
+    blas = blas_threads(min(batch, samples)) if method == "weights" else None
     try:
         for lo in range(0, samples, batch):
             hi = min(samples, lo + batch)
@@ -536,11 +548,7 @@ def monte_carlo(net, x, width=None, samples=None, seed=0, ntk=True, method="auto
             else:
                 est = np.empty((hi - lo, N, N))
                 tk = np.empty((hi - lo, N, N)) if ntk else None
-                for k in range(hi - lo):
-                    a, b = sampler.run(keys[k], None)
-                    est[k] = a
-                    if ntk:
-                        tk[k] = b
+                sampler.run_many(keys, est, tk)
             _check_finite_block(est, "NNGP estimates", lo, fin)
             if ntk:
                 _check_finite_block(tk, "NTK estimates", lo, fin)
@@ -555,6 +563,8 @@ def monte_carlo(net, x, width=None, samples=None, seed=0, ntk=True, method="auto
             if bar is not None:
                 bar.update(hi - lo)
     finally:
+        if blas is not None:
+            blas.restore_original_limits()
         if bar is not None:
             bar.close()
 
@@ -654,6 +664,7 @@ def simulate_paths(net, x, width=None, samples=None, seed=0, layers=None, record
     rho = np.empty((samples, R)) if record == "rho" else None
     sampler = _WeightsSampler(fin, x, width, False, slots) if method == "weights" else None
     bar = _progress_bar(progress, samples, f"simulate_paths ({method})")
+    blas = blas_threads(min(batch, samples)) if method == "weights" else None
     try:
         for lo in range(0, samples, batch):
             hi = min(samples, lo + batch)
@@ -662,8 +673,7 @@ def simulate_paths(net, x, width=None, samples=None, seed=0, layers=None, record
                 _, rec = _gram_block(fin, width, keys, slots, R)
             else:
                 rec = np.empty((hi - lo, R, N, N))
-                for k in range(hi - lo):
-                    sampler.run(keys[k], rec[k])
+                sampler.run_many(keys, np.empty((hi - lo, N, N)), None, rec)
             _check_finite_block(rec, "per-layer Grams", lo, fin, layers)
             if gram is not None:
                 gram[lo:hi] = rec
@@ -672,6 +682,8 @@ def simulate_paths(net, x, width=None, samples=None, seed=0, layers=None, record
             if bar is not None:
                 bar.update(hi - lo)
     finally:
+        if blas is not None:
+            blas.restore_original_limits()
         if bar is not None:
             bar.close()
     return Paths(layers=layers, gram=gram, samples=samples, width=width, method=method,

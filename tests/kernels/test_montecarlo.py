@@ -65,12 +65,12 @@ def test_sample_keys_do_not_depend_on_the_range():
 # ----------------------------------------------------------------------------------------------
 def _mlp_params(net, keys, n, d):
     L = net.depth
-    Ws = [rnd._normals(keys, ws._stream(0, ws._ROLE_W), (n, d)).copy()]
-    bs = [rnd._normals(keys, ws._stream(0, ws._ROLE_B), (n,)).copy()]
+    Ws = [rnd._wnormals(keys, ws._stream(0, ws._ROLE_W), (n, d)).copy()]
+    bs = [rnd._wnormals(keys, ws._stream(0, ws._ROLE_B), (n,)).copy()]
     for l in range(1, L):
-        Ws.append(rnd._normals(keys, ws._stream(l, ws._ROLE_W), (n, n)).copy())
-        bs.append(rnd._normals(keys, ws._stream(l, ws._ROLE_B), (n,)).copy())
-    Ws.append(rnd._normals(keys, ws._stream(L, ws._ROLE_W), (n,)).copy())
+        Ws.append(rnd._wnormals(keys, ws._stream(l, ws._ROLE_W), (n, n)).copy())
+        bs.append(rnd._wnormals(keys, ws._stream(l, ws._ROLE_B), (n,)).copy())
+    Ws.append(rnd._wnormals(keys, ws._stream(L, ws._ROLE_W), (n,)).copy())
     bs.append(np.zeros(()))          # the readout bias: any value, only its derivative counts
     return Ws + bs
 
@@ -87,12 +87,12 @@ def _mlp_forward(net, phi, theta, x, n):
 
 def _resnet_params(net, keys, n, d):
     L = net.depth
-    Ws = [rnd._normals(keys, ws._stream(0, ws._ROLE_W), (n, d)).copy()]
-    bs = [rnd._normals(keys, ws._stream(0, ws._ROLE_B), (n,)).copy()]
+    Ws = [rnd._wnormals(keys, ws._stream(0, ws._ROLE_W), (n, d)).copy()]
+    bs = [rnd._wnormals(keys, ws._stream(0, ws._ROLE_B), (n,)).copy()]
     for l in range(1, L + 1):
-        Ws.append(rnd._normals(keys, ws._stream(l, ws._ROLE_W), (n, n)).copy())
-        bs.append(rnd._normals(keys, ws._stream(l, ws._ROLE_B), (n,)).copy())
-    Ws.append(rnd._normals(keys, ws._stream(L + 1, ws._ROLE_W), (n,)).copy())
+        Ws.append(rnd._wnormals(keys, ws._stream(l, ws._ROLE_W), (n, n)).copy())
+        bs.append(rnd._wnormals(keys, ws._stream(l, ws._ROLE_B), (n,)).copy())
+    Ws.append(rnd._wnormals(keys, ws._stream(L + 1, ws._ROLE_W), (n,)).copy())
     bs.append(np.zeros(()))
     return Ws + bs
 
