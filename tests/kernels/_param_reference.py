@@ -153,3 +153,21 @@ def fd_ntk(forward, params, eps=1e-6):
             cols.append((fp - fm) / (2 * eps))
     J = np.array(cols).T
     return J @ J.T
+
+
+def draw_fn(seed):
+    """The weights sampler's draws of sample 0 for ``seed``: ``draw(layer, role, shape)`` (its
+    per-matrix streams, kernels._random._wnormals), to rebuild a sampled network in NumPy."""
+    from kernels import _random as rnd, _weights_sampler as ws
+    keys = rnd._sample_keys(np.random.SeedSequence(seed), 0, 1)[0]
+    return lambda l, role, shape: rnd._wnormals(keys, ws._stream(l, role), shape).copy()
+
+
+def _phi_table():
+    import kernels as kn
+    from scipy import special
+    return {"relu": (kn.ReLU, lambda h: np.maximum(h, 0.0)), "erf": (kn.Erf, special.erf),
+            "tanh": (kn.Tanh, np.tanh)}
+
+
+PHI = _phi_table()

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import special
 
 import kernels as kn
-from kernels import _random as rnd, montecarlo as mc
+from kernels import montecarlo as mc
 from tests._reference import abrelu_maps, erf_maps, gh_maps
 from tests.kernels import _param_reference as ref
 
@@ -259,13 +258,7 @@ def test_predict_uses_the_standard_ntk():
 # ----------------------------------------------------------------------------------------------
 # Monte Carlo of finite standard-parameterised networks
 # ----------------------------------------------------------------------------------------------
-def _draw_fn(seed):
-    keys = rnd._sample_keys(np.random.SeedSequence(seed), 0, 1)[0]
-    return lambda l, role, shape: rnd._normals(keys, 4 * l + role, shape).copy()
-
-
-PHI = {"relu": (kn.ReLU, lambda h: np.maximum(h, 0.0)), "erf": (kn.Erf, special.erf),
-       "tanh": (kn.Tanh, np.tanh)}
+_draw_fn, PHI = ref.draw_fn, ref.PHI
 
 
 @pytest.mark.parametrize("arch", ["mlp", "resnet"])
