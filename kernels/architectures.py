@@ -10,7 +10,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _checks, _gram, _recursion as _rec
+from . import _checks, _fast_equal_norm as _fen, _gram, _recursion as _rec
 from .activations import Activation, ShapedReLU
 
 __all__ = ["MLP", "ResNet", "Kernels", "Trajectory"]
@@ -18,6 +18,7 @@ __all__ = ["MLP", "ResNet", "Kernels", "Trajectory"]
 _FAST_PIECES = 40          # dyadic pieces of [0, pi/2] (down to pi 2^-40), mirrored at pi
 _FAST_DEGREE = 24          # Chebyshev points per piece
 _FAST_MIN_DEPTH = 32       # auto mode: below this the layer loop is as cheap
+_FAST_MIN_PAIRS = 8 * _FAST_PIECES * _FAST_DEGREE    # auto mode: fewer pairs, the loop
 _REFINE_EPS = 1e-3         # input pairs closer than this get 1 - rho from |x/|x| - y/|y||^2 / 2
 
 
@@ -194,7 +195,7 @@ def _input_state(x1, x2, K0, stem, gap, diag=None):
 
 
 def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, diag=None,
-         pairs=None, finish=None, prescaled=False, scale=None):
+         pairs=None, finish=None, prescaled=False, scale=None, norms=None):
     """Run the recursion: Kernels, or a Trajectory when ``record`` lists layers.  With
     ``ntk=False`` no NTK operation runs in the O(N^2 L) loops and ``.ntk`` is None.
 
@@ -202,7 +203,9 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, dia
     the number of pairs of the whole problem (the automatic ``fast`` choice), ``finish`` replaces
     ``_finish`` (same arguments); with ``prescaled`` the inputs are already rescaled
     (``_homogeneous_rescale`` of the whole problem, which is row by row) and ``scale`` is this
-    tile's part of its exponents."""
+    tile's part of its exponents.  ``norms`` = the input diagonals of the whole problem, for
+    the equal-norm decision (``_fast_equal_norm``, which biased and smooth networks take when
+    all inputs have one norm)."""
     kind = stack.activation._engine()
     w0, b0 = stack.stem
     eligible = kind[0] == "abrelu" and stack.sb2 == 0.0 and b0 == 0.0
@@ -215,15 +218,19 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, dia
     L = stack.u.shape[0]
     if record is not None:
         _trajectory_memory(len(record), n1, n2, ntk)
+    square = K0 is not None or x2 is None
+    n_pairs = (n1 * (n1 - 1) // 2 if square else n1 * n2) if pairs is None else pairs
+    plan = None if eligible else _fen.plan(stack, x1, x2, K0, diag, norms, fast, record,
+                                           n_pairs, _FAST_MIN_DEPTH, _FAST_MIN_PAIRS)
+    fast = False if plan is not None else fast
     qa, qb, (state, ntk_state, spare), sym = _input_state(x1, x2, K0, stack.stem,
                                                            gap=kind[0] == "abrelu", diag=diag)
     ta, tb = qa.copy(), qb.copy()    # Theta = K after the (trained) stem
     eps, cov = (state, spare) if kind[0] == "abrelu" else (None, state)
 
-    n_pairs = (n1 * (n1 - 1) // 2 if sym else n1 * n2) if pairs is None else pairs
     if fast is None:
         fast = (eligible and record is None and L >= _FAST_MIN_DEPTH
-                and n_pairs >= 8 * _FAST_PIECES * _FAST_DEGREE)
+                and n_pairs >= _FAST_MIN_PAIRS)
     elif fast:
         if not eligible:
             raise ValueError("fast=True needs a bias-free positively homogeneous network "
@@ -232,7 +239,10 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, dia
             raise ValueError("fast=True is not available for trajectories")
 
     rec = _Recorder(record, n1, n2, ntk) if record is not None else None
-    if kind[0] == "abrelu":
+    if plan is not None:
+        cov, ntk_state, qa, qb, ta, tb = _fen.run(plan, stack, kind, state, ntk_state, cov, qa,
+                                                  qb, sym, ntk)
+    elif kind[0] == "abrelu":
         _, a, b = kind
         if fast:
             cov, ntk_state, qa, qb, ta, tb = _run_fast(stack, eps, cov, ntk_state, qa, qb, ta,
