@@ -116,18 +116,25 @@ def plan(stack, x1, x2, K0, diag, norms, fast, record, n_pairs, min_depth, min_p
 # the layer loop on a list of entries with common diagonals
 # ----------------------------------------------------------------------------------------------
 def _loop_entries(stack, kind, state0, ntk0, qa0, qb0, with_ntk):
-    """Run the exact layer loop on M entries whose stem outputs have diagonals qa0, qb0 and
-    off-diagonal state ``state0`` (signed gap for the ReLU family, covariance otherwise) and
-    NTK ``ntk0``.  Returns (g = 1 - rho_L, tau = Theta_L / s_L) of shape (M,) and the depth-L
-    diagonal values (qa_L, qb_L, ta_L, tb_L)."""
+    """Run the exact layer loop on M entries with off-diagonal stem state ``state0`` (signed gap
+    for the ReLU family, covariance otherwise) and stem NTK ``ntk0``: either all with the
+    diagonals qa0, qb0 (floats; the table nodes, laid out as a (16, M/16) cross problem so that
+    both cores work), or, with qb0 an (M,) array, as one row of diagonal qa0 against M columns
+    of their own diagonals (the loop's own arithmetic for those entries).  Returns
+    (g = 1 - rho_L, tau = Theta_L / sqrt(q1_L q2_L)) of shape (M,) and the depth-L diagonals
+    (qa_L, qb_L, ta_L, tb_L) (row 0 / column 0)."""
     from . import architectures as _arch
     M = state0.shape[0]
-    R = _NODE_ROWS if M >= 4 * _NODE_ROWS else 1
-    C = -(-M // R)
+    if np.ndim(qb0) == 0:
+        R = _NODE_ROWS if M >= 4 * _NODE_ROWS else 1
+        C = -(-M // R)
+        qa, qb = np.full(R, qa0), np.full(C, qb0)
+    else:
+        R, C = 1, M
+        qa, qb = np.full(1, qa0), np.ascontiguousarray(qb0, dtype=np.float64)
     pad = R * C - M
     st = np.concatenate([state0, np.repeat(state0[-1:], pad)]).reshape(R, C)
     nt = np.concatenate([ntk0, np.repeat(ntk0[-1:], pad)]).reshape(R, C)
-    qa, qb = np.full(R, qa0), np.full(C, qb0)
     if kind[0] == "abrelu":
         z, nt, qa, qb, ta, tb = _arch._run_abrelu(stack, st, nt, qa, qb, qa.copy(), qb.copy(),
                                                   False, kind[1], kind[2], None,
@@ -138,8 +145,8 @@ def _loop_entries(stack, kind, state0, ntk0, qa0, qb0, with_ntk):
         cov, nt, qa, qb, ta, tb = _arch._run_smooth(stack, kind[1], kind[2], st, nt, qa, qb,
                                                     qa.copy(), qb.copy(), False, None,
                                                     with_ntk=with_ntk)
-        g = 1.0 - cov / math.sqrt(qa[0] * qb[0])
-    s = math.sqrt(qa[0] * qb[0])
+        g = 1.0 - cov / np.sqrt(qa[:, None] * qb[None, :])
+    s = np.sqrt(qa[:, None] * qb[None, :])
     tau = nt / s if with_ntk else np.zeros_like(g)
     return (g.reshape(-1)[:M], tau.reshape(-1)[:M], qa[0], qb[0], ta[0], tb[0])
 
@@ -400,16 +407,24 @@ def run(plan_, stack, kind, state, ntk, out_cov, qa, qb, sym, with_ntk):
     if nbad:                       # entries the table does not serve: the loop, on them alone
         I, J = np.empty(nbad, np.int64), np.empty(nbad, np.int64)
         _collect(sym, out_cov, bad, I, J)
-        w, b = stack.stem
-        qa0, qb0 = w * plan_.q1 + b, w * plan_.q2 + b
-        t0 = ntk[I, J]                  # the stem NTK = the stem covariance, kept by _apply
-        g, tau, _, _, _, _ = _loop_entries(stack, kind, t0.copy() if smooth else state[I, J],
-                                           t0, qa0, qb0, with_ntk)
-        s = np.sqrt(qa_L[I] * qb_L[J])
-        out_cov[I, J] = s * (1.0 - np.clip(g, 0.0, 2.0))
-        if with_ntk:
-            ntk[I, J] = s * tau
+        _fallback(stack, kind, smooth, state, ntk, out_cov, qa, qb, qa_L, qb_L, I, J, with_ntk)
     return out_cov, ntk, qa_L, qb_L, ta_L, tb_L
+
+
+def _fallback(stack, kind, smooth, state, ntk, out_cov, qa, qb, qa_L, qb_L, I, J, with_ntk):
+    """Entries (I, J) by the layer loop with their own stem diagonals, grouped by the row's
+    diagonal (a handful of distinct values): the loop's arithmetic for those entries."""
+    rows = qa[I]
+    for v in np.unique(rows):
+        sel = np.flatnonzero(rows == v)
+        i, j = I[sel], J[sel]
+        t0 = ntk[i, j]              # the stem NTK = the stem covariance, kept by _apply
+        g, tau, _, _, _, _ = _loop_entries(stack, kind, t0.copy() if smooth else state[i, j],
+                                           t0, v, qb[j], with_ntk)
+        s = np.sqrt(qa_L[i] * qb_L[j])
+        out_cov[i, j] = s * (1.0 - np.clip(g, 0.0, 2.0))
+        if with_ntk:
+            ntk[i, j] = s * tau
 
 
 def _diagonals(stack, kind, q, with_ntk):
