@@ -161,7 +161,7 @@ def _stem_min_correlation(stack, q1, q2):
 
 def _key(stack, kind, qa0, qb0, with_ntk):
     parts = [kind[0], stack.u.tobytes(), stack.v.tobytes(), np.asarray(stack.sw2).tobytes(),
-             np.asarray(stack.sb2).tobytes(), qa0, qb0, with_ntk]
+             np.asarray(stack.sb2).tobytes(), tuple(stack.stem), qa0, qb0, with_ntk]
     parts += [kind[1], kind[2]] if kind[0] == "abrelu" else [kind[1], kind[2].tobytes()]
     return tuple(parts)
 

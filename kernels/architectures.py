@@ -640,8 +640,14 @@ class _KernelMethods:
         K0 : (N, N) array_like, optional
             A positive semi-definite input kernel to start from instead of inputs.
         fast : bool, optional
-            Use the depth-independent tabulated path (bias-free ReLU-type networks only).
-            Default: automatic, when it is eligible and cheaper.
+            Use a depth-independent tabulated path: bias-free ReLU-type networks, or any
+            network on inputs of equal norm (every ``|x_i|^2 / d``, or ``K0_ii``, equal to a
+            relative 1e-14, as normalised data is; a cross kernel needs each set of equal
+            norm), whose cost does not grow with depth beyond one layer loop over about
+            1000 tabulation points; within 1e-12 sqrt(K(x,x) K(x',x')) of the loop
+            (``kernels._fast_equal_norm``).  Default: automatic, when it applies and is cheaper
+            (depth >= 32 and >= 7680 pairs); ``False`` forces the layer loop; ``True`` raises
+            ValueError when neither case applies.
         out : pair of arrays (nngp_out, ntk_out), optional
             Fill these (N1, N2) float64 arrays, e.g. ``numpy.memmap`` or ``.npy`` files opened
             with ``numpy.lib.format.open_memmap(..., mode="w+")``, tile by tile instead of
