@@ -43,18 +43,21 @@ import numba
 import numpy as np
 from numba import prange
 
-from . import _gram, _recursion as _rec
+from . import _gram
 from ._fastmath import acos1m_unit, near_minus_one, signed_gap
 
 _NORM_RTOL = 1e-14      # input diagonals whose spread is below this (relative) are "equal"
 _PIECE_TOL = 1e-14      # accepted estimate of a piece's interpolation error (scaled)
 _DEGREE = 24            # Chebyshev points per piece
-_PIECES = {"abrelu": 40, "smooth": 28}
+_PIECES = 28
 # smooth activations: the loop's state is the covariance, so 1 - rho0 is either 0 or at least
-# 2^-53 (theta0 >= 1.49e-8 > pi 2^-28): 28 pieces reach every angle the input can carry
+# 2^-53 (theta0 >= 1.49e-8 > pi 2^-28): 28 pieces reach every angle the input can carry.  The
+# ReLU family resolves smaller angles (gaps refined from the unit inputs), but the output is a
+# covariance s (1 - g) with g <= ~theta0^2 < 1e-16 on the last piece [0, pi 2^-28], where g is
+# a smooth function of theta0 (a theta0^2 + b theta0^3 + ...) that the piece resolves.
 _TABLE_CACHE = {}
 _TABLE_CACHE_SIZE = 8
-_NODE_ROWS = 16         # the nodes form a (16, M/16) cross problem: row tiles for two cores
+_NODE_ROWS = 32         # the nodes form a (32, M/32) cross problem: row tiles for the cores
 
 
 class Plan:
@@ -118,8 +121,8 @@ def plan(stack, x1, x2, K0, diag, norms, fast, record, n_pairs, min_depth, min_p
 def _loop_entries(stack, kind, state0, ntk0, qa0, qb0, with_ntk):
     """Run the exact layer loop on M entries with off-diagonal stem state ``state0`` (signed gap
     for the ReLU family, covariance otherwise) and stem NTK ``ntk0``: either all with the
-    diagonals qa0, qb0 (floats; the table nodes, laid out as a (16, M/16) cross problem so that
-    both cores work), or, with qb0 an (M,) array, as one row of diagonal qa0 against M columns
+    diagonals qa0, qb0 (floats; the table nodes, laid out as a (32, M/32) cross problem so that
+    the cores share the work), or, with qb0 an (M,) array, as one row of diagonal qa0 against M columns
     of their own diagonals (the loop's own arithmetic for those entries).  Returns
     (g = 1 - rho_L, tau = Theta_L / sqrt(q1_L q2_L)) of shape (M,) and the depth-L diagonals
     (qa_L, qb_L, ta_L, tb_L) (row 0 / column 0)."""
@@ -139,8 +142,7 @@ def _loop_entries(stack, kind, state0, ntk0, qa0, qb0, with_ntk):
         z, nt, qa, qb, ta, tb = _arch._run_abrelu(stack, st, nt, qa, qb, qa.copy(), qb.copy(),
                                                   False, kind[1], kind[2], None,
                                                   with_ntk=with_ntk)
-        g = np.empty_like(z)
-        _rec._gap_fields(z, g, np.empty_like(z))
+        g = np.where(np.signbit(z), 2.0 + z, z)          # 1 - rho from the signed gap
     else:
         cov, nt, qa, qb, ta, tb = _arch._run_smooth(stack, kind[1], kind[2], st, nt, qa, qb,
                                                     qa.copy(), qb.copy(), False, None,
@@ -178,7 +180,7 @@ def _tables(stack, kind, plan_, with_ntk):
         hit = _TABLE_CACHE.get(_key(stack, kind, qa0, qb0, True))
     if hit is not None:
         return hit
-    P, n = _PIECES[kind[0]], _DEGREE
+    P, n = _PIECES, _DEGREE
     los, his = _pieces(P)
     xk = np.cos(np.pi * (np.arange(n) + 0.5) / n)
     mid, half = 0.5 * (his + los), 0.5 * (his - los)
@@ -237,6 +239,14 @@ def _tables(stack, kind, plan_, with_ntk):
 # ----------------------------------------------------------------------------------------------
 # applying the tables: one O(N^2) pass
 # ----------------------------------------------------------------------------------------------
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _sqrt_prod(qa, qb, sqa, sqb):
+    """sqrt(qa qb) as one rounding (exactly q for qa = qb = q, as the loop's diagonal) where the
+    product is a normal float, else sqrt(qa) sqrt(qb)."""
+    p = qa * qb
+    return math.sqrt(p) if (p > 1e-290 and p < 1e290) else sqa * sqb
+
+
 @numba.njit(inline="always", cache=True, error_model="numpy")
 def _gap_of(smooth, x, s0):
     """The signed gap of an entry: the engine's state itself (ReLU family) or from the
@@ -353,7 +363,7 @@ def _apply(smooth, sym, state, sq0_r, sq0_c, qL_r, qL_c, P, los, his, ok, coef_g
                     if col < 0:
                         g = end_g[-1 - col]
                         tau = end_t[-1 - col]
-                    s = _rec._sqrt_prod(qL_r[i], qL_c[j], sqi, math.sqrt(qL_c[j]))
+                    s = _sqrt_prod(qL_r[i], qL_c[j], sqi, math.sqrt(qL_c[j]))
                     out_cov[i, j] = s * (1.0 - min(max(g, 0.0), 2.0))
                     if with_ntk:
                         out_ntk[i, j] = s * tau
