@@ -9,8 +9,10 @@ problem so that the tile equals the corresponding block of ``net.kernels(x)`` bi
   _homogeneous_rescale``, bias-free ReLU-family networks).  That rescaling is row by row (each
   row's exponent depends on that row alone), so the engine, given a tile's rows, rescales them
   and scales the results back exactly as the whole computation does;
-* the number of pairs, which decides the automatic depth-independent path (``fast``): its
-  tabulation depends only on the network, so a tile evaluates the same table as the whole;
+* the number of pairs and the input norms, which decide the automatic depth-independent paths
+  (``fast``; the equal-norm path of ``_fast_equal_norm`` takes its common norm from the whole
+  set): their tabulation depends only on the network and those norms, so a tile evaluates the
+  same table as the whole;
 * the entries themselves: the Gram matrix is summed entry by entry in a fixed order
   (``_gram``), and every later step of the engine is a function of one entry and its two
   diagonals.
@@ -22,7 +24,7 @@ in the whole computation.  Working memory is a few arrays of ``tile^2`` doubles.
 
 import numpy as np
 
-from . import _checks, _gram
+from . import _checks, _fast_equal_norm as _fen, _gram
 from . import architectures as _arch
 
 DEFAULT_TILE = 1024
@@ -63,11 +65,11 @@ def check_outs(out, shape):
 
 
 def check_fast(stack, fast):
-    """The same eligibility test as ``architectures._run`` (``fast=True``), before any work."""
+    """The type of ``fast``; whether ``fast=True`` applies (a bias-free ReLU-family network, or
+    inputs of equal norm) is checked by ``Problem`` and ``architectures._run`` before any
+    work."""
     if fast is not None and not isinstance(fast, bool):
         raise TypeError(f"fast must be True, False or None, got {fast!r}")
-    if fast and not stack.fast_eligible:
-        raise ValueError(_arch._FAST_REFUSAL)
     return fast
 
 
@@ -93,6 +95,10 @@ class Problem:
         self.shape = (n1, n1 if self.sym else x2.shape[0])
         self.pairs = n1 * (n1 - 1) // 2 if self.sym else n1 * self.shape[1]
         self.fast = fast
+        if fast and not stack.fast_eligible:   # equal norms needed: refuse before any tile
+            if tuple(stack.stem_ntk) != tuple(stack.stem):
+                raise ValueError(_arch._FAST_REFUSAL)
+            _fen.plan(stack, None, None, None, None, (self.q1, self.q2), True, None, 0, 0, 0)
 
     def tile(self, r0, r1, c0, c1):
         """Kernels of rows r0:r1 and columns c0:c1 (a diagonal tile of a symmetric problem when
@@ -100,10 +106,10 @@ class Problem:
         xr, qr = self.x1[r0:r1], self.q1[r0:r1]
         if self.sym and (r0, r1) == (c0, c1):
             return _arch._run(self.stack, xr, None, None, fast=self.fast, diag=(qr, qr),
-                              pairs=self.pairs, ntk=self.ntk)
+                              pairs=self.pairs, ntk=self.ntk, norms=(self.q1, self.q2))
         xc = (self.x1 if self.sym else self.x2)[c0:c1]
         return _arch._run(self.stack, xr, xc, None, fast=self.fast, diag=(qr, self.q2[c0:c1]),
-                          pairs=self.pairs, ntk=self.ntk)
+                          pairs=self.pairs, ntk=self.ntk, norms=(self.q1, self.q2))
 
 
 def _progress_bar(progress, total, n_entries, desc):
@@ -171,7 +177,7 @@ def diagonal(stack, x, K0, fast, ntk=True):
         q = _gram.row_dots(x) * (1.0 / x.shape[1])
     return _arch._run(stack, x, x[:0], None, fast=fast, ntk=ntk, diag=(q, q[:0]),
                       pairs=n * (n - 1) // 2, finish=_finish_diagonal, prescaled=True,
-                      scale=scale)
+                      scale=scale, norms=(q, q))
 
 
 def kernels(net, x1, x2, K0, fast, out, diagonal_only, tile, progress, ntk=True):

@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _checks, _gram, _recursion as _rec
+from . import _checks, _fast_equal_norm as _fen, _gram, _recursion as _rec
 from .activations import Activation, ShapedReLU
 
 __all__ = ["MLP", "ResNet", "Kernels", "Trajectory"]
@@ -21,6 +21,7 @@ __all__ = ["MLP", "ResNet", "Kernels", "Trajectory"]
 _FAST_PIECES = 40          # dyadic pieces of [0, pi/2] (down to pi 2^-40), mirrored at pi
 _FAST_DEGREE = 24          # Chebyshev points per piece
 _FAST_MIN_DEPTH = 32       # auto mode: below this the layer loop is as cheap
+_FAST_MIN_PAIRS = 8 * _FAST_PIECES * _FAST_DEGREE    # auto mode: fewer pairs, the loop
 _REFINE_EPS = 1e-3         # input pairs closer than this get 1 - rho from |x/|x| - y/|y||^2 / 2
 
 
@@ -253,7 +254,7 @@ def _input_state(x1, x2, K0, stem, gap, diag=None, stem_ntk=None):
 
 
 def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, diag=None,
-         pairs=None, finish=None, prescaled=False, scale=None):
+         pairs=None, finish=None, prescaled=False, scale=None, norms=None):
     """Run the recursion: Kernels, or a Trajectory when ``record`` lists layers.  With
     ``ntk=False`` no NTK operation runs in the O(N^2 L) loops and ``.ntk`` is None.
 
@@ -261,7 +262,9 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, dia
     the number of pairs of the whole problem (the automatic ``fast`` choice), ``finish`` replaces
     ``_finish`` (same arguments); with ``prescaled`` the inputs are already rescaled
     (``_homogeneous_rescale`` of the whole problem, which is row by row) and ``scale`` is this
-    tile's part of its exponents."""
+    tile's part of its exponents.  ``norms`` = the input diagonals of the whole problem, for
+    the equal-norm decision (``_fast_equal_norm``, which biased and smooth networks take when
+    all inputs have one norm)."""
     kind = stack.activation._engine()
     homogeneous = stack.bias_free
     eligible = stack.fast_eligible
@@ -274,16 +277,22 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, dia
     L = stack.u.shape[0]
     if record is not None:
         _trajectory_memory(len(record), n1, n2, ntk)
+    square = K0 is not None or x2 is None
+    n_pairs = (n1 * (n1 - 1) // 2 if square else n1 * n2) if pairs is None else pairs
+    # the equal-norm tables start from Theta = K after the stem (NTK-parameterised stem)
+    plan = (None if eligible or tuple(stack.stem_ntk) != tuple(stack.stem) else
+            _fen.plan(stack, x1, x2, K0, diag, norms, fast, record, n_pairs, _FAST_MIN_DEPTH,
+                      _FAST_MIN_PAIRS))
+    fast = False if plan is not None else fast
     qa, qb, (state, ntk_state, spare), sym, ta, tb = _input_state(
         x1, x2, K0, stack.stem, gap=kind[0] == "abrelu", diag=diag, stem_ntk=stack.stem_ntk)
     if not homogeneous:
         _check_input_range(stack, qa, qb, x1, x2, K0)
     eps, cov = (state, spare) if kind[0] == "abrelu" else (None, state)
 
-    n_pairs = (n1 * (n1 - 1) // 2 if sym else n1 * n2) if pairs is None else pairs
     if fast is None:
         fast = (eligible and record is None and L >= _FAST_MIN_DEPTH
-                and n_pairs >= 8 * _FAST_PIECES * _FAST_DEGREE)
+                and n_pairs >= _FAST_MIN_PAIRS)
     elif fast:
         if not eligible:
             raise ValueError(_FAST_REFUSAL)
@@ -291,7 +300,10 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, dia
             raise ValueError("fast=True is not available for trajectories")
 
     rec = _Recorder(record, n1, n2, ntk) if record is not None else None
-    if kind[0] == "abrelu":
+    if plan is not None:
+        cov, ntk_state, qa, qb, ta, tb = _fen.run(plan, stack, kind, state, ntk_state, cov, qa,
+                                                  qb, sym, ntk)
+    elif kind[0] == "abrelu":
         _, a, b = kind
         if fast:
             cov, ntk_state, qa, qb, ta, tb = _run_fast(stack, eps, cov, ntk_state, qa, qb, ta,
@@ -761,8 +773,14 @@ class _KernelMethods:
         K0 : (N, N) array_like, optional
             A positive semi-definite input kernel to start from instead of inputs.
         fast : bool, optional
-            Use the depth-independent tabulated path (bias-free ReLU-type networks only).
-            Default: automatic, when it is eligible and cheaper.
+            Use a depth-independent tabulated path: bias-free ReLU-type networks, or any
+            network on inputs of equal norm (every ``|x_i|^2 / d``, or ``K0_ii``, equal to a
+            relative 1e-14, as normalised data is; a cross kernel needs each set of equal
+            norm), whose cost does not grow with depth beyond one layer loop over about
+            1000 tabulation points; within 1e-12 sqrt(K(x,x) K(x',x')) of the loop
+            (``kernels._fast_equal_norm``).  Default: automatic, when it applies and is cheaper
+            (depth >= 32 and >= 7680 pairs); ``False`` forces the layer loop; ``True`` raises
+            ValueError when neither case applies.
         out : pair of arrays (nngp_out, ntk_out), optional
             Fill these (N1, N2) float64 arrays, e.g. ``numpy.memmap`` or ``.npy`` files opened
             with ``numpy.lib.format.open_memmap(..., mode="w+")``, tile by tile instead of
