@@ -71,6 +71,13 @@ accuracy, raise ``deg``).  ``Activation(fn)`` takes phi'' from its pointwise for
 difference of ``deriv``), good to about 1e-9 relative.  Zero-variance inputs are refused
 (``run``).
 
+*Ends of a ResNet* (per-layer variances).  The input Dense is a tangent seeded at the stem
+(``d w0 = 1`` or ``d b0 = 1``; NTK parameterisation also ``d a0``, ``d c0``).  The readout's
+derivatives are closed form, applied after the layer loop: with ``NNGP = sv K_L + bv`` and
+``NTK = a K_L + c + sv Theta_L`` (NTK parameterisation ``(a, c) = (sv, bv)``; standard
+``(n, [bv])``, kernels.md §5b), ``dNNGP/dsv = K_L``, ``dNNGP/dbv = 1``, ``dNTK/dsv = K_L +
+Theta_L`` (standard: ``Theta_L``), ``dNTK/dbv = 1`` (standard: 0).
+
 Inputs only (no ``K0``); no rescaling of inputs of extreme norm (the kernel engine's
 ``_homogeneous_rescale``): norms between about 1e-70 and 1e70.
 
@@ -111,7 +118,12 @@ class KernelGrads:
         ``{"weight_var": dK, "bias_var": dK}``: derivatives of the NNGP (NTK) with respect to
         that variance, each shaped like the kernel (N1, N2) for a scalar variance, or
         (n_layers, N1, N2) for per-layer variances (entry ``l``: the derivative with respect
-        to layer ``l``'s variance).  A derivative that is infinite (a one-sided derivative at
+        to Dense layer ``l``'s variance).  MLP: ``n_layers = depth + 1`` (input first,
+        readout last).  ResNet: ``n_layers = depth + 2`` in the order of
+        ``ResNet(weight_var=[depth + 2 values])``: input Dense, each block's branch Dense,
+        readout Dense (also when the per-layer value was given as ``depth`` block values plus
+        ``input_*_var`` / ``readout_*_var``); a scalar ResNet variance is the branch variance
+        of every block, and its derivative is the sum over the blocks only.  A derivative that is infinite (a one-sided derivative at
         ``bias_var = 0``, see ``kernels._grads``) is ``-inf`` or ``inf``, never NaN.
     kernels : Kernels
         The NNGP and NTK themselves (computed in the same pass; equal to ``net.kernels`` to
@@ -154,14 +166,21 @@ def _problem(net, d):
     reads an architecture (``net._stack()``, the per-layer description of the kernel engine).
 
     The differentiated parameters are the Dense layers that ``net.weight_var`` and
-    ``net.bias_var`` describe.  MLP: ``depth + 1`` layers, layer 0 = the input Dense (the
-    stem), layer p = stack layer p - 1 (the last one is the output layer).  ResNet: the Dense
-    inside each of the ``depth`` branches (the input and readout Dense have their own
-    variances, not differentiated).  A scalar variance gives one tangent (the sum of the
-    per-layer ones, chain rule); a per-layer variance (a sequence) gives one tangent per layer.
-    NTK parameterisation: the NTK coefficients ntk_w = v sw2, ntk_b = v sb2 and the stem's
-    (a0, c0) = (w0, b0) move with the variances; standard parameterisation: they are widths
-    and 0/1 flags, which do not.  ``d``: the input dimension (the standard stem's a0)."""
+    ``net.bias_var`` describe.  A scalar variance gives one tangent (the sum of the per-layer
+    ones, chain rule); a per-layer variance (a sequence) gives one tangent per Dense layer.
+
+    * MLP: ``depth + 1`` Dense layers, layer 0 = the input Dense (the stem), layer p = stack
+      layer p - 1 (the last one is the output layer).
+    * ResNet, scalar variance: the Dense inside each of the ``depth`` branches (the input and
+      readout Dense have their own scalar variances, ``input_*_var`` / ``readout_*_var``,
+      not differentiated).  ResNet, per-layer variance: ``depth + 2`` tangents in the order
+      of ``ResNet(weight_var=[depth + 2 values])``: the input Dense (the stem), each block's
+      branch Dense, the readout Dense (whose derivatives the driver applies in closed form).
+
+    NTK parameterisation: the NTK coefficients ntk_w = v sw2, ntk_b = v sb2, the stem's
+    (a0, c0) = (w0, b0) and the readout's (a, c) = (w, b) move with the variances; standard
+    parameterisation: they are widths and 0/1 flags, which do not.  ``d``: the input dimension
+    (the standard stem's a0)."""
     try:
         stack = net._stack(d=d)
     except TypeError:                 # a stack without the standard parameterization
@@ -184,29 +203,38 @@ def _problem(net, d):
         readout = (w, b, a, c)
     ntkp = getattr(net, "parameterization", "ntk") == "ntk"
     has_stem = stack.readout is None              # MLP: the stem is one of the Dense layers
-    P = L + 1 if has_stem else L
+    # slots: ("stem",), ("layer", l), ("readout",)
+    layer_slots = [("layer", l) for l in range(L)]
     keys, rows = {}, []
     for name, field in (("weight_var", 0), ("bias_var", 1)):
         per_layer = np.ndim(getattr(net, name)) > 0
-        layers = [[p] for p in range(P)] if per_layer else [list(range(P))]
-        keys[name] = (len(rows), len(layers), per_layer)
-        rows += [(field, ls) for ls in layers]
+        if has_stem:
+            slots = [("stem",)] + layer_slots
+        elif per_layer:
+            slots = [("stem",)] + layer_slots + [("readout",)]
+        else:
+            slots = layer_slots
+        groups = [[s] for s in slots] if per_layer else [slots]
+        keys[name] = (len(rows), len(groups), per_layer)
+        rows += [(field, g) for g in groups]
     T = len(rows)
     d_sw2, d_sb2, d_ntk_w, d_ntk_b = (np.zeros((T, L)) for _ in range(4))
     d_stem = np.zeros((T, 4))
-    for k, (field, ls) in enumerate(rows):
-        for p in ls:
-            if has_stem and p == 0:
-                d_stem[k, field] = 1.0
-                d_stem[k, 2 + field] = 1.0 if ntkp else 0.0
+    d_readout = np.zeros((T, 4))
+    for k, (field, group) in enumerate(rows):
+        for slot in group:
+            if slot[0] in ("stem", "readout"):
+                dend = d_stem if slot[0] == "stem" else d_readout
+                dend[k, field] = 1.0
+                dend[k, 2 + field] = 1.0 if ntkp else 0.0
                 continue
-            layer = p - 1 if has_stem else p
+            layer = slot[1]
             (d_sw2 if field == 0 else d_sb2)[k, layer] = 1.0
             if ntkp:
                 (d_ntk_w if field == 0 else d_ntk_b)[k, layer] = v[layer]
     return _Problem(stack.activation, u, v, sw2, sb2, np.ascontiguousarray(ntk_w),
                     np.ascontiguousarray(ntk_b), (w0, b0, a0, c0), readout, d_sw2, d_sb2,
-                    d_ntk_w, d_ntk_b, d_stem, np.zeros((T, 4)), keys)
+                    d_ntk_w, d_ntk_b, d_stem, d_readout, keys)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -890,8 +890,13 @@ class _KernelMethods:
         A tangent (forward-mode) recursion runs inside the compiled layer loop next to the
         kernel recursion (theory/kernels.md §5b; ``kernels._grads``): exact derivatives, no
         finite differences, exact at rho = +-1 and on the diagonal (no NaN at the ReLU kink).
-        MLP: every Dense layer's variances; ResNet: those of the Dense inside each branch (the
-        input and readout Dense have their own).  Cost: about 2-3x ``kernels(x)``.
+        MLP: every Dense layer's variances.  ResNet with scalar variances: the branch
+        ``weight_var`` / ``bias_var`` shared by every block (the derivative is the sum over the
+        blocks; the input and readout Dense have their own ``input_*_var`` / ``readout_*_var``,
+        not differentiated).  ResNet with per-layer variances: every Dense layer, ``depth + 2``
+        of them in the order input, each block, readout (the order of
+        ``ResNet(weight_var=[depth + 2 values])``).  Cost: about 2-3x ``kernels(x)`` for scalar
+        variances; per-layer, one tangent per Dense layer (``kernels._grads``).
 
         Parameters
         ----------
@@ -903,7 +908,8 @@ class _KernelMethods:
         KernelGrads
             ``.nngp`` and ``.ntk``: dicts ``{"weight_var": dK, "bias_var": dK}`` of
             derivatives shaped like the kernel, (N1, N2), or (n_layers, N1, N2) for a per-layer
-            variance; ``.kernels``: the ``Kernels`` themselves.  A one-sided infinite
+            variance (MLP: ``depth + 1`` layers, readout last; ResNet: ``depth + 2``, input
+            Dense, blocks, readout Dense); ``.kernels``: the ``Kernels`` themselves.  A one-sided infinite
             derivative (``bias_var = 0``, exactly parallel or antiparallel inputs of different
             norms: the NTK's derivative w.r.t. ``bias_var``) is -inf, never NaN.
 

@@ -18,10 +18,18 @@ once by Cholesky (``scipy.linalg.cho_factor``); ``tr(C^-1 dC) = sum(C^-1 * dC)``
 ``fit`` maximises ``log p(Y)`` with ``scipy.optimize.minimize(method="L-BFGS-B")`` over the
 logarithms of the chosen variances (positivity for free, scale-free steps), and returns the
 fitted architecture (``dataclasses.replace(net, weight_var=..., bias_var=...)``).
+
+**Per-layer variances.**  A variance given per Dense layer (``MLP``: ``depth + 1`` values,
+readout last; ``ResNet``: ``depth + 2``, input Dense, each block, readout Dense) has a gradient
+with a layer axis (the order of ``net.kernel_grads``), and ``fit`` optimises every entry, each
+in log space.  The maximum is then often not unique: e.g. in a bias-free ReLU MLP the NNGP
+depends on the weight variances only through their product, so the likelihood is flat along
+the directions that keep it; L-BFGS-B stops somewhere on that ridge (the likelihood value is
+reliable, the individual entries are not identified).  To fit a single shared value instead,
+pass a network with a scalar variance.
 """
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,9 +157,11 @@ def log_marginal_likelihood(net, x, y, noise_var, kind="nngp", grad=False):
     -------
     float, or (float, dict)
         The value; with ``grad=True`` also ``{"weight_var": ..., "bias_var": ...,
-        "noise_var": ...}`` (floats; per-layer variances give one entry per layer; an
-        infinite one-sided derivative of the kernel, e.g. with respect to ``bias_var`` at 0,
-        gives +-inf, never NaN).
+        "noise_var": ...}`` (floats; a per-layer variance gives an array with one entry per
+        Dense layer, in the order of ``net.kernel_grads``: MLP ``depth + 1`` values, readout
+        last; ResNet ``depth + 2``, input Dense, blocks, readout Dense; an infinite one-sided
+        derivative of the kernel, e.g. with respect to ``bias_var`` at 0, gives +-inf, never
+        NaN).
 
     Raises
     ------
@@ -212,16 +222,19 @@ def fit(net, x, y, noise_var, params=_PARAMS, bounds=None, kind="nngp", maxiter=
     Parameters
     ----------
     net : kernels.MLP or kernels.ResNet
-        Architecture and starting values of ``weight_var`` / ``bias_var`` (scalars; for ResNet
-        the block variances).
+        Architecture and starting values of ``weight_var`` / ``bias_var``: scalars (for
+        ResNet the branch variance shared by the blocks), or per-layer values (every entry is
+        fitted; module docstring: the entries need not be identified).
     x : (n, d) array
     y : (n,) or (n, k) array
     noise_var : float
         Starting (or fixed) noise variance.
     params : sequence of {"weight_var", "bias_var", "noise_var"}
-        The parameters to fit; each must start > 0 (log space).
+        The parameters to fit; each (every entry of a per-layer one) must start > 0 (log
+        space).
     bounds : dict, optional
-        ``{name: (low, high)}`` in natural units, 0 < low < high; default ``(1e-6, 1e6)``.
+        ``{name: (low, high)}`` in natural units, 0 < low < high, applied to every entry of
+        that parameter; default ``(1e-6, 1e6)``.
     kind : {"nngp", "ntk"}
     maxiter, ftol, gtol
         L-BFGS-B options (``ftol`` relative on the objective -log p / (n k)).
@@ -229,7 +242,9 @@ def fit(net, x, y, noise_var, params=_PARAMS, bounds=None, kind="nngp", maxiter=
     Returns
     -------
     GPFit
-        ``.net``, ``.noise_var``, ``.log_marginal_likelihood``, ``.result``.
+        ``.net``, ``.noise_var``, ``.log_marginal_likelihood``, ``.result`` (``result.x``:
+        the logarithms of the fitted entries, parameter by parameter in the order of
+        ``params``, a per-layer parameter's entries in layer order).
 
     Examples
     --------
@@ -249,28 +264,37 @@ def fit(net, x, y, noise_var, params=_PARAMS, bounds=None, kind="nngp", maxiter=
     params = tuple(params)
     if not params or any(p not in _PARAMS for p in params) or len(set(params)) != len(params):
         raise ValueError(f"params must be distinct names from {_PARAMS}, got {params!r}")
-    start = {"weight_var": net.weight_var, "bias_var": net.bias_var, "noise_var": noise_var}
+    start = {name: _values(net, name) for name in ("weight_var", "bias_var")}
+    start["noise_var"] = noise_var
     for p in params:
-        if not isinstance(start[p], numbers.Real):
-            raise TypeError(f"fit supports scalar {p} only, got {start[p]!r}")
-        if not start[p] > 0:
-            raise ValueError(f"{p} starts at {start[p]!r}: fitting works on log({p}), so give "
-                             f"a positive starting value (or leave it out of params)")
-    bnds = _bounds(bounds, params)
+        vals = np.atleast_1d(np.asarray(start[p], dtype=object))
+        for k, val in enumerate(vals):
+            where = p if np.ndim(start[p]) == 0 else f"{p}[{k}]"
+            if val is None:
+                raise ValueError(f"{where} is None (no bias parameter): it cannot be fitted; "
+                                 f"leave {p} out of params or give a positive starting value")
+            if not val > 0:
+                raise ValueError(f"{where} starts at {val!r}: fitting works on log({p}), so "
+                                 f"give a positive starting value (or leave {p} out of params)")
+    sizes = [int(np.size(start[p])) for p in params]
+    bnds = [b for b, m in zip(_bounds(bounds, params), sizes) for _ in range(m)]
     maxiter = _checks.int_in_range(maxiter, "maxiter", 1)
     ftol = _checks.positive_float(ftol, "ftol")
     gtol = _checks.positive_float(gtol, "gtol")
     n, k = Y.shape
     scale = 1.0 / (n * k)
+    offsets = np.cumsum([0] + sizes)
 
     def values(theta):
         v = dict(start)
-        v.update({p: float(np.exp(t)) for p, t in zip(params, theta)})
+        for p, a, b in zip(params, offsets[:-1], offsets[1:]):
+            e = np.exp(theta[a:b])
+            v[p] = float(e[0]) if np.ndim(start[p]) == 0 else tuple(float(z) for z in e)
         return v
 
     def objective(theta):
         v = values(theta)
-        m = dataclasses.replace(net, weight_var=v["weight_var"], bias_var=v["bias_var"])
+        m = _with_values(net, v)
         need_grads = any(p != "noise_var" for p in params)
         if need_grads:
             g = m.kernel_grads(x)
@@ -279,14 +303,42 @@ def fit(net, x, y, noise_var, params=_PARAMS, bounds=None, kind="nngp", maxiter=
         else:
             K = m.nngp(x) if kind == "nngp" else m.ntk(x)
             value, grad = _lml(K, Y, v["noise_var"], {})
-        # d/d log p = p d/dp
-        return (-value * scale, np.array([-grad[p] * v[p] * scale for p in params]))
+        # d/d log p = p d/dp, entry by entry
+        jac = np.concatenate([np.atleast_1d(-np.asarray(grad[p]) * np.asarray(v[p]) * scale)
+                              for p in params])
+        return -value * scale, jac
 
-    theta0 = np.array([math.log(start[p]) for p in params])
+    theta0 = np.concatenate([np.log(np.atleast_1d(np.asarray(start[p], dtype=float)))
+                             for p in params])
     theta0 = np.clip(theta0, [b[0] for b in bnds], [b[1] for b in bnds])
     res = optimize.minimize(objective, theta0, jac=True, method="L-BFGS-B", bounds=bnds,
                             options=dict(maxiter=maxiter, ftol=ftol, gtol=gtol))
     v = values(res.x)
-    fitted = dataclasses.replace(net, weight_var=v["weight_var"], bias_var=v["bias_var"])
+    fitted = _with_values(net, v)
     lml = log_marginal_likelihood(fitted, x, Y, v["noise_var"], kind=kind)
     return GPFit(fitted, v["noise_var"], lml, res, params, kind)
+
+
+def _values(net, name):
+    """The variance ``name`` of ``net``: a float (or None), or a tuple with one value per Dense
+    layer in the order of ``net.kernel_grads`` (ResNet: input, blocks, readout)."""
+    val = getattr(net, name)
+    if np.ndim(val) == 0 or val is None:
+        return val
+    if isinstance(net, ResNet):
+        return (getattr(net, f"input_{name}"),) + tuple(val) + (getattr(net, f"readout_{name}"),)
+    return tuple(val)
+
+
+def _with_values(net, v):
+    """``net`` with ``weight_var`` / ``bias_var`` from ``v`` (layout of ``_values``)."""
+    changes = {}
+    for name in ("weight_var", "bias_var"):
+        val = v[name]
+        if isinstance(net, ResNet) and isinstance(val, tuple):
+            changes[name] = val[1:-1]
+            changes[f"input_{name}"] = val[0]
+            changes[f"readout_{name}"] = val[-1]
+        else:
+            changes[name] = val
+    return dataclasses.replace(net, **changes)

@@ -99,6 +99,9 @@ class _NetworkKernel(Kernel):
 class NNGPKernel(_NetworkKernel):
     """The NNGP of ``net`` as a scikit-learn kernel (``GaussianProcessRegressor``).
 
+    ``k(X, Y) = net.nngp(X, Y)`` with the current variances; ``eval_gradient=True`` uses
+    ``net.kernel_grads``.  Not stationary.  Combine with ``WhiteKernel`` for observation noise.
+
     Parameters
     ----------
     net : MLP or ResNet
@@ -106,9 +109,6 @@ class NNGPKernel(_NetworkKernel):
         Starting values of the hyperparameters (default: the network's).
     weight_var_bounds, bias_var_bounds : pair of floats or "fixed"
         Bounds for the optimiser (in the variances themselves; scikit-learn works in log space).
-
-    ``k(X, Y) = net.nngp(X, Y)`` with the current variances; ``eval_gradient=True`` uses
-    ``net.kernel_grads``.  Not stationary.  Combine with ``WhiteKernel`` for observation noise.
     """
 
     _kind = "nngp"

@@ -1,6 +1,8 @@
 """kernels.gp: log marginal likelihood against scipy.stats.multivariate_normal, its gradient
 against central differences of the value, and maximum-likelihood fits on data drawn from a known
 NNGP prior."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -185,3 +187,101 @@ def test_fit_recovers_the_generating_variances_at_n_1000():
     se = np.sqrt(np.diag(cov))
     z = (est - np.array([true[p] for p in names])) / se
     assert np.all(np.abs(z) < 3), (est, se, z)
+
+
+# ----------------------------------------------------------------------------------------------
+# per-layer variances: the gradient has a layer axis; fit optimises every entry
+# ----------------------------------------------------------------------------------------------
+PER_LAYER_NETS = [
+    kn.MLP(depth=2, activation=kn.Erf(), weight_var=[1.2, 2.0, 0.8], bias_var=[0.1, 0.3, 0.05]),
+    kn.ResNet(depth=2, activation=kn.ReLU(), weight_var=[0.9, 1.5, 2.0, 1.1],
+              bias_var=[0.1, 0.2, 0.05, 0.15]),
+]
+
+
+def _set_entry(net, name, k, value):
+    """net with entry k of the per-layer variance ``name`` (kernel_grads' layer order)."""
+    if isinstance(net, kn.ResNet):
+        if k == 0:
+            return replace(net, **{f"input_{name}": value})
+        if k == net.depth + 1:
+            return replace(net, **{f"readout_{name}": value})
+        vals = list(getattr(net, name))
+        vals[k - 1] = value
+        return replace(net, **{name: tuple(vals)})
+    vals = list(getattr(net, name))
+    vals[k] = value
+    return replace(net, **{name: tuple(vals)})
+
+
+def _entry(net, name, k):
+    if isinstance(net, kn.ResNet):
+        if k == 0:
+            return getattr(net, f"input_{name}")
+        if k == net.depth + 1:
+            return getattr(net, f"readout_{name}")
+        return getattr(net, name)[k - 1]
+    return getattr(net, name)[k]
+
+
+@pytest.mark.parametrize("net", PER_LAYER_NETS, ids=["mlp-erf", "resnet-relu"])
+@pytest.mark.parametrize("kind", ["nngp", "ntk"])
+def test_per_layer_gradient_against_central_differences(net, kind):
+    """Every entry of the layer axis, with the Richardson tolerance of
+    test_gradient_against_central_differences."""
+    x = _x(10, seed=7)
+    y = np.stack([np.sin(x[:, 0]), x[:, 1]], 1)
+    noise = 0.05
+    value, grad = gp.log_marginal_likelihood(net, x, y, noise, kind=kind, grad=True)
+    n_layers = net.depth + (2 if isinstance(net, kn.ResNet) else 1)
+    for name in ("weight_var", "bias_var"):
+        assert np.shape(grad[name]) == (n_layers,)
+        for k in range(n_layers):
+            v0 = _entry(net, name, k)
+            hv = 1e-4 * v0
+
+            def f(v):
+                return gp.log_marginal_likelihood(_set_entry(net, name, k, v), x, y, noise,
+                                                  kind=kind)
+            d1 = (f(v0 + hv) - f(v0 - hv)) / (2 * hv)
+            d2 = (f(v0 + 2 * hv) - f(v0 - 2 * hv)) / (4 * hv)
+            rich = (4 * d1 - d2) / 3
+            tol = 4 * abs(d1 - d2) + 1e-7 * (1 + abs(rich))
+            assert abs(grad[name][k] - rich) <= tol, (name, k, grad[name][k], rich, tol)
+
+
+@pytest.mark.parametrize("net", PER_LAYER_NETS, ids=["mlp-erf", "resnet-relu"])
+def test_per_layer_fit_small(net):
+    """A small fit over every entry: the likelihood does not decrease, the fitted network keeps
+    its per-layer layout, result.x holds the log of every entry in params order, and the
+    log-space gradient vanishes at entries away from the bounds (a stationary point)."""
+    x = _x(30, d=2, seed=8)
+    y = _draw(net, x, 0.1, k=2, seed=9)
+    start = _set_entry(_set_entry(net, "weight_var", 1, 1.0), "bias_var", 0, 0.5)
+    f = gp.fit(start, x, y, noise_var=0.3)
+    assert f.result.success, f.result.message
+    assert f.log_marginal_likelihood >= gp.log_marginal_likelihood(start, x, y, 0.3)
+    assert type(f.net) is type(net) and f.net.depth == net.depth
+    n_layers = net.depth + (2 if isinstance(net, kn.ResNet) else 1)
+    fitted = np.array([_entry(f.net, p, k) for p in ("weight_var", "bias_var")
+                       for k in range(n_layers)] + [f.noise_var])
+    np.testing.assert_allclose(np.exp(f.result.x), fitted, rtol=1e-15)
+    _, g = gp.log_marginal_likelihood(f.net, x, y, f.noise_var, grad=True)
+    glog = np.concatenate([g["weight_var"] * fitted[:n_layers],
+                           g["bias_var"] * fitted[n_layers:2 * n_layers],
+                           [g["noise_var"] * f.noise_var]])
+    inside = (fitted > 1.01e-6) & (fitted < 0.99e6)
+    assert np.all(np.abs(glog[inside]) < 1e-3 * abs(f.log_marginal_likelihood) / 30), glog
+
+
+def test_per_layer_fit_refuses_none_and_zero_entries():
+    x = _x(6)
+    y = np.sin(x[:, 0])
+    net = kn.MLP(depth=2, activation=kn.ReLU(), weight_var=1.5, bias_var=[0.1, 0.0, 0.2])
+    with pytest.raises(ValueError, match=r"bias_var\[1\] starts at 0.0"):
+        gp.fit(net, x, y, 0.1)
+    gp.fit(net, x, y, 0.1, params=("weight_var", "noise_var"), maxiter=2)
+    std = kn.MLP(depth=2, activation=kn.ReLU(), weight_var=1.5, bias_var=[0.1, None, 0.2],
+                 parameterization="standard", width=8)
+    with pytest.raises(ValueError, match=r"bias_var\[1\] is None"):
+        gp.fit(std, x, y, 0.1)

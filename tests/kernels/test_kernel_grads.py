@@ -436,3 +436,99 @@ def test_glue_standard_parameterization(act):
         for got, want in ((g.nngp[name], (Kp - Km) / (2 * h)), (g.ntk[name], (Tp - Tm) / (2 * h))):
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * np.abs(want).max(),
                                        err_msg=name)
+
+
+# ----------------------------------------------------------------------------------------------
+# ResNet with per-layer variances: every Dense layer (input, each block, readout)
+# ----------------------------------------------------------------------------------------------
+def _resnet_get(net, name, p):
+    """Variance ``name`` of Dense layer p (0 = input, 1..depth = blocks, depth + 1 = readout)."""
+    if p == 0:
+        return getattr(net, f"input_{name}")
+    if p == net.depth + 1:
+        return getattr(net, f"readout_{name}")
+    return getattr(net, name)[p - 1]
+
+
+def _resnet_set(net, name, p, value):
+    if p == 0:
+        return replace(net, **{f"input_{name}": value})
+    if p == net.depth + 1:
+        return replace(net, **{f"readout_{name}": value})
+    vals = list(getattr(net, name))
+    vals[p - 1] = value
+    return replace(net, **{name: tuple(vals)})
+
+
+RESNETS_PER_LAYER = [
+    kn.ResNet(3, kn.ReLU(), [1.2, 1.5, 1.8, 2.0, 0.9], [0.05, 0.1, 0.2, 0.3, 0.15]),
+    kn.ResNet(3, kn.ReLU(), [1.2, 1.5, 1.8, 2.0, 0.9], [0.05, 0.1, 0.2, 0.3, 0.15],
+              parameterization="standard", width=7),
+    kn.ResNet(2, kn.Erf(), [0.7, 1.1, 1.4, 1.3], [0.2, 0.3, 0.1, 0.25],
+              branch_scale=[0.9, 0.6]),
+    kn.ResNet(2, kn.Erf(), [0.7, 1.1, 1.4, 1.3], [0.2, 0.3, 0.1, 0.25],
+              parameterization="standard", width=5),
+]
+
+
+@pytest.mark.parametrize("net", RESNETS_PER_LAYER, ids=["relu-ntk", "relu-std", "erf-ntk",
+                                                        "erf-std"])
+def test_resnet_per_layer_every_dense_layer(net):
+    """Leading axis depth + 2 (input, blocks, readout), against central differences of
+    net.kernels with the one variance moved by dataclasses.replace."""
+    x = _inputs()
+    g = net.kernel_grads(x)
+    for name in NAMES:
+        for kind in ("nngp", "ntk"):
+            assert getattr(g, kind)[name].shape == (net.depth + 2, 7, 7)
+        for p in range(net.depth + 2):
+            v = _resnet_get(net, name, p)
+            h = 1e-5 * max(v, 1.0)
+            kp = _resnet_set(net, name, p, v + h).kernels(x)
+            km = _resnet_set(net, name, p, v - h).kernels(x)
+            for kind in ("nngp", "ntk"):
+                want = (getattr(kp, kind) - getattr(km, kind)) / (2 * h)
+                got = getattr(g, kind)[name][p]
+                assert np.all(np.isfinite(got))
+                scale = max(np.abs(want).max(), 1e-300)
+                np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * scale,
+                                           err_msg=f"{kind} {name} layer {p}")
+
+
+def test_resnet_readout_derivatives_closed_form():
+    """NNGP = sv K_L + bv, NTK = NNGP + sv Theta_L (NTK parameterisation) or
+    n K_L + [bv] + sv Theta_L (standard): derivatives w.r.t. (sv, bv) from the residual
+    stream's last layer (net.trajectory)."""
+    x = _inputs()
+    for net in RESNETS_PER_LAYER[:2]:
+        g = net.kernel_grads(x)
+        tr = net.trajectory(x, layers=[net.depth])
+        KL, TL = tr.nngp[-1], tr.ntk[-1]
+        r = net.depth + 1
+        # two engines (the tangent one and the trajectory's): equal to rounding, relative to
+        # the kernel's scale (entries near 0 carry the absolute rounding of larger ones)
+        tol = dict(rtol=1e-12, atol=1e-13 * np.abs(TL).max())
+        np.testing.assert_allclose(g.nngp["weight_var"][r], KL, **tol)
+        np.testing.assert_array_equal(g.nngp["bias_var"][r], np.ones_like(KL))
+        if net.parameterization == "ntk":
+            np.testing.assert_allclose(g.ntk["weight_var"][r], KL + TL, **tol)
+            np.testing.assert_array_equal(g.ntk["bias_var"][r], np.ones_like(KL))
+        else:
+            np.testing.assert_allclose(g.ntk["weight_var"][r], TL, **tol)
+            np.testing.assert_array_equal(g.ntk["bias_var"][r], np.zeros_like(KL))
+
+
+def test_resnet_scalar_is_sum_over_blocks_only():
+    """A scalar weight_var / bias_var is the branch variance of every block: its derivative
+    is the sum of the per-block rows (not the input's or readout's)."""
+    x = _inputs()
+    sc = kn.ResNet(3, kn.ReLU(), 1.5, 0.1, input_weight_var=0.8, input_bias_var=0.05,
+                   readout_weight_var=1.2, readout_bias_var=0.2)
+    pl = kn.ResNet(3, kn.ReLU(), [0.8, 1.5, 1.5, 1.5, 1.2], [0.05, 0.1, 0.1, 0.1, 0.2])
+    gs, gp = sc.kernel_grads(x), pl.kernel_grads(x)
+    np.testing.assert_array_equal(gs.kernels.nngp, gp.kernels.nngp)
+    for name in NAMES:
+        for kind in ("nngp", "ntk"):
+            np.testing.assert_allclose(getattr(gs, kind)[name],
+                                       getattr(gp, kind)[name][1:-1].sum(axis=0),
+                                       rtol=1e-12, atol=1e-14)
