@@ -24,7 +24,7 @@ _HOMOGENEOUS = ("relu", "identity")
 # ----------------------------------------------------------------------------------------------
 # numba: forward, backward, optimiser
 # ----------------------------------------------------------------------------------------------
-@numba.njit(inline="always", fastmath={"contract"})
+@numba.njit(inline="always")
 def _exp40(y):
     """exp(y) for |y| <= 40: Cody-Waite reduction by ln 2, Taylor polynomial of degree 13 on
     |r| <= ln(2)/2 (truncation < 1e-17), exact scaling by 2^n (branch-free, so loops over it
@@ -57,7 +57,7 @@ def _exp40(y):
     return p * f
 
 
-@numba.njit(inline="always", fastmath={"contract"})
+@numba.njit(inline="always")
 def _tanh(x):
     """tanh without a libm call (about 2x faster than math.tanh here, within 3 ulp of it):
     Cephes' rational form x + x^3 P(x^2)/Q(x^2) for |x| < 0.625, 1 - 2/(exp(2x) + 1) else
@@ -103,7 +103,7 @@ def _scale(delta, k, dtype):
     return delta[k]
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _forward(A, b, delta, dtype, act, X, idx, H, U):
     """h_{k+1} = h_k + s_k sigma(A_k h_k + b_k) for the rows ``idx`` of X.
 
@@ -139,7 +139,7 @@ def _forward(A, b, delta, dtype, act, X, idx, H, U):
                 H[k + 1, i, r] = H[k, i, r] + s * U[k, i, r]
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"contract", "reassoc"}, error_model="numpy")
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _backward(A, b, delta, dtype, act, Y, idx, H, U, G, gA, gb, gd):
     """Loss and gradients of mean((h_L - y)^2) over the batch rows ``idx`` (G: (d, B) work).
 
@@ -190,7 +190,7 @@ def _backward(A, b, delta, dtype, act, Y, idx, H, U, G, gA, gb, gd):
     return loss
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _adam(p, g, m, v, lr, b1, b2, eps, bc1, bc2):
     """torch.optim.Adam: m <- b1 m + (1-b1) g, v <- b2 v + (1-b2) g^2,
     p <- p - lr (m / bc1) / (sqrt(v / bc2) + eps), bc = 1 - b^t."""
@@ -201,7 +201,7 @@ def _adam(p, g, m, v, lr, b1, b2, eps, bc1, bc2):
         pf[i] -= lr * (mf[i] / bc1) / (math.sqrt(vf[i] / bc2) + eps)
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"contract"})
+@numba.njit(nogil=True, cache=True)
 def _sgd(p, g, m, lr, momentum):
     """torch.optim.SGD: m <- momentum m + g (m = g at the first step), p <- p - lr m."""
     pf, gf, mf = p.ravel(), g.ravel(), m.ravel()
