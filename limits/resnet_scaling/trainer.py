@@ -24,6 +24,12 @@ _HOMOGENEOUS = ("relu", "identity")
 # ----------------------------------------------------------------------------------------------
 # numba: forward, backward, optimiser
 # ----------------------------------------------------------------------------------------------
+# No fastmath flags here, on purpose: the results must depend only on the arguments.  A cached
+# ``_epoch`` carries its own copy of ``_forward`` / ``_backward`` (numba links the callees' IR
+# into the caller's module and re-optimises it), while a freshly compiled ``_epoch`` calls the
+# standalone ones; with 'reassoc' (vectorised batch sums) and 'contract' (FMA fusion) the two
+# copies rounded differently, so a cold and a warm cache gave different last bits.  Strict IEEE
+# code rounds the same in every copy; the hot loops are written to vectorise without fastmath.
 @numba.njit(inline="always")
 def _exp40(y):
     """exp(y) for |y| <= 40: Cody-Waite reduction by ln 2, Taylor polynomial of degree 13 on
@@ -159,6 +165,7 @@ def _backward(A, b, delta, dtype, act, Y, idx, H, U, G, gA, gb, gd):
     for q in range(gd.shape[0]):
         gd[q] = 0.0
     gz = np.empty((d, B))
+    HT = np.empty((B, d))
     for k in range(L - 1, -1, -1):
         s = _scale(delta, k, dtype)
         gs = 0.0
@@ -171,12 +178,20 @@ def _backward(A, b, delta, dtype, act, Y, idx, H, U, G, gA, gb, gd):
                 gz[i, r] = v
                 acc += v
             gb[k, i] = acc
+        # dL/dA_k = gz h_k^T as a sum of outer products in batch order, through the transposed
+        # states HT: the inner loop runs over j without a reduction, so it vectorises without
+        # fastmath reassociation (which made the rounding depend on how LLVM compiled this).
+        for j in range(d):
+            for r in range(B):
+                HT[r, j] = H[k, j, r]
         for i in range(d):
             for j in range(d):
-                acc = 0.0
-                for r in range(B):
-                    acc += gz[i, r] * H[k, j, r]
-                gA[k, i, j] = acc
+                gA[k, i, j] = 0.0
+        for r in range(B):
+            for i in range(d):
+                g = gz[i, r]
+                for j in range(d):
+                    gA[k, i, j] += g * HT[r, j]
         for i in range(d):
             for j in range(d):
                 a = A[k, i, j]
