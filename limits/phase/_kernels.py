@@ -207,7 +207,10 @@ def _gd2(a, w0, w1, x0, y, c, tol, max_steps, F, delta, lr_fixed, slack, loss_ou
     return _BUDGET, max_steps, time
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
+# No fastmath here: the prange bodies are compiled as separate gufuncs linked into this
+# function, and with 'contract' a freshly compiled and a cache-loaded kernel fused
+# multiply-adds differently (different last bits, cold vs warm numba cache).
+@numba.njit(parallel=True, cache=True, error_model="numpy")
 def _gd2_par(a, w0, w1, x0, y, c, tol, max_steps, F, delta, lr_fixed, slack, nch, loss_out):
     """``_gd2`` with the neurons split in ``nch`` chunks over numba's threads (``prange``).
 

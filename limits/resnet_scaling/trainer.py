@@ -62,7 +62,13 @@ def _is_homogeneous(activation):
 # ----------------------------------------------------------------------------------------------
 # numba: forward, backward, optimiser
 # ----------------------------------------------------------------------------------------------
-@numba.njit(inline="always", fastmath={"contract"})
+# No fastmath flags here, on purpose: the results must depend only on the arguments.  A cached
+# ``_epoch`` carries its own copy of ``_forward`` / ``_backward`` (numba links the callees' IR
+# into the caller's module and re-optimises it), while a freshly compiled ``_epoch`` calls the
+# standalone ones; with 'reassoc' (vectorised batch sums) and 'contract' (FMA fusion) the two
+# copies rounded differently, so a cold and a warm cache gave different last bits.  Strict IEEE
+# code rounds the same in every copy; the hot loops are written to vectorise without fastmath.
+@numba.njit(inline="always")
 def _exp40(y):
     """exp(y) for |y| <= 40: Cody-Waite reduction by ln 2, Taylor polynomial of degree 13 on
     |r| <= ln(2)/2 (truncation < 1e-17), exact scaling by 2^n (branch-free, so loops over it
@@ -95,7 +101,7 @@ def _exp40(y):
     return p * f
 
 
-@numba.njit(inline="always", fastmath={"contract"})
+@numba.njit(inline="always")
 def _tanh(x):
     """tanh without a libm call (about 2x faster than math.tanh here, within 3 ulp of it):
     Cephes' rational form x + x^3 P(x^2)/Q(x^2) for |x| < 0.625, 1 - 2/(exp(2x) + 1) else
@@ -141,7 +147,7 @@ def _scale(delta, k, dtype):
     return delta[k]
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _forward(A, b, delta, dtype, act, point, X, idx, H, U, D):
     """h_{k+1} = h_k + s_k sigma(A_k h_k + b_k) for the rows ``idx`` of X.
 
@@ -185,7 +191,7 @@ def _forward(A, b, delta, dtype, act, point, X, idx, H, U, D):
                 H[k + 1, i, r] = H[k, i, r] + s * U[k, i, r]
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"contract", "reassoc"}, error_model="numpy")
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _backward(A, b, delta, dtype, act, Y, idx, H, U, D, G, gA, gb, gd):
     """Loss and gradients of mean((h_L - y)^2) over the batch rows ``idx`` (G: (d, B) work);
     sigma' from U (aliases) or from D (``act == 3``, see :func:`_forward`).
@@ -206,6 +212,7 @@ def _backward(A, b, delta, dtype, act, Y, idx, H, U, D, G, gA, gb, gd):
     for q in range(gd.shape[0]):
         gd[q] = 0.0
     gz = np.empty((d, B))
+    HT = np.empty((B, d))
     for k in range(L - 1, -1, -1):
         s = _scale(delta, k, dtype)
         gs = 0.0
@@ -225,12 +232,20 @@ def _backward(A, b, delta, dtype, act, Y, idx, H, U, D, G, gA, gb, gd):
                     gz[i, r] = v
                     acc += v
             gb[k, i] = acc
+        # dL/dA_k = gz h_k^T as a sum of outer products in batch order, through the transposed
+        # states HT: the inner loop runs over j without a reduction, so it vectorises without
+        # fastmath reassociation (which made the rounding depend on how LLVM compiled this).
+        for j in range(d):
+            for r in range(B):
+                HT[r, j] = H[k, j, r]
         for i in range(d):
             for j in range(d):
-                acc = 0.0
-                for r in range(B):
-                    acc += gz[i, r] * H[k, j, r]
-                gA[k, i, j] = acc
+                gA[k, i, j] = 0.0
+        for r in range(B):
+            for i in range(d):
+                g = gz[i, r]
+                for j in range(d):
+                    gA[k, i, j] += g * HT[r, j]
         for i in range(d):
             for j in range(d):
                 a = A[k, i, j]
@@ -244,7 +259,7 @@ def _backward(A, b, delta, dtype, act, Y, idx, H, U, D, G, gA, gb, gd):
     return loss
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _adam(p, g, m, v, lr, b1, b2, eps, bc1, bc2):
     """torch.optim.Adam: m <- b1 m + (1-b1) g, v <- b2 v + (1-b2) g^2,
     p <- p - lr (m / bc1) / (sqrt(v / bc2) + eps), bc = 1 - b^t."""
@@ -255,7 +270,7 @@ def _adam(p, g, m, v, lr, b1, b2, eps, bc1, bc2):
         pf[i] -= lr * (mf[i] / bc1) / (math.sqrt(vf[i] / bc2) + eps)
 
 
-@numba.njit(nogil=True, cache=True, fastmath={"contract"})
+@numba.njit(nogil=True, cache=True)
 def _sgd(p, g, m, lr, momentum):
     """torch.optim.SGD: m <- momentum m + g (m = g at the first step), p <- p - lr m."""
     pf, gf, mf = p.ravel(), g.ravel(), m.ravel()

@@ -801,3 +801,58 @@ def test_complex_data_refused():
     data = rs.Dataset(X, X * (1 + 0.5j), X[:0], X[:0], "complex")
     with pytest.raises(TypeError, match="data.Y must be real"):
         rs.train(2, data, batch_size=2)
+
+
+_HASH_SCRIPT = """
+import hashlib, numpy as np
+import limits.resnet_scaling as rs
+for act in ("tanh", "relu"):
+    r = rs.train(12, rs.ode_data(d=4, train_size=64, test_size=16), activation=act,
+                 max_epochs=3, seed=1)
+    h = hashlib.sha256()
+    for a in (r.A, r.b, r.delta):
+        h.update(np.ascontiguousarray(a).tobytes())
+    print(act, h.hexdigest())
+"""
+
+
+def _train_hashes(cache, threads):
+    """Hashes of the trained (A, b, delta) for tanh and relu, from a fresh interpreter with
+    numba cache directory ``cache`` and ``threads`` BLAS / numba / OpenMP threads."""
+    import os
+    import pathlib
+    import subprocess
+
+    root = str(pathlib.Path(rs.__file__).resolve().parents[2])
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), OPENBLAS_NUM_THREADS=str(threads),
+               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+               NUMBA_NUM_THREADS=str(threads),
+               PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    env.pop("NUMBA_DISABLE_CACHING", None)
+    p = subprocess.run([sys.executable, "-c", _HASH_SCRIPT], capture_output=True, text=True,
+                       env=env, timeout=900)
+    assert p.returncode == 0, p.stderr
+    return dict(line.split() for line in p.stdout.split("\n") if line.strip())
+
+
+def test_training_bit_identical_across_cache_state_and_threads(tmp_path):
+    """The same call gives the same bits whether the compiled code is freshly compiled (cold
+    numba cache) or loaded from the cache (warm; a cached ``_epoch`` runs its own copy of the
+    forward / backward passes), and whatever the thread settings.  Before the fix, fastmath
+    ('reassoc', 'contract') let the two copies round differently."""
+    import hashlib
+
+    cache = tmp_path / "nbcache"
+    cold = _train_hashes(cache, 1)
+    assert any(cache.rglob("*trainer._epoch*.nbc")), "the cold run did not write the cache"
+    warm = _train_hashes(cache, 2)
+    assert cold == warm
+    here = {}
+    for act in ("tanh", "relu"):
+        r = rs.train(12, rs.ode_data(d=4, train_size=64, test_size=16), activation=act,
+                     max_epochs=3, seed=1)
+        h = hashlib.sha256()
+        for a in (r.A, r.b, r.delta):
+            h.update(np.ascontiguousarray(a).tobytes())
+        here[act] = h.hexdigest()
+    assert here == cold
