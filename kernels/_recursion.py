@@ -56,7 +56,8 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._fastmath import acos1m_unit, gaps_of, h_of, near_minus_one, rho_of, signed_gap
+from ._fastmath import (acos1m_unit, fma, gaps_of, h_unit, near_minus_one, rho_of,
+                        signed_gap, theta_unit)
 
 _BLOCK = 512                 # entries per inner block: state + tables stay in L1/L2
 _ROWS = 8                    # rows advanced together, so each column table is read once for all
@@ -115,37 +116,41 @@ def _abrelu_block(z_row, ntk_row, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
                   b, g, k, mut, ut, xi, zeta, m, fac, ab, with_ntk):
     # Arguments are views of one block, indexed from 0: numba then knows j >= 0, drops the
     # negative-index wraparound and the loop vectorises (3.5 ns instead of 22 ns per entry).
+    # Per entry: one square root (theta and h(theta) from sqrt(2 |z|) and two polynomials,
+    # ``_fastmath.theta_unit`` / ``h_unit``) and one division (delta); theta itself only for
+    # the NTK.  Fused multiply-adds are explicit (``fma``), never contracted by the compiler.
     bg = b * g
     g2 = 2.0 * g
     for j in range(z_row.shape[0]):
         sj = sq_c_t[j]
         z = z_row[j]
-        T = ntk_row[j] if with_ntk else 0.0
         s = si * sj
-        A = b * s + g
+        A = fma(b, s, g)
         d = si - sj
-        delta = bg * d * d / (sni * sq_c_t1[j] + A)
+        delta = bg * d * d / fma(sni, sq_c_t1[j], A)
         # angle t to the nearer end (theta = t near rho = 1, theta = pi - t near rho = -1)
         neg = near_minus_one(z)
         az = abs(z)
-        t = acos1m_unit(az)
-        ht = h_of(t, az)
+        sa = math.sqrt(2.0 * az)
+        ht = h_unit(az, sa)
         e = 2.0 + z if neg else z                     # 1 - rho
         w = -z if neg else 2.0 - z                    # 1 + rho
-        h = ht + math.pi * (1.0 - w) if neg else ht   # h(theta); h(pi - t) = h(t) + pi cos t
+        h = fma(math.pi, 1.0 - w, ht) if neg else ht  # h(theta); h(pi - t) = h(t) + pi cos t
         # sqrt(q1' q2') -/+ K' = delta (+ 2 gamma) + s X / s Y, every term >= 0 (module doc)
-        X = xi + zeta * w - k * ht if neg else b * e - k * ht
-        Y = b * w + k * h
+        X = fma(-k, ht, fma(zeta, w, xi) if neg else b * e)
+        Y = fma(b, w, k * h)
         r = ini * inv_c_t1[j]
-        en = max((delta + s * X) * r, 0.0)
-        wn = (delta + g2 + s * Y) * r
+        en = max(fma(s, X, delta) * r, 0.0)
+        wn = fma(s, Y, delta + g2) * r
         zn = signed_gap(en, wn)
         z_row[j] = zn if r > 0.0 else 1.0             # zero-norm input: theta = pi/2 (NT)
-        if with_ntk:                                  # loop-invariant: LLVM unswitches it
+        if with_ntk:                                  # a constant (``_abrelu_task``)
+            T = ntk_row[j]
+            t = theta_unit(az, sa)
             # K' - u K = v (sw2 V + sb2), with V = s (m cos(theta) + fac h): no cancellation
-            dk = mut * s * (m * (1.0 - e) + fac * h) + g
-            vdot = ab + fac * t if neg else m - fac * t   # m - fac theta, exact at both ends
-            ntk_row[j] = ut * T + dk + mut * vdot * T
+            dk = fma(mut * s, fma(m, 1.0 - e, fac * h), g)
+            vdot = fma(fac, t, ab) if neg else fma(-fac, t, m)   # m - fac theta, exact at both ends
+            ntk_row[j] = fma(ut, T, fma(mut * vdot, T, dk))
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")  # caller's flags apply
@@ -171,9 +176,16 @@ def _abrelu_task(task, ntiles, sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, ga
                 sq_t1 = sq_c[t + 1, j0:j1]
                 inv_t1 = inv_c[t + 1, j0:j1]
                 for i in range(r0, r1):
-                    _abrelu_block(eps[i, j0:j1], ntk[i, j0:j1], sq_r[t, i], sq_r[t + 1, i],
-                                  inv_r[t + 1, i], sq_t, sq_t1, inv_t1, beta[t], gamma[t],
-                                  kappa[t], mu[t], u[t], xi[t], zeta[t], m, fac, ab, with_ntk)
+                    # two calls with a constant flag: one loop without any NTK operation
+                    # (LLVM did not unswitch the vectorised loop on a run-time flag)
+                    if with_ntk:
+                        _abrelu_block(eps[i, j0:j1], ntk[i, j0:j1], sq_r[t, i], sq_r[t + 1, i],
+                                      inv_r[t + 1, i], sq_t, sq_t1, inv_t1, beta[t], gamma[t],
+                                      kappa[t], mu[t], u[t], xi[t], zeta[t], m, fac, ab, True)
+                    else:
+                        _abrelu_block(eps[i, j0:j1], ntk[i, j0:j1], sq_r[t, i], sq_r[t + 1, i],
+                                      inv_r[t + 1, i], sq_t, sq_t1, inv_t1, beta[t], gamma[t],
+                                      kappa[t], mu[t], u[t], xi[t], zeta[t], m, fac, ab, False)
                 slot = rec_slot[t]
                 if slot >= 0:
                     for i in range(r0, r1):
