@@ -290,6 +290,18 @@ def _init_gap_row(i, sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk,
                                      inva2 * invb2_v[j], sa2 * sqb2_v[j], w, b)
 
 
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _init_gap_rows(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk):
+    # the body of ``_init_gap`` and ``_init_gap_serial`` (prange is range in the serial one)
+    n1 = G.shape[0]
+    sqb = np.sqrt(qb)
+    sqb2 = np.sqrt(w * qb + b)
+    invb2 = np.where(sqb2 > 0.0, 1.0 / np.where(sqb2 > 0.0, sqb2, 1.0), 0.0)
+    for pi in prange(n1):
+        _init_gap_row(np.int64(pi), sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk,
+                      sqb, sqb2, invb2)
+
+
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def _init_gap(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk):
     """Signed gap (``_fastmath``) and NTK (= K) of the stem output K <- w K + b.
@@ -302,31 +314,19 @@ def _init_gap(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk):
     refine_below = 0 when only a kernel is known).  Zero-norm inputs get the NT convention
     theta = pi/2 (gap 1).  The main loop has no branches and vectorises; refinement is rare.
     """
-    n1 = G.shape[0]
-    sqb = np.sqrt(qb)
-    sqb2 = np.sqrt(w * qb + b)
-    invb2 = np.where(sqb2 > 0.0, 1.0 / np.where(sqb2 > 0.0, sqb2, 1.0), 0.0)
-    for pi in prange(n1):
-        _init_gap_row(np.int64(pi), sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk,
-                      sqb, sqb2, invb2)
+    _init_gap_rows(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _init_gap_serial(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk):
     """``_init_gap`` on one thread (small inputs: a parallel call costs a thread wake-up, which
     on a busy machine can take a scheduler time slice), bit-identical."""
-    n1 = G.shape[0]
-    sqb = np.sqrt(qb)
-    sqb2 = np.sqrt(w * qb + b)
-    invb2 = np.where(sqb2 > 0.0, 1.0 / np.where(sqb2 > 0.0, sqb2, 1.0), 0.0)
-    for i in range(n1):
-        _init_gap_row(np.int64(i), sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk,
-                      sqb, sqb2, invb2)
+    _init_gap_rows(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk)
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy")
-def _gap_to_cov(sym, z, qa, qb, out):
-    """out[i, j] = sqrt(qa_i qb_j) rho_ij from the signed gap (entries j > i only if sym)."""
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _gap_to_cov_rows(sym, z, qa, qb, out):
+    # the body of ``_gap_to_cov`` and ``_gap_to_cov_serial``
     n1, n2 = z.shape
     for pi in prange(n1):
         i = np.int64(pi)
@@ -335,19 +335,21 @@ def _gap_to_cov(sym, z, qa, qb, out):
             out[i, j] = sa * math.sqrt(qb[j]) * rho_of(z[i, j])
 
 
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _gap_to_cov(sym, z, qa, qb, out):
+    """out[i, j] = sqrt(qa_i qb_j) rho_ij from the signed gap (entries j > i only if sym)."""
+    _gap_to_cov_rows(sym, z, qa, qb, out)
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _gap_to_cov_serial(sym, z, qa, qb, out):
     """``_gap_to_cov`` on one thread (small inputs), bit-identical."""
-    n1, n2 = z.shape
-    for i in range(n1):
-        sa = math.sqrt(qa[i])
-        for j in range(i + 1 if sym else 0, n2):
-            out[i, j] = sa * math.sqrt(qb[j]) * rho_of(z[i, j])
+    _gap_to_cov_rows(sym, z, qa, qb, out)
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy")
-def _gap_fields(z, e_out, theta_out):
-    """1 - rho and theta from the signed gap, elementwise (trajectories)."""
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _gap_fields_all(z, e_out, theta_out):
+    # the body of ``_gap_fields`` and ``_gap_fields_serial``
     zf = z.reshape(-1)
     ef = e_out.reshape(-1)
     tf = theta_out.reshape(-1)
@@ -356,6 +358,18 @@ def _gap_fields(z, e_out, theta_out):
         t = acos1m_unit(abs(zf[k]))
         ef[k] = e
         tf[k] = math.pi - t if near_minus_one(zf[k]) else t
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _gap_fields(z, e_out, theta_out):
+    """1 - rho and theta from the signed gap, elementwise (trajectories)."""
+    _gap_fields_all(z, e_out, theta_out)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _gap_fields_serial(z, e_out, theta_out):
+    """``_gap_fields`` on one thread (small trajectories), bit-identical."""
+    _gap_fields_all(z, e_out, theta_out)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -392,19 +406,6 @@ def _symmetrize_layers(a, diag):
                 a[k, i, j] = a[k, j, i]
             a[k, i, i] = diag[k, i]
     return a
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _gap_fields_serial(z, e_out, theta_out):
-    """``_gap_fields`` on one thread (small trajectories), bit-identical."""
-    zf = z.reshape(-1)
-    ef = e_out.reshape(-1)
-    tf = theta_out.reshape(-1)
-    for k in range(zf.shape[0]):
-        e, w = gaps_of(zf[k])
-        t = acos1m_unit(abs(zf[k]))
-        ef[k] = e
-        tf[k] = math.pi - t if near_minus_one(zf[k]) else t
 
 
 # --------------------------------------------------------------------------------------------
