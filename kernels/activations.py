@@ -347,9 +347,7 @@ class Erf(Activation):
             object.__setattr__(self, name, _checks.finite_float(getattr(self, name), name))
 
     def _engine(self):
-        # params as a tuple of floats, not an array: values, which the vectorised layer loop
-        # keeps in registers (array loads there may alias the state and stop vectorisation)
-        return "smooth", _erf_pair, (float(self.a), float(self.b), float(self.c))
+        return "smooth", _erf_pair, np.array([self.a, self.b, self.c], dtype=np.float64)
 
     def _pair_fast(self):
         return _erf_pair_fast
@@ -526,7 +524,7 @@ def _erf_pair(q1, q2, c, params):
     return _erf_direct(q1, q2, c, a, b2, c0)
 
 
-@numba.njit(inline="always", cache=True, error_model="numpy", fastmath={"contract"})
+@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _erf_pair_fast(q1, q2, c, params):
     """``_erf_pair`` without the branch (``Activation._pair_fast``): the direct form for
     every entry, ok = False where ``_erf_pair`` would take the scale-free form."""
