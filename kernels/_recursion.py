@@ -412,33 +412,7 @@ def _symmetrize_layers(a, diag):
 # off-diagonal entries, smooth activations: state (K, Theta)
 # --------------------------------------------------------------------------------------------
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _smooth_update(c, T, V, Vd, ut, vt, sw2, sb2):
-    """One layer of one entry: (K, Theta) -> (K', Theta') given (V, Vdot) at (q1, q2, K)."""
-    cn = ut * c + vt * (sw2 * V + sb2)
-    return cn, ut * T + (cn - ut * c) + vt * sw2 * Vd * T
-
-
-@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _smooth_block(pair_fast, params, qi, c_row, t_row, qc_row, ut, vt, sw2, sb2, with_ntk):
-    # One layer of a block with the branch-free pair map (views indexed from 0, so the loop
-    # vectorises); entries where it is not ok are left alone and counted.
-    # The NTK is computed (and stored unchanged when not with_ntk) either way: one machine code
-    # with and without the NTK, so that the compiler's contraction choices, hence the NNGP's
-    # bits, do not depend on it (the NTK costs a few operations against the pair map's ~60).
-    bad = 0
-    for j in range(c_row.shape[0]):
-        c = c_row[j]
-        V, Vd, ok = pair_fast(qi, qc_row[j], c, params)
-        T = t_row[j]                               # (N1, N2) array even when not with_ntk
-        cn, Tn = _smooth_update(c, T, V, Vd, ut, vt, sw2, sb2)
-        c_row[j] = cn if ok else c
-        t_row[j] = Tn if (ok and with_ntk) else T  # unconditional: nothing to unswitch
-        bad += 0 if ok else 1
-    return bad
-
-
-@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _smooth_task(task, pair, pair_fast, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
+def _smooth_task(task, pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
                  rec_slot, rec_cov, rec_ntk, with_ntk):
     """One task of ``_smooth_chunk``: row ``task`` and its mirror ``n1 - 1 - task``."""
     n1, n2 = cov.shape
@@ -454,23 +428,14 @@ def _smooth_task(task, pair, pair_fast, params, sym, cov, ntk, q_r, q_c, u, v, s
                 qi = q_r[t, i]
                 ut = u[t]
                 vt = v[t]
-                bad = j1 - j0
-                if pair_fast is not None:
-                    # vectorised pass; the rest (if any) with the pair map below
-                    bad = _smooth_block(pair_fast, params, qi, cov[i, j0:j1], ntk[i, j0:j1],
-                                        q_c[t, j0:j1], ut, vt, sw2, sb2, with_ntk)
-                if bad > 0:
-                    for j in range(j0, j1):
-                        c = cov[i, j]
-                        if pair_fast is not None:
-                            if pair_fast(qi, q_c[t, j], c, params)[2]:
-                                continue
-                        V, Vd = pair(qi, q_c[t, j], c, params)
-                        cn = ut * c + vt * (sw2 * V + sb2)
-                        if with_ntk:
-                            T = ntk[i, j]
-                            ntk[i, j] = ut * T + (cn - ut * c) + vt * sw2 * Vd * T
-                        cov[i, j] = cn
+                for j in range(j0, j1):
+                    c = cov[i, j]
+                    V, Vd = pair(qi, q_c[t, j], c, params)
+                    cn = ut * c + vt * (sw2 * V + sb2)
+                    if with_ntk:
+                        T = ntk[i, j]
+                        ntk[i, j] = ut * T + (cn - ut * c) + vt * sw2 * Vd * T
+                    cov[i, j] = cn
                 slot = rec_slot[t]
                 if slot >= 0:
                     for j in range(j0, j1):
@@ -480,30 +445,26 @@ def _smooth_task(task, pair, pair_fast, params, sym, cov, ntk, q_r, q_c, u, v, s
 
 
 @numba.njit(parallel=True, error_model="numpy", fastmath={"contract"})
-def _smooth_chunk(pair, pair_fast, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
+def _smooth_chunk(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
                   rec_slot, rec_cov, rec_ntk, with_ntk):
-    """Same as ``_abrelu_chunk`` for an activation given by its pair map (V, Vdot).
-
-    pair_fast : None, or the branch-free form of the pair map (``Activation._pair_fast``):
-    then each block is advanced by a vectorised loop and only the entries it flags are
-    recomputed with ``pair``."""
+    """Same as ``_abrelu_chunk`` for an activation given by its pair map (V, Vdot)."""
     n1 = cov.shape[0]
     ntask = (n1 + 1) // 2 if sym else n1
     for ptask in prange(ntask):
         # prange indices are unsigned; keep the arithmetic signed
-        _smooth_task(np.int64(ptask), pair, pair_fast, params, sym, cov, ntk, q_r, q_c, u, v,
-                     sw2, sb2, rec_slot, rec_cov, rec_ntk, with_ntk)
+        _smooth_task(np.int64(ptask), pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
+                     rec_slot, rec_cov, rec_ntk, with_ntk)
 
 
 @numba.njit(error_model="numpy", fastmath={"contract"})
-def _smooth_chunk_serial(pair, pair_fast, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
+def _smooth_chunk_serial(pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
                          rec_slot, rec_cov, rec_ntk, with_ntk):
     """``_smooth_chunk`` on one thread (small problems), bit-identical."""
     n1 = cov.shape[0]
     ntask = (n1 + 1) // 2 if sym else n1
     for task in range(ntask):
-        _smooth_task(np.int64(task), pair, pair_fast, params, sym, cov, ntk, q_r, q_c, u, v,
-                     sw2, sb2, rec_slot, rec_cov, rec_ntk, with_ntk)
+        _smooth_task(np.int64(task), pair, params, sym, cov, ntk, q_r, q_c, u, v, sw2, sb2,
+                     rec_slot, rec_cov, rec_ntk, with_ntk)
 
 
 # --------------------------------------------------------------------------------------------

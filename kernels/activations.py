@@ -158,12 +158,6 @@ class Activation:
             self._pair = _make_gh_pair(self.fn, d)
         return "smooth", self._pair, self._params
 
-    def _pair_fast(self):
-        """None, or a compiled ``pair_fast(q1, q2, c, params) -> (V, Vdot, ok)``: the pair map
-        without branches (so the layer loop vectorises), giving the same V and Vdot as the pair
-        map wherever ``ok``; the engine recomputes the other entries with the pair map."""
-        return None
-
     # -- user interface ----------------------------------------------------------------------
     def V(self, q1, q2, c):
         """``E[phi(u) phi(v)]`` for ``(u, v) ~ N(0, [[q1, c], [c, q2]])`` (broadcasts)."""
@@ -349,9 +343,6 @@ class Erf(Activation):
     def _engine(self):
         return "smooth", _erf_pair, np.array([self.a, self.b, self.c], dtype=np.float64)
 
-    def _pair_fast(self):
-        return _erf_pair_fast
-
     def pointwise(self):
         return _ErfPoint(self.a, self.b, self.c)
 
@@ -506,33 +497,16 @@ class _FnPoint(NamedTuple):
 _ERF_DIRECT_MAX = 64.0    # 2 b^2 q above this: the scale-free form (``_erf_scaled``)
 
 
-@numba.njit(inline="always", cache=True, error_model="numpy", fastmath={"contract"})
-def _erf_direct(q1, q2, c, a, b2, c0):
-    """The closed-form erf maps (``Erf``) as written, for 2 b^2 q <= _ERF_DIRECT_MAX."""
-    P = (1.0 + 2.0 * b2 * q1) * (1.0 + 2.0 * b2 * q2)
-    V = a * a * (2.0 / math.pi) * asin_fast(2.0 * b2 * c / math.sqrt(P)) + c0 * c0
-    Vd = a * a * b2 * (4.0 / math.pi) / math.sqrt(P - 4.0 * b2 * b2 * c * c)
-    return V, Vd
-
-
 @numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _erf_pair(q1, q2, c, params):
     a, b, c0 = params[0], params[1], params[2]
     b2 = b * b
     if 2.0 * b2 * q1 > _ERF_DIRECT_MAX or 2.0 * b2 * q2 > _ERF_DIRECT_MAX:
         return _erf_scaled(q1, q2, c, a, b, c0)
-    return _erf_direct(q1, q2, c, a, b2, c0)
-
-
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _erf_pair_fast(q1, q2, c, params):
-    """``_erf_pair`` without the branch (``Activation._pair_fast``): the direct form for
-    every entry, ok = False where ``_erf_pair`` would take the scale-free form."""
-    a, b, c0 = params[0], params[1], params[2]
-    b2 = b * b
-    ok = not (2.0 * b2 * q1 > _ERF_DIRECT_MAX or 2.0 * b2 * q2 > _ERF_DIRECT_MAX)
-    V, Vd = _erf_direct(q1, q2, c, a, b2, c0)
-    return V, Vd, ok
+    P = (1.0 + 2.0 * b2 * q1) * (1.0 + 2.0 * b2 * q2)
+    V = a * a * (2.0 / math.pi) * asin_fast(2.0 * b2 * c / math.sqrt(P)) + c0 * c0
+    Vd = a * a * b2 * (4.0 / math.pi) / math.sqrt(P - 4.0 * b2 * b2 * c * c)
+    return V, Vd
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath={"contract"})

@@ -246,8 +246,7 @@ def _run(stack, x1=None, x2=None, K0=None, record=None, fast=None, ntk=True, dia
     else:
         _, pair, params = kind
         cov, ntk_state, qa, qb, ta, tb = _run_smooth(stack, pair, params, cov, ntk_state, qa,
-                                                     qb, ta, tb, sym, rec, with_ntk=ntk,
-                                                     pair_fast=stack.activation._pair_fast())
+                                                     qb, ta, tb, sym, rec, with_ntk=ntk)
     if rec is not None:
         return _finish_trajectory(stack, rec, sym, gap=kind[0] == "abrelu", scale=scale)
     return (finish or _finish)(stack, cov, ntk_state if ntk else None, qa, qb, ta, tb, sym,
@@ -378,10 +377,8 @@ def _run_abrelu(stack, z, ntk, qa, qb, ta, tb, sym, a, b, rec, diag_only=False,
     return z, ntk, qa, qb, ta, tb
 
 
-def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec, with_ntk=True,
-                pair_fast=None):
-    """Any activation with a compiled pair map: advance (cov, ntk) and the diagonals
-    (``pair_fast``: its branch-free form, ``Activation._pair_fast``)."""
+def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec, with_ntk=True):
+    """Any activation with a compiled pair map: advance (cov, ntk) and the diagonals."""
     n1, n2 = cov.shape
     if rec is not None:
         rec.take_state(cov, ntk)
@@ -398,7 +395,7 @@ def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec, with_nt
             slots, r_cov, r_ntk = rec.slots(lo, hi), rec.off_a, rec.off_t
             rec.take_diag(lo, hi, tables)
         chunk = _rec._smooth_chunk_serial if _serial(cov, sym, hi - lo) else _rec._smooth_chunk
-        chunk(pair, pair_fast, params, sym, cov, ntk, qa_t, qb_t, u, v,
+        chunk(pair, params, sym, cov, ntk, qa_t, qb_t, u, v,
               stack.sw2, stack.sb2, slots, r_cov, r_ntk, with_ntk)
         qa, qb, ta, tb = qa_t[-1].copy(), qb_t[-1].copy(), ta_t[-1].copy(), tb_t[-1].copy()
     return cov, ntk, qa, qb, ta, tb
