@@ -44,8 +44,11 @@ The hot loops are compiled with ``fastmath={"contract"}``: only fused multiply-a
 no reassociation or other unsafe rewrites (results stay within rounding of the plain code), which
 halves the cost of the polynomial evaluations.  ``_abrelu_chunk`` is the exception: contraction
 there rounded an entry differently in the vectorised loop and in its scalar remainder, so a
-tile of a kernel (``_blockwise``, ``_dask``) could differ from the whole in the last bit; without
-it every entry is computed by the same IEEE operations wherever it sits (about 25% slower).
+tile of a kernel (``_blockwise``, ``_dask``) could differ from the whole in the last bit.  Its
+fused multiply-adds are written out instead (``_fastmath.fma``, the ``llvm.fma`` intrinsic), so
+every entry is computed by the same IEEE operations wherever it sits; and its per-entry angle
+work is one square root and two polynomials (``_fastmath.theta_unit`` / ``h_unit``), with
+theta, needed only by the NTK, skipped by the NNGP-only loop.
 
 These loops are written by hand because they are the hot path: numpy would allocate an N x N
 temporary per operation per layer, and ``math.acos`` does not vectorise (see ``_fastmath``).
