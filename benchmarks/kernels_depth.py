@@ -17,6 +17,9 @@ What is measured (all float64, NTK parameterisation, input kernel x x'/d, d = 16
 * fast path (bias_var = 0, ``fast=True``), N = 2000: depth 10 vs depth 1e4, warm and with the
   tabulation included (``architectures._TABLE_CACHE`` cleared before each call), plus the layer
   loop at depth 10 for reference;
+* NNGP alone (``net.nngp(x)``, which skips every NTK operation) against NNGP + NTK
+  (``net.kernels(x)``), for ReLU and for erf (``Erf()``, same depth and variances), N = 2000:
+  medians of interleaved in-process repeats, and the ratios nngp / kernels and erf / ReLU;
 * neural-tangents 0.6.5 (``benchmarks/nt_baseline.py``) in the separate interpreter ``NT_PYTHON``
   if set; otherwise the issue's figure (3.7 s to 9.2 s at N = 2000, depth 100) is quoted.
 
@@ -256,6 +259,21 @@ def main():
                      f"figure {NT_QUOTED[0]}-{NT_QUOTED[1]} s (NT 0.6.5, N = 2000, depth 100, "
                      "stax.repeat under jit, float64, 2 cores)")
 
+    # ---- 3b. NNGP alone vs NNGP + NTK, erf vs ReLU (interleaved repeats, medians) ------------
+    print("NNGP only / erf, N = 2000 ...", flush=True)
+    x = inputs(2000)
+    enet = kn.MLP(DEPTH, kn.Erf(), weight_var=SW2, bias_var=SB2)
+    split_cases = {("relu", "kernels"): lambda: net.kernels(x),
+                   ("relu", "nngp"): lambda: net.nngp(x),
+                   ("erf", "kernels"): lambda: enet.kernels(x),
+                   ("erf", "nngp"): lambda: enet.nngp(x)}
+    for f in split_cases.values():
+        f()                                        # load / compile
+    split = {key: [] for key in split_cases}
+    for _ in range(a.repeats):
+        for key, f in split_cases.items():
+            split[key].append(timed(f, 1)[0][0])
+
     # ---- 4. fast path --------------------------------------------------------------------------
     print("fast path N = 2000 ...", flush=True)
     x = inputs(2000)
@@ -317,6 +335,12 @@ def main():
                        ("loop10", "fast=False depth 10 (layer loop)")):
         rows.append((f"{label}, N=2000, bias 0", min(fast[key]), "", ""))
 
+    for act in ("relu", "erf"):
+        for what, label in (("kernels", "NNGP + NTK (kernels)"), ("nngp", "NNGP only (nngp)")):
+            t = statistics.median(split[(act, what)])
+            rows.append((f"{act} {label}, N=2000, depth {DEPTH}, median", t, "", nt_ratio(2000, t)
+                         if (act, what) == ("relu", "kernels") else ""))
+
     w = max(len(r[0]) for r in rows)
     print("\n" + "=" * (w + 60))
     print(f"{'case':<{w}} | {'time (s)':>9} | {'vs NumPy':>9} | vs NT "
@@ -338,6 +362,14 @@ def main():
     for key in ("warm10", "warm1e4", "tab10", "tab1e4", "loop10"):
         ts = fast[key]
         print(f"  fast {key:<8}: {min(ts):.4f} / {statistics.median(ts):.4f} / {max(ts):.4f}")
+
+    med = {key: statistics.median(ts) for key, ts in split.items()}
+    print(f"\nNNGP only vs NNGP + NTK, N=2000 (medians of {a.repeats} interleaved repeats):")
+    for act in ("relu", "erf"):
+        print(f"  {act:<4}: nngp {med[(act, 'nngp')]:.4f} s, kernels {med[(act, 'kernels')]:.4f} s,"
+              f" nngp / kernels = {med[(act, 'nngp')] / med[(act, 'kernels')]:.2f}")
+    print(f"  erf / relu: kernels {med[('erf', 'kernels')] / med[('relu', 'kernels')]:.2f}, "
+          f"nngp {med[('erf', 'nngp')] / med[('relu', 'nngp')]:.2f}")
 
     print("\nfirst call / compile (fresh subprocess; compile = first - second call):")
     print(f"  {'run':<16} | {'import':>7} | {'first':>7} | {'second':>7} | {'compile':>7} | "

@@ -16,6 +16,9 @@ exactly antipodal pair is ``z = -0.0`` (and an exactly parallel one ``z = +0.0``
 import math
 
 import numba
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 # Cephes asin.c: asin(x) = x + x^3 P(x^2)/Q(x^2), 0 <= x <= 0.625
 _P0, _P1, _P2, _P3, _P4, _P5 = (
@@ -125,3 +128,97 @@ def gaps_of(z):
 def signed_gap(e, w):
     """The signed gap from (1 - rho, 1 + rho) >= 0: the smaller one, negated if it is 1 + rho."""
     return e if e <= w else -w
+
+
+@intrinsic
+def fma(typingctx, x, y, z):
+    """``x * y + z`` with one rounding (LLVM ``llvm.fma.f64``; a vector FMA instruction in a
+    vectorised loop, the same result in its scalar remainder).  Explicit FMAs, unlike
+    ``fastmath={"contract"}``, do not depend on how LLVM happens to schedule a loop, so an entry
+    gets the same bits wherever it sits in the loop (tiles of a kernel equal the whole)."""
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        d = ir.DoubleType()
+        fn = builder.module.declare_intrinsic("llvm.fma", [d], ir.FunctionType(d, [d, d, d]))
+        return builder.call(fn, args)
+    return sig, codegen
+
+
+# Polynomials in y = 2 a - 1 (a in [0, 1]), Chebyshev interpolants (mpmath, 60 digits) of
+#   F(a) = arccos(1 - a) / sqrt(2 a)                (degree 18)
+#   G(a) = h(arccos(1 - a)) / (a sqrt(2 a))          (degree 17)
+# both analytic on [0, 1] (nearest singularity a = 2) and nearly constant (F in [1, 1.111],
+# G in [2/3, 0.7072]), so Horner in y is well conditioned: theta and h(theta) come from one
+# square root and no division, to relative error < 5e-16 (tests/kernels/test_fastmath.py).
+_FC = (1.0471975511965979, 0.05375149359132718, 0.007798902238973735, 0.001519668539582746,
+       0.0003408637234163692, 8.302317819140265e-05, 2.134555260606702e-05,
+       5.701781075076665e-06, 1.5669625983394028e-06, 4.402075904513191e-07,
+       1.2584618618630428e-07, 3.646596273974707e-08, 1.0699801762268182e-08,
+       3.2125465398641487e-09, 9.606986257778525e-10, 2.514428331625947e-10,
+       7.597606552881001e-11, 4.207679353989645e-11, 1.294087904918515e-11)
+_GC = (0.6848532563722796, 0.019917666638178427, 0.0019786634979398186,
+       0.0002911933320605566, 5.232463634754999e-05, 1.0615644724132274e-05,
+       2.3369143732289924e-06, 5.455275951165459e-07, 1.331006417827932e-07,
+       3.361303049032891e-08, 8.723940712158392e-09, 2.316634996469963e-09,
+       6.310266253435969e-10, 1.7359452479010136e-10, 4.4343667241030216e-11,
+       1.2468194494137464e-11, 5.714155527145124e-12, 1.6539899795965228e-12)
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _poly_f(y):
+    """Horner for F, written out (explicit FMAs)."""
+    r = fma(_FC[18], y, _FC[17])
+    r = fma(r, y, _FC[16])
+    r = fma(r, y, _FC[15])
+    r = fma(r, y, _FC[14])
+    r = fma(r, y, _FC[13])
+    r = fma(r, y, _FC[12])
+    r = fma(r, y, _FC[11])
+    r = fma(r, y, _FC[10])
+    r = fma(r, y, _FC[9])
+    r = fma(r, y, _FC[8])
+    r = fma(r, y, _FC[7])
+    r = fma(r, y, _FC[6])
+    r = fma(r, y, _FC[5])
+    r = fma(r, y, _FC[4])
+    r = fma(r, y, _FC[3])
+    r = fma(r, y, _FC[2])
+    r = fma(r, y, _FC[1])
+    r = fma(r, y, _FC[0])
+    return r
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _poly_g(y):
+    r = fma(_GC[17], y, _GC[16])
+    r = fma(r, y, _GC[15])
+    r = fma(r, y, _GC[14])
+    r = fma(r, y, _GC[13])
+    r = fma(r, y, _GC[12])
+    r = fma(r, y, _GC[11])
+    r = fma(r, y, _GC[10])
+    r = fma(r, y, _GC[9])
+    r = fma(r, y, _GC[8])
+    r = fma(r, y, _GC[7])
+    r = fma(r, y, _GC[6])
+    r = fma(r, y, _GC[5])
+    r = fma(r, y, _GC[4])
+    r = fma(r, y, _GC[3])
+    r = fma(r, y, _GC[2])
+    r = fma(r, y, _GC[1])
+    r = fma(r, y, _GC[0])
+    return r
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def theta_unit(a, sa):
+    """``arccos(1 - a)`` for a in [0, 1] given ``sa = sqrt(2 a)``: sa F(a), no division."""
+    return sa * _poly_f(2.0 * a - 1.0)
+
+
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def h_unit(a, sa):
+    """``h(arccos(1 - a)) = sin(theta) - theta cos(theta)`` for a in [0, 1] given
+    ``sa = sqrt(2 a)``: (sa a) G(a), accurate in relative terms as a -> 0 (h ~ theta^3 / 3)."""
+    return (sa * a) * _poly_g(2.0 * a - 1.0)

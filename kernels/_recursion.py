@@ -46,8 +46,11 @@ The hot loops are compiled with ``fastmath={"contract"}``: only fused multiply-a
 no reassociation or other unsafe rewrites (results stay within rounding of the plain code), which
 halves the cost of the polynomial evaluations.  ``_abrelu_chunk`` is the exception: contraction
 there rounded an entry differently in the vectorised loop and in its scalar remainder, so a
-tile of a kernel (``_blockwise``, ``_dask``) could differ from the whole in the last bit; without
-it every entry is computed by the same IEEE operations wherever it sits (about 25% slower).
+tile of a kernel (``_blockwise``, ``_dask``) could differ from the whole in the last bit.  Its
+fused multiply-adds are written out instead (``_fastmath.fma``, the ``llvm.fma`` intrinsic), so
+every entry is computed by the same IEEE operations wherever it sits; and its per-entry angle
+work is one square root and two polynomials (``_fastmath.theta_unit`` / ``h_unit``), with
+theta, needed only by the NTK, skipped by the NNGP-only loop.
 
 These loops are written by hand because they are the hot path: numpy would allocate an N x N
 temporary per operation per layer, and ``math.acos`` does not vectorise (see ``_fastmath``).
@@ -58,7 +61,8 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._fastmath import acos1m_unit, gaps_of, h_of, near_minus_one, rho_of, signed_gap
+from ._fastmath import (acos1m_unit, fma, gaps_of, h_unit, near_minus_one, rho_of,
+                        signed_gap, theta_unit)
 
 _BLOCK = 512                 # entries per inner block: state + tables stay in L1/L2
 _ROWS = 8                    # rows advanced together, so each column table is read once for all
@@ -121,38 +125,42 @@ def _abrelu_block(z_row, ntk_row, si, sni, ini, sq_c_t, sq_c_t1, inv_c_t1,
                   b, g, k, mut, ut, xi, zeta, m, fac, ab, nwt, nbt, with_ntk):
     # Arguments are views of one block, indexed from 0: numba then knows j >= 0, drops the
     # negative-index wraparound and the loop vectorises (3.5 ns instead of 22 ns per entry).
+    # Per entry: one square root (theta and h(theta) from sqrt(2 |z|) and two polynomials,
+    # ``_fastmath.theta_unit`` / ``h_unit``) and one division (delta); theta itself only for
+    # the NTK.  Fused multiply-adds are explicit (``fma``), never contracted by the compiler.
     bg = b * g
     g2 = 2.0 * g
     for j in range(z_row.shape[0]):
         sj = sq_c_t[j]
         z = z_row[j]
-        T = ntk_row[j] if with_ntk else 0.0
         s = si * sj
-        A = b * s + g
+        A = fma(b, s, g)
         d = si - sj
-        delta = bg * d * d / (sni * sq_c_t1[j] + A)
+        delta = bg * d * d / fma(sni, sq_c_t1[j], A)
         # angle t to the nearer end (theta = t near rho = 1, theta = pi - t near rho = -1)
         neg = near_minus_one(z)
         az = abs(z)
-        t = acos1m_unit(az)
-        ht = h_of(t, az)
+        sa = math.sqrt(2.0 * az)
+        ht = h_unit(az, sa)
         e = 2.0 + z if neg else z                     # 1 - rho
         w = -z if neg else 2.0 - z                    # 1 + rho
-        h = ht + math.pi * (1.0 - w) if neg else ht   # h(theta); h(pi - t) = h(t) + pi cos t
+        h = fma(math.pi, 1.0 - w, ht) if neg else ht  # h(theta); h(pi - t) = h(t) + pi cos t
         # sqrt(q1' q2') -/+ K' = delta (+ 2 gamma) + s X / s Y, every term >= 0 (module doc)
-        X = xi + zeta * w - k * ht if neg else b * e - k * ht
-        Y = b * w + k * h
+        X = fma(-k, ht, fma(zeta, w, xi) if neg else b * e)
+        Y = fma(b, w, k * h)
         r = ini * inv_c_t1[j]
-        en = max((delta + s * X) * r, 0.0)
-        wn = (delta + g2 + s * Y) * r
+        en = max(fma(s, X, delta) * r, 0.0)
+        wn = fma(s, Y, delta + g2) * r
         zn = signed_gap(en, wn)
         z_row[j] = zn if r > 0.0 else 1.0             # zero-norm input: theta = pi/2 (NT)
-        if with_ntk:                                  # loop-invariant: LLVM unswitches it
+        if with_ntk:                                  # a constant (``_abrelu_task``)
+            T = ntk_row[j]
+            t = theta_unit(az, sa)
             # NTK increment nw V + nb (NTK parameterisation: nw = v sw2, nb = v sb2, the
             # covariance increment K' - u K), with V = s (m cos(theta) + fac h): no cancellation
-            dk = nwt * s * (m * (1.0 - e) + fac * h) + nbt
-            vdot = ab + fac * t if neg else m - fac * t   # m - fac theta, exact at both ends
-            ntk_row[j] = ut * T + dk + mut * vdot * T
+            dk = fma(nwt * s, fma(m, 1.0 - e, fac * h), nbt)
+            vdot = fma(fac, t, ab) if neg else fma(-fac, t, m)   # m - fac theta, exact at both ends
+            ntk_row[j] = fma(ut, T, fma(mut * vdot, T, dk))
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")  # caller's flags apply
@@ -178,10 +186,18 @@ def _abrelu_task(task, ntiles, sym, eps, ntk, sq_r, inv_r, sq_c, inv_c, beta, ga
                 sq_t1 = sq_c[t + 1, j0:j1]
                 inv_t1 = inv_c[t + 1, j0:j1]
                 for i in range(r0, r1):
-                    _abrelu_block(eps[i, j0:j1], ntk[i, j0:j1], sq_r[t, i], sq_r[t + 1, i],
-                                  inv_r[t + 1, i], sq_t, sq_t1, inv_t1, beta[t], gamma[t],
-                                  kappa[t], mu[t], u[t], xi[t], zeta[t], m, fac, ab, nw[t],
-                                  nb[t], with_ntk)
+                    # two calls with a constant flag: one loop without any NTK operation
+                    # (LLVM did not unswitch the vectorised loop on a run-time flag)
+                    if with_ntk:
+                        _abrelu_block(eps[i, j0:j1], ntk[i, j0:j1], sq_r[t, i], sq_r[t + 1, i],
+                                      inv_r[t + 1, i], sq_t, sq_t1, inv_t1, beta[t], gamma[t],
+                                      kappa[t], mu[t], u[t], xi[t], zeta[t], m, fac, ab, nw[t],
+                                      nb[t], True)
+                    else:
+                        _abrelu_block(eps[i, j0:j1], ntk[i, j0:j1], sq_r[t, i], sq_r[t + 1, i],
+                                      inv_r[t + 1, i], sq_t, sq_t1, inv_t1, beta[t], gamma[t],
+                                      kappa[t], mu[t], u[t], xi[t], zeta[t], m, fac, ab, nw[t],
+                                      nb[t], False)
                 slot = rec_slot[t]
                 if slot >= 0:
                     for i in range(r0, r1):
@@ -287,6 +303,18 @@ def _init_gap_row(i, sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk,
                                      inva2 * invb2_v[j], sa2 * sqb2_v[j], w, b)
 
 
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _init_gap_rows(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk):
+    # the body of ``_init_gap`` and ``_init_gap_serial`` (prange is range in the serial one)
+    n1 = G.shape[0]
+    sqb = np.sqrt(qb)
+    sqb2 = np.sqrt(w * qb + b)
+    invb2 = np.where(sqb2 > 0.0, 1.0 / np.where(sqb2 > 0.0, sqb2, 1.0), 0.0)
+    for pi in prange(n1):
+        _init_gap_row(np.int64(pi), sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk,
+                      sqb, sqb2, invb2)
+
+
 @numba.njit(parallel=True, cache=True, error_model="numpy")
 def _init_gap(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk):
     """Signed gap (``_fastmath``) and NTK (= K) of the stem output K <- w K + b.
@@ -299,31 +327,19 @@ def _init_gap(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk):
     refine_below = 0 when only a kernel is known).  Zero-norm inputs get the NT convention
     theta = pi/2 (gap 1).  The main loop has no branches and vectorises; refinement is rare.
     """
-    n1 = G.shape[0]
-    sqb = np.sqrt(qb)
-    sqb2 = np.sqrt(w * qb + b)
-    invb2 = np.where(sqb2 > 0.0, 1.0 / np.where(sqb2 > 0.0, sqb2, 1.0), 0.0)
-    for pi in prange(n1):
-        _init_gap_row(np.int64(pi), sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk,
-                      sqb, sqb2, invb2)
+    _init_gap_rows(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _init_gap_serial(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk):
     """``_init_gap`` on one thread (small inputs: a parallel call costs a thread wake-up, which
     on a busy machine can take a scheduler time slice), bit-identical."""
-    n1 = G.shape[0]
-    sqb = np.sqrt(qb)
-    sqb2 = np.sqrt(w * qb + b)
-    invb2 = np.where(sqb2 > 0.0, 1.0 / np.where(sqb2 > 0.0, sqb2, 1.0), 0.0)
-    for i in range(n1):
-        _init_gap_row(np.int64(i), sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk,
-                      sqb, sqb2, invb2)
+    _init_gap_rows(sym, G, gscale, qa, qb, w, b, ua, ub, refine_below, z, ntk)
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy")
-def _gap_to_cov(sym, z, qa, qb, out):
-    """out[i, j] = sqrt(qa_i qb_j) rho_ij from the signed gap (entries j > i only if sym)."""
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _gap_to_cov_rows(sym, z, qa, qb, out):
+    # the body of ``_gap_to_cov`` and ``_gap_to_cov_serial``
     n1, n2 = z.shape
     for pi in prange(n1):
         i = np.int64(pi)
@@ -332,19 +348,21 @@ def _gap_to_cov(sym, z, qa, qb, out):
             out[i, j] = sa * math.sqrt(qb[j]) * rho_of(z[i, j])
 
 
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _gap_to_cov(sym, z, qa, qb, out):
+    """out[i, j] = sqrt(qa_i qb_j) rho_ij from the signed gap (entries j > i only if sym)."""
+    _gap_to_cov_rows(sym, z, qa, qb, out)
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _gap_to_cov_serial(sym, z, qa, qb, out):
     """``_gap_to_cov`` on one thread (small inputs), bit-identical."""
-    n1, n2 = z.shape
-    for i in range(n1):
-        sa = math.sqrt(qa[i])
-        for j in range(i + 1 if sym else 0, n2):
-            out[i, j] = sa * math.sqrt(qb[j]) * rho_of(z[i, j])
+    _gap_to_cov_rows(sym, z, qa, qb, out)
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy")
-def _gap_fields(z, e_out, theta_out):
-    """1 - rho and theta from the signed gap, elementwise (trajectories)."""
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _gap_fields_all(z, e_out, theta_out):
+    # the body of ``_gap_fields`` and ``_gap_fields_serial``
     zf = z.reshape(-1)
     ef = e_out.reshape(-1)
     tf = theta_out.reshape(-1)
@@ -353,6 +371,18 @@ def _gap_fields(z, e_out, theta_out):
         t = acos1m_unit(abs(zf[k]))
         ef[k] = e
         tf[k] = math.pi - t if near_minus_one(zf[k]) else t
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _gap_fields(z, e_out, theta_out):
+    """1 - rho and theta from the signed gap, elementwise (trajectories)."""
+    _gap_fields_all(z, e_out, theta_out)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _gap_fields_serial(z, e_out, theta_out):
+    """``_gap_fields`` on one thread (small trajectories), bit-identical."""
+    _gap_fields_all(z, e_out, theta_out)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -389,19 +419,6 @@ def _symmetrize_layers(a, diag):
                 a[k, i, j] = a[k, j, i]
             a[k, i, i] = diag[k, i]
     return a
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _gap_fields_serial(z, e_out, theta_out):
-    """``_gap_fields`` on one thread (small trajectories), bit-identical."""
-    zf = z.reshape(-1)
-    ef = e_out.reshape(-1)
-    tf = theta_out.reshape(-1)
-    for k in range(zf.shape[0]):
-        e, w = gaps_of(zf[k])
-        t = acos1m_unit(abs(zf[k]))
-        ef[k] = e
-        tf[k] = math.pi - t if near_minus_one(zf[k]) else t
 
 
 # --------------------------------------------------------------------------------------------

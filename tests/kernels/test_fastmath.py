@@ -6,7 +6,8 @@ import numba
 import numpy as np
 import pytest
 
-from kernels._fastmath import acos1m, acos1m_unit, asin_fast, gaps_of, h_of, rho_of, signed_gap
+from kernels._fastmath import (acos1m, acos1m_unit, asin_fast, gaps_of, h_of, h_unit, rho_of,
+                               signed_gap, theta_unit)
 
 mp.mp.dps = 50
 
@@ -93,6 +94,38 @@ def test_h_relative_accuracy_near_zero_and_everywhere():
 
     ref = np.array([float(h(v)) for v in e])
     assert np.max(np.abs(got - ref) / ref) < 2e-15
+
+
+@numba.njit
+def _theta_h_unit(a):
+    t = np.empty_like(a)
+    h = np.empty_like(a)
+    for i in range(a.shape[0]):
+        sa = math.sqrt(2.0 * a[i])
+        t[i] = theta_unit(a[i], sa)
+        h[i] = h_unit(a[i], sa)
+    return t, h
+
+
+def test_theta_h_unit_polynomials_relative_accuracy():
+    """The engine's one-square-root forms (polynomials in a, no division) on [0, 1]."""
+    e = _gaps()
+    a = e[(e <= 1.0) & (e > 1e-200)]
+    t, h = _theta_h_unit(a)
+
+    def th(v):
+        x = _theta(v)
+        if x < mp.mpf("1e-3"):
+            return x, x**3 / 3 - x**5 / 30 + x**7 / 840 - x**9 / 45360
+        return x, mp.sin(x) - x * mp.cos(x)
+
+    ref = [th(v) for v in a]
+    rt = np.array([float(r[0]) for r in ref])
+    rh = np.array([float(r[1]) for r in ref])
+    # the bound of acos1m_unit (above), for both
+    assert np.max(np.abs(t - rt) / rt) < 5e-16
+    assert np.max(np.abs(h - rh) / rh) < 5e-16
+    assert theta_unit(0.0, 0.0) == 0.0 and h_unit(0.0, 0.0) == 0.0
 
 
 @pytest.mark.parametrize("rho", [1.0, 0.9, 0.0, -0.5, -1.0 + 1e-12, -1.0])
