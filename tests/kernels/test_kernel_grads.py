@@ -232,7 +232,7 @@ def test_zero_input_without_bias_is_refused():
 
 def test_bad_inputs():
     net = kn.MLP(2, kn.ReLU())
-    with pytest.raises(ValueError, match="x1 contains NaN"):
+    with pytest.raises(ValueError, match="x1 must be finite"):
         net.kernel_grads(np.array([[1.0, np.nan]]))
     with pytest.raises(ValueError, match="x2 has 3 features"):
         net.kernel_grads(np.ones((2, 2)), np.ones((2, 3)))
