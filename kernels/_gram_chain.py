@@ -21,11 +21,14 @@ sampler's streams are numbered, so both samplers give the same law from one seed
 The activation enters as its compiled form ``p`` (kernels/_pointwise.py), so each sampler is
 compiled (and cached) once per activation kind with phi inlined.
 """
+import sys
+
 import numba
 import numpy as np
 from numba import prange
 
 from ._linalg import _SMALL_N, _chol2, _chol_upper, _mul_upper
+from . import _pointwise as _pw
 from ._pointwise import phi
 from ._random import _base, _fill, _normal_pair
 
@@ -286,18 +289,21 @@ def _gram_block(fin, n, keys, slots, R):
     st = fin.stack
     sv, bv = st.readout if st.readout is not None else (0.0, 0.0)
     readout = st.readout is not None
+    fns = (sys.modules[__name__] if _pw.cacheable(fin.point) else
+           _pw.uncached(sys.modules[__name__], ("_apply_phi", "_gram_sample", "_gram_chain",
+                                                "_phi2", "_gram_sample2", "_gram_chain2")))
     if N == 2:
         g0 = np.array([fin.K0[0, 0], fin.K0[0, 1], fin.K0[1, 1]])
         est3 = np.empty((B, 3))
         rec3 = np.empty((B, max(R, 1), 3))
-        _gram_chain2(keys, fin.resid, fin.scale, readout, n, g0, fin.sw2, fin.sb2, sv, bv,
+        fns._gram_chain2(keys, fin.resid, fin.scale, readout, n, g0, fin.sw2, fin.sb2, sv, bv,
                      fin.point, slots, est3, rec3)
         return _unpack3(est3), _unpack3(rec3[:, :R])
     U0 = np.empty((N, N))
     _chol_upper(fin.K0, U0, np.empty((N, N)))
     est = np.empty((B, N, N))
     rec = np.empty((B, max(R, 1), N, N))
-    _gram_chain(keys, fin.resid, fin.scale, readout, n, U0, fin.K0, fin.sw2, fin.sb2, sv, bv,
+    fns._gram_chain(keys, fin.resid, fin.scale, readout, n, U0, fin.K0, fin.sw2, fin.sb2, sv, bv,
                 fin.point, slots, est, rec)
     return est, rec[:, :R]
 

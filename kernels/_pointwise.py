@@ -62,3 +62,42 @@ def _ol_dphi(p, x):
 @overload(d2phi, inline="always")
 def _ol_d2phi(p, x):
     return _impl(p, "d2phi")
+
+
+# ----------------------------------------------------------------------------------------------
+# user activations and the on-disk cache
+# ----------------------------------------------------------------------------------------------
+def cacheable(p):
+    """Whether compiled functions taking ``p`` may keep their machine code in numba's on-disk
+    cache: true for the built-in activations (tuples of floats), false for a user
+    ``Activation(fn)`` (its tuple holds ``fn``'s dispatcher).  A cache index that names a user
+    function cannot be read by a later process that cannot import that function's module (every
+    later call, with any activation, then fails with ModuleNotFoundError), so such calls go
+    through :func:`uncached` twins instead."""
+    from numba.core.dispatcher import Dispatcher
+    return not any(isinstance(v, Dispatcher) for v in p)
+
+
+_TWINS = {}
+
+
+def uncached(module, names):
+    """Twins of the cached numba functions ``names`` of ``module``: the same code and compiler
+    options without ``cache=True``, calling each other (a twin's globals name the other twins;
+    every other global is the module's own).  Built once per process; they compile per
+    activation type like any numba function.  Use for calls taking a non-:func:`cacheable`
+    pointwise form."""
+    import types
+
+    import numba
+    key = (module.__name__, tuple(names))
+    if key not in _TWINS:
+        g = dict(vars(module))
+        for name in names:
+            d = getattr(module, name)
+            f = d.py_func
+            opts = {k: v for k, v in d.targetoptions.items() if k != "nopython"}
+            g[name] = numba.njit(**opts)(types.FunctionType(f.__code__, g, f.__name__,
+                                                             f.__defaults__, f.__closure__))
+        _TWINS[key] = types.SimpleNamespace(**{n: g[n] for n in names})
+    return _TWINS[key]

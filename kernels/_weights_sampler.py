@@ -23,11 +23,13 @@ output).  Backward passes: ``delta_L = sqrt(sw2/n) w (.) phi'(h_L)``,
 ``g_{l-1} = g_l + alpha_l sqrt(sw2/n) phi'(h_{l-1}) (.) (W_l^T g_l)`` (ResNet).
 """
 import math
+import sys
 import threading
 
 import numba
 import numpy as np
 
+from . import _pointwise as _pw
 from ._pointwise import dphi, phi
 from ._random import _parts, _run_split, _wfill_part
 
@@ -124,7 +126,9 @@ _SPLIT_ELEMENTS = 1 << 18   # elementwise passes smaller than this stay on one t
 
 
 def _dense_act_split(y, bias, s, t, alpha, resid, pt, h, P, D, want_d, split=True):
-    _maybe_split(split, _dense_act, y.shape[0], y, bias, s, t, alpha, resid, pt, h, P, D,
+    fn = (_dense_act if _pw.cacheable(pt) else
+          _pw.uncached(sys.modules[__name__], ("_dense_act",))._dense_act)
+    _maybe_split(split, fn, y.shape[0], y, bias, s, t, alpha, resid, pt, h, P, D,
                  want_d, min_size=max(1, _SPLIT_ELEMENTS // y.shape[1]))
 
 

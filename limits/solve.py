@@ -51,6 +51,7 @@ matrix by construction.
 ODEs (``ResNetODE``) go to ``scipy.integrate.solve_ivp`` with DOP853.
 """
 import math
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Optional
@@ -61,6 +62,7 @@ from numba import prange
 
 from kernels import _checks
 from kernels._linalg import _chol_upper
+from kernels import _pointwise as _pw
 from kernels._pointwise import phi
 from kernels._random import BM_K, MIX_K, _fill
 
@@ -671,7 +673,9 @@ def _run_pf(sde, K0, grid, save, keys, S):
     U0 = np.empty((N, N))
     _chol_upper(K0, U0, np.empty((N, N)))
     blk = np.empty((S, keys.shape[0], N, N))
-    _solve_pf(pt, sde.width, U0, sde.params, grid, save, keys, blk)
+    solve_pf = (_solve_pf if _pw.cacheable(pt) else   # a user Activation: not on disk
+                _pw.uncached(sys.modules[__name__], ("_solve_pf",))._solve_pf)
+    solve_pf(pt, sde.width, U0, sde.params, grid, save, keys, blk)
     return blk
 
 

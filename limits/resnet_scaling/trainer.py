@@ -2,6 +2,7 @@
 backward passes, Adam / SGD, the stopping rule, :func:`train`, :func:`evaluate`,
 :func:`gradient`.  Why hand-written numba: see the package docstring."""
 import math
+import sys
 from dataclasses import dataclass, field
 
 import numba
@@ -10,6 +11,7 @@ import numpy as np
 from kernels import Activation, ReLU
 from kernels._checks import (finite_array, finite_float, int_in_range, nonneg_float,
                              positive_float)
+from kernels import _pointwise as _pw
 from kernels._pointwise import dphi, phi
 
 from ._checks import _choice, _samples
@@ -383,6 +385,15 @@ class TrainResult:
         return effective_parameters(self)[1]
 
 
+def _passes(point):
+    """The compiled passes taking the pointwise form ``point``: this module's cached ones, or
+    (a user ``Activation``, whose compiled functions must not enter the on-disk cache:
+    ``kernels._pointwise.cacheable``) their uncached twins."""
+    if _pw.cacheable(point):
+        return sys.modules[__name__]
+    return _pw.uncached(sys.modules[__name__], ("_forward", "_epoch", "_loss_only"))
+
+
 def _scales(delta, delta_type, L):
     if delta_type == "none":
         return np.ones(L)
@@ -547,10 +558,12 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
     G, gA, gb, gd = np.empty((d, bs)), np.empty_like(A), np.empty_like(b), np.empty_like(dvec)
     ocode, p1 = (0, b1) if opt == "adam" else (1, momentum)
     history, best, bad, stop, step = [], math.inf, 0, "max_epochs", 0
+    passes = _passes(point)
     for _ in range(max_epochs):
         perm = fixed if collapsed else shuffle.permutation(n).astype(np.int64)
-        loss, step = _epoch(A, b, dvec, dcode, acode, point, X, Y, perm, bs, ocode, lr, p1, b2,
-                            eps, step, mA, vA, mb, vb, md, vd, H, U, D, G, gA, gb, gd)
+        loss, step = passes._epoch(A, b, dvec, dcode, acode, point, X, Y, perm, bs, ocode, lr,
+                                   p1, b2, eps, step, mA, vA, mb, vb, md, vd, H, U, D, G, gA,
+                                   gb, gd)
         history.append(loss)
         if not math.isfinite(loss) or not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))
                                            and np.all(np.isfinite(dvec))):
@@ -611,8 +624,8 @@ def evaluate(A, b, delta, X, Y, *, activation="tanh", delta_type="shared"):
     A, b, delta, X, Y, act, dt, L, d = _network_args(A, b, delta, X, Y, activation, delta_type,
                                                      none_lengths=(0, 1))
     dvec = delta if dt != "none" else np.zeros(1)
-    return float(_loss_only(A, b, np.ascontiguousarray(dvec), DELTA_TYPES.index(dt), *act, X,
-                            Y, 256))
+    return float(_passes(act[1])._loss_only(A, b, np.ascontiguousarray(dvec),
+                                            DELTA_TYPES.index(dt), *act, X, Y, 256))
 
 
 def gradient(A, b, delta, X, Y, *, activation="tanh", delta_type="shared"):
@@ -633,6 +646,6 @@ def gradient(A, b, delta, X, Y, *, activation="tanh", delta_type="shared"):
     gA, gb, gd = np.empty_like(A), np.empty_like(b), np.empty_like(dvec)
     code, (acode, point) = DELTA_TYPES.index(dt), act
     D = np.empty((L, d, B) if acode == _PROTOCOL else (0, 0, 0))
-    _forward(A, b, dvec, code, acode, point, X, idx, H, U, D)
+    _passes(point)._forward(A, b, dvec, code, acode, point, X, idx, H, U, D)
     loss = _backward(A, b, dvec, code, acode, Y, idx, H, U, D, np.empty((d, B)), gA, gb, gd)
     return float(loss), gA, gb, (gd if dt != "none" else np.zeros(0))
