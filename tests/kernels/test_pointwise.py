@@ -7,6 +7,8 @@ Expected values: NumPy / SciPy formulas typed here, the activations' NumPy ``__c
 a depth-1 network's Monte Carlo mean equals exactly at any width.
 """
 import math
+import os
+import pathlib
 
 import numba
 import numpy as np
@@ -115,3 +117,32 @@ def test_user_activation_in_monte_carlo_matches_its_nngp(arch, method):
     if arch == "resnet":          # the residual stream's Gram: K_1 = K_0 + a^2 (sw2 V + sb2)
         last = (K - net.readout_bias_var) / net.readout_weight_var
     assert np.all(np.abs(g.mean(axis=0) - last) < Z * se)
+
+
+def test_user_activation_stays_out_of_the_disk_cache(tmp_path):
+    # a user Activation's compiled functions must not be named in numba's cache index: a later
+    # process that cannot import their module would fail on every call (any activation)
+    import subprocess
+    import sys
+    root = pathlib.Path(__file__).resolve().parents[2]
+    user, other, cache = tmp_path / "user", tmp_path / "other", tmp_path / "nbcache"
+    user.mkdir()
+    other.mkdir()
+    (user / "myact.py").write_text(
+        "import numba, kernels as kn\n"
+        "@numba.njit\ndef soft(x):\n    return x / (1.0 + abs(x))\n"
+        "@numba.njit\ndef dsoft(x):\n    return 1.0 / (1.0 + abs(x)) ** 2\n"
+        "act = kn.Activation(soft, dsoft, deg=50)\n")
+    run = ("import numpy as np, kernels as kn\n{imp}\n"
+           "x = np.random.default_rng(0).standard_normal((3, 4))\n"
+           "kn.monte_carlo(kn.MLP(2, {act}), x, width=8, samples=4, method='gram', ntk=False)\n"
+           "kn.monte_carlo(kn.MLP(2, {act}), x, width=8, samples=4, method='weights')\n")
+    (user / "a.py").write_text(run.format(imp="from myact import act", act="act"))
+    (other / "b.py").write_text(run.format(imp="", act="kn.Erf()"))
+    # the library on the path, not the tests (the user's module is importable only in user/)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(root))
+    for d, script in ((user, "a.py"), (other, "b.py")):
+        r = subprocess.run([sys.executable, script], cwd=d, env=env, capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert not [p for p in cache.rglob("*.nbi") if b"myact" in p.read_bytes()]
