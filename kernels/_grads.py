@@ -778,7 +778,7 @@ _DMAP_CACHE = {}
 
 def _smooth_dmap(act):
     """(compiled derivative map, params) for a smooth activation."""
-    from .activations import Erf, _FnPoint, _TanhPoint
+    from .activations import Erf, _dtanh, _FnPoint, _tanh, _TanhPoint
     if isinstance(act, Erf):
         return _erf_dmap, np.array([act.a, act.b, act.c], dtype=np.float64)
     p = act.pointwise()
@@ -794,17 +794,6 @@ def _smooth_dmap(act):
     if key not in _DMAP_CACHE:
         _DMAP_CACHE[key] = _build_gh_dmap(f, df, d2f)
     return _DMAP_CACHE[key], act._params
-
-
-@numba.njit(cache=True)
-def _tanh(x):
-    return math.tanh(x)
-
-
-@numba.njit(cache=True)
-def _dtanh(x):
-    t = math.tanh(x)
-    return 1.0 - t * t
 
 
 @numba.njit(cache=True)
