@@ -373,19 +373,26 @@ def _diag_abrelu(q_in, consts, dstem, lay, dlay, a, b):
     return q, t, dq, dt, sq, inv, np.ascontiguousarray(dsq)
 
 
+@numba.njit(inline="always", cache=True, error_model="numpy")
+def _stem_diag(q_in, consts, dstem, q, t, dq, dt):
+    """Row 0 of the diagonal tables: the stem (K = w0 q + b0, Theta = a0 q + c0) and its
+    tangents (``dstem[k]`` = derivatives of w0, b0, a0, c0 along tangent k)."""
+    w0, b0, a0, c0 = consts[0], consts[1], consts[2], consts[3]
+    for i in range(q_in.shape[0]):
+        q[0, i] = w0 * q_in[i] + b0
+        t[0, i] = a0 * q_in[i] + c0
+        for k in range(dstem.shape[0]):
+            dq[0, k, i] = dstem[k, 0] * q_in[i] + dstem[k, 1]
+            dt[0, k, i] = dstem[k, 2] * q_in[i] + dstem[k, 3]
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _abrelu_diag(q_in, consts, dstem, lay, dlay, m, q, t, dq, dt):
     """V(q, q, q) = m q, Vdot = m on the diagonal."""
     n = q_in.shape[0]
     L = lay.shape[1]
     T = dstem.shape[0]
-    w0, b0, a0, c0 = consts[0], consts[1], consts[2], consts[3]
-    for i in range(n):
-        q[0, i] = w0 * q_in[i] + b0
-        t[0, i] = a0 * q_in[i] + c0
-        for k in range(T):
-            dq[0, k, i] = dstem[k, 0] * q_in[i] + dstem[k, 1]
-            dt[0, k, i] = dstem[k, 2] * q_in[i] + dstem[k, 3]
+    _stem_diag(q_in, consts, dstem, q, t, dq, dt)
     for l in range(L):
         u, mu, g, nw, nb = lay[0, l], lay[1, l], lay[2, l], lay[3, l], lay[4, l]
         cT = u + mu * m
@@ -422,13 +429,7 @@ def _smooth_diag(dmap, params, q_in, consts, dstem, lay, dlay, q, t, dq, dt):
     n = q_in.shape[0]
     L = lay.shape[1]
     T = dstem.shape[0]
-    w0, b0, a0, c0 = consts[0], consts[1], consts[2], consts[3]
-    for i in range(n):
-        q[0, i] = w0 * q_in[i] + b0
-        t[0, i] = a0 * q_in[i] + c0
-        for k in range(T):
-            dq[0, k, i] = dstem[k, 0] * q_in[i] + dstem[k, 1]
-            dt[0, k, i] = dstem[k, 2] * q_in[i] + dstem[k, 3]
+    _stem_diag(q_in, consts, dstem, q, t, dq, dt)
     for l in range(L):
         u, mu, g, nw, nb = lay[0, l], lay[1, l], lay[2, l], lay[3, l], lay[4, l]
         for i in range(n):
