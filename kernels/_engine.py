@@ -1,9 +1,10 @@
 """The engine behind ``MLP`` and ``ResNet``: the per-layer description ``_Stack`` an architecture
 compiles to, the input state, the layer loop driver ``_run`` (ABReLU family on the gap, smooth
-activations on the covariance, trajectories, the bias-free depth-independent fast path, the
-equal-norm path), and the assembly of ``Kernels`` / ``Trajectory`` with their finiteness
-checks.  The numba loops themselves are in ``_recursion``; ``architectures`` holds the public
-classes and re-exports the names other modules use from here.
+activations on the covariance, erf by its own vectorised loop, trajectories, the bias-free
+depth-independent fast path, the equal-norm path), and the assembly of ``Kernels`` /
+``Trajectory`` with their finiteness checks.  The numba loops themselves are in ``_recursion``
+(erf: ``_smooth``); ``architectures`` holds the public classes and re-exports the names other
+modules use from here.
 """
 import math
 from dataclasses import dataclass, replace
