@@ -4,6 +4,7 @@ Plain script (not a test)::
 
     python benchmarks/kernels_depth.py
     NT_PYTHON=/path/to/ntvenv/bin/python python benchmarks/kernels_depth.py
+    python benchmarks/kernels_depth.py --split-only     # only the NNGP-only / erf vs ReLU rows
 
 What is measured (all float64, NTK parameterisation, input kernel x x'/d, d = 16):
 
