@@ -4,6 +4,7 @@ Plain script (not a test)::
 
     python benchmarks/kernels_depth.py
     NT_PYTHON=/path/to/ntvenv/bin/python python benchmarks/kernels_depth.py
+    python benchmarks/kernels_depth.py --split-only     # only the NNGP-only / erf vs ReLU rows
 
 What is measured (all float64, NTK parameterisation, input kernel x x'/d, d = 16):
 
@@ -184,12 +185,43 @@ def run_nt(nt_python, x, repeats, tmp):
 
 
 # ----------------------------------------------------------------------------------------------
+def split_rows(kn, net, repeats):
+    """Section 3b: NNGP alone vs NNGP + NTK for the ReLU net ``net`` and its erf twin (same
+    depth and variances), N = 2000: {(act, what): [times]} from interleaved repeats."""
+    print("NNGP only / erf, N = 2000 ...", flush=True)
+    x = inputs(2000)
+    enet = kn.MLP(DEPTH, kn.Erf(), weight_var=SW2, bias_var=SB2)
+    split_cases = {("relu", "kernels"): lambda: net.kernels(x),
+                   ("relu", "nngp"): lambda: net.nngp(x),
+                   ("erf", "kernels"): lambda: enet.kernels(x),
+                   ("erf", "nngp"): lambda: enet.nngp(x)}
+    for f in split_cases.values():
+        f()                                        # load / compile
+    split = {key: [] for key in split_cases}
+    for _ in range(repeats):
+        for key, f in split_cases.items():
+            split[key].append(timed(f, 1)[0][0])
+    return split
+
+
+def print_split(split, repeats):
+    med = {key: statistics.median(ts) for key, ts in split.items()}
+    print(f"\nNNGP only vs NNGP + NTK, N=2000 (medians of {repeats} interleaved repeats):")
+    for act in ("relu", "erf"):
+        print(f"  {act:<4}: nngp {med[(act, 'nngp')]:.4f} s, kernels {med[(act, 'kernels')]:.4f} s,"
+              f" nngp / kernels = {med[(act, 'nngp')] / med[(act, 'kernels')]:.2f}")
+    print(f"  erf / relu: kernels {med[('erf', 'kernels')] / med[('relu', 'kernels')]:.2f}, "
+          f"nngp {med[('erf', 'nngp')] / med[('relu', 'nngp')]:.2f}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, default=7, help="warm repeats (best is reported)")
     p.add_argument("--quick", action="store_true",
                    help="skip the slow parts: NumPy at N = 2000 and the cold-compile runs")
+    p.add_argument("--split-only", action="store_true",
+                   help="only the NNGP-only and erf / ReLU rows (section 3b)")
     a = p.parse_args()
     if a.child is not None:
         child(a.child)
@@ -208,6 +240,11 @@ def main():
           f"{sys.version.split()[0]} | {load}")
     print(f"ReLU MLP: depth {DEPTH}, weight_var {SW2}, bias_var {SB2}, d = {D_IN}, float64, "
           f"NNGP + NTK\n")
+
+    if a.split_only:
+        print_split(split_rows(kn, kn.MLP(DEPTH, kn.ReLU(), weight_var=SW2, bias_var=SB2),
+                               a.repeats), a.repeats)
+        return
 
     rows = []            # (case, time, ratio numpy, ratio nt)
     notes = []
@@ -260,19 +297,7 @@ def main():
                      "stax.repeat under jit, float64, 2 cores)")
 
     # ---- 3b. NNGP alone vs NNGP + NTK, erf vs ReLU (interleaved repeats, medians) ------------
-    print("NNGP only / erf, N = 2000 ...", flush=True)
-    x = inputs(2000)
-    enet = kn.MLP(DEPTH, kn.Erf(), weight_var=SW2, bias_var=SB2)
-    split_cases = {("relu", "kernels"): lambda: net.kernels(x),
-                   ("relu", "nngp"): lambda: net.nngp(x),
-                   ("erf", "kernels"): lambda: enet.kernels(x),
-                   ("erf", "nngp"): lambda: enet.nngp(x)}
-    for f in split_cases.values():
-        f()                                        # load / compile
-    split = {key: [] for key in split_cases}
-    for _ in range(a.repeats):
-        for key, f in split_cases.items():
-            split[key].append(timed(f, 1)[0][0])
+    split = split_rows(kn, net, a.repeats)
 
     # ---- 4. fast path --------------------------------------------------------------------------
     print("fast path N = 2000 ...", flush=True)
@@ -363,13 +388,7 @@ def main():
         ts = fast[key]
         print(f"  fast {key:<8}: {min(ts):.4f} / {statistics.median(ts):.4f} / {max(ts):.4f}")
 
-    med = {key: statistics.median(ts) for key, ts in split.items()}
-    print(f"\nNNGP only vs NNGP + NTK, N=2000 (medians of {a.repeats} interleaved repeats):")
-    for act in ("relu", "erf"):
-        print(f"  {act:<4}: nngp {med[(act, 'nngp')]:.4f} s, kernels {med[(act, 'kernels')]:.4f} s,"
-              f" nngp / kernels = {med[(act, 'nngp')] / med[(act, 'kernels')]:.2f}")
-    print(f"  erf / relu: kernels {med[('erf', 'kernels')] / med[('relu', 'kernels')]:.2f}, "
-          f"nngp {med[('erf', 'nngp')] / med[('relu', 'nngp')]:.2f}")
+    print_split(split, a.repeats)
 
     print("\nfirst call / compile (fresh subprocess; compile = first - second call):")
     print(f"  {'run':<16} | {'import':>7} | {'first':>7} | {'second':>7} | {'compile':>7} | "

@@ -1,9 +1,10 @@
 """The engine behind ``MLP`` and ``ResNet``: the per-layer description ``_Stack`` an architecture
 compiles to, the input state, the layer loop driver ``_run`` (ABReLU family on the gap, smooth
-activations on the covariance, trajectories, the bias-free depth-independent fast path, the
-equal-norm path), and the assembly of ``Kernels`` / ``Trajectory`` with their finiteness
-checks.  The numba loops themselves are in ``_recursion``; ``architectures`` holds the public
-classes and re-exports the names other modules use from here.
+activations on the covariance, erf by its own vectorised loop, trajectories, the bias-free
+depth-independent fast path, the equal-norm path), and the assembly of ``Kernels`` /
+``Trajectory`` with their finiteness checks.  The numba loops themselves are in ``_recursion``
+(erf: ``_smooth``); ``architectures`` holds the public classes and re-exports the names other
+modules use from here.
 """
 import math
 from dataclasses import dataclass, replace
@@ -11,8 +12,8 @@ from typing import Optional
 
 import numpy as np
 
-from . import _checks, _fast_equal_norm as _fen, _gram, _recursion as _rec
-from .activations import Activation
+from . import _checks, _fast_equal_norm as _fen, _gram, _recursion as _rec, _smooth
+from .activations import Activation, _erf_pair
 
 _FAST_PIECES = 40          # dyadic pieces of [0, pi/2] (down to pi 2^-40), mirrored at pi
 _FAST_DEGREE = 24          # Chebyshev points per piece
@@ -457,7 +458,10 @@ def _run_abrelu(stack, z, ntk, qa, qb, ta, tb, sym, a, b, rec, diag_only=False,
 
 
 def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec, with_ntk=True):
-    """Any activation with a compiled pair map: advance (cov, ntk) and the diagonals."""
+    """Any activation with a compiled pair map: advance (cov, ntk) and the diagonals (erf: its
+    own vectorised loop, ``_run_erf``)."""
+    if pair is _erf_pair:
+        return _run_erf(stack, params, cov, ntk, qa, qb, ta, tb, sym, rec, with_ntk)
     n1, n2 = cov.shape
     kinc = stack.ntk_is_k_increment
     if rec is not None:
@@ -478,6 +482,38 @@ def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec, with_nt
         chunk = _rec._smooth_chunk_serial if _serial(cov, sym, hi - lo) else _rec._smooth_chunk
         chunk(pair, params, sym, cov, ntk, qa_t, qb_t, u, v,
               sw2, sb2, nw, nb, kinc, slots, r_cov, r_ntk, with_ntk)
+        qa, qb, ta, tb = qa_t[-1].copy(), qb_t[-1].copy(), ta_t[-1].copy(), tb_t[-1].copy()
+    return cov, ntk, qa, qb, ta, tb
+
+
+def _run_erf(stack, params, cov, ntk, qa, qb, ta, tb, sym, rec, with_ntk=True):
+    """``Erf`` networks: ``_run_smooth`` by the closed-form loop of ``_smooth``."""
+    a, b, c0 = (float(p) for p in params)
+    h = 2.0 * (b * b)                   # as activations._erf_pair: 2 b^2 q = h q
+    n1, n2 = cov.shape
+    if rec is not None:
+        rec.take_state(cov, ntk)
+    for lo, hi in _chunks(stack, n1 + n2):
+        u, v, sw2, sb2, nw, nb = (np.ascontiguousarray(z[lo:hi], dtype=np.float64) for z in
+                                  (stack.u, stack.v, stack.sw2, stack.sb2, stack.ntk_w,
+                                   stack.ntk_b))
+        k = _smooth.erf_coeffs(a, c0, u, v, sw2, sb2, nw, nb)
+        C = hi - lo
+
+        def tables(q, t):
+            qo, to, uo = (np.empty((C + 1, q.shape[0])) for _ in range(3))
+            _smooth._erf_diag(q, t, k, h, a, b, c0, qo, to, uo)
+            return qo, to, uo
+
+        qa_t, ta_t, ua_t = tables(qa, ta)
+        qb_t, tb_t, ub_t = (qa_t, ta_t, ua_t) if sym else tables(qb, tb)
+        slots, r_cov, r_ntk = np.full(C, -1, dtype=np.int64), _NO_SLOTS, _NO_SLOTS
+        if rec is not None:
+            slots, r_cov, r_ntk = rec.slots(lo, hi), rec.off_a, rec.off_t
+            rec.take_diag(lo, hi, (qa_t, qb_t, ta_t, tb_t))
+        chunk = _smooth._erf_chunk_serial if _serial(cov, sym, C) else _smooth._erf_chunk
+        chunk(sym, cov, ntk, qa_t, ua_t, qb_t, ub_t, k, h, a, b, c0, slots, r_cov, r_ntk,
+              with_ntk)
         qa, qb, ta, tb = qa_t[-1].copy(), qb_t[-1].copy(), ta_t[-1].copy(), tb_t[-1].copy()
     return cov, ntk, qa, qb, ta, tb
 

@@ -255,11 +255,13 @@ def _sqrt_prod(qa, qb, sqa, sqb):
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _gap_of(smooth, x, s0):
+def _gap_of(smooth, x, q1, q2):
     """The signed gap of an entry: the engine's state itself (ReLU family) or from the
-    covariance x and s0 = sqrt(q1_0 q2_0) (smooth; rho clipped to [-1, 1])."""
+    covariance x and s0 = sqrt(q1_0 q2_0) (smooth; rho clipped to [-1, 1]; s0 in one rounding,
+    so that an exact duplicate, x = q1 = q2 as in the loop, has rho = 1 exactly)."""
     if not smooth:
         return x
+    s0 = _sqrt_prod(q1, q2, math.sqrt(q1), math.sqrt(q2))
     rho = min(max(x / s0, -1.0), 1.0) if s0 > 0.0 else 0.0
     return signed_gap(1.0 - rho, 1.0 + rho)
 
@@ -284,13 +286,13 @@ def _column(z, dist, kexp, P, los, his, ok, end_ok):
 
 
 @numba.njit(inline="always", cache=True, error_model="numpy")
-def _block_columns(smooth, state_row, sq0_i, sq0_c, P, los, his, ok, end_ok, zb, th, ratio,
+def _block_columns(smooth, state_row, q0_i, q0_c, P, los, his, ok, end_ok, zb, th, ratio,
                    ibits, ks, xs):
     """Columns and Chebyshev variables of one block of entries (three loops that vectorise;
     the piece index is read from the float exponent, as in ``_recursion._fast_eval``)."""
     nb = state_row.shape[0]
     for jj in range(nb):
-        z = _gap_of(smooth, state_row[jj], sq0_i * sq0_c[jj])
+        z = _gap_of(smooth, state_row[jj], q0_i, q0_c[jj])
         zb[jj] = z
         dist = acos1m_unit(abs(z))
         th[jj] = dist
@@ -303,7 +305,7 @@ def _block_columns(smooth, state_row, sq0_i, sq0_c, P, los, his, ok, end_ok, zb,
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _apply(smooth, sym, state, sq0_r, sq0_c, qL_r, qL_c, P, los, his, ok, coef_g, coef_t,
+def _apply(smooth, sym, state, q0_r, q0_c, qL_r, qL_c, P, los, his, ok, coef_g, coef_t,
            end_g, end_t, end_ok, out_cov, out_ntk, with_ntk, bad_rows):
     """out_cov = s_L (1 - g(theta0)), out_ntk = s_L tau(theta0), s_L = sqrt(q1_L q2_L), for
     entries j > i if sym.  state: signed gap (ReLU family) or stem covariance (smooth, may be
@@ -334,7 +336,7 @@ def _apply(smooth, sym, state, sq0_r, sq0_c, qL_r, qL_c, P, los, his, ok, coef_g
             for j0 in range(i + 1 if sym else 0, n2, B):
                 j1 = min(j0 + B, n2)
                 nb = j1 - j0
-                _block_columns(smooth, state[i, j0:j1], sq0_r[i], sq0_c[j0:j1], P, los, his,
+                _block_columns(smooth, state[i, j0:j1], q0_r[i], q0_c[j0:j1], P, los, his,
                                ok, end_ok, zb, th, ratio, ibits, ks, xs)
                 for jj in range(nb):
                     b1g[jj] = 0.0
@@ -416,9 +418,8 @@ def run(plan_, stack, kind, state, ntk, out_cov, qa, qb, sym, with_ntk):
     qb_L, tb_L = (qa_L, ta_L) if sym else _diagonals(stack, kind, qb, with_ntk)
     n1, n2 = state.shape
     bad = np.zeros(n1, dtype=np.int64)
-    sq0a, sq0b = np.sqrt(qa), np.sqrt(qb)
     if n2 > 0:
-        _apply(smooth, sym, state, sq0a, sq0b, qa_L, qb_L, P, los, his, ok, coef_g, coef_t,
+        _apply(smooth, sym, state, qa, qb, qa_L, qb_L, P, los, his, ok, coef_g, coef_t,
                end_g, end_t, end_ok, out_cov, ntk, with_ntk, bad)
     nbad = int(bad.sum())
     if nbad:                       # entries the table does not serve: the loop, on them alone

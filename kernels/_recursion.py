@@ -52,6 +52,12 @@ every entry is computed by the same IEEE operations wherever it sits; and its pe
 work is one square root and two polynomials (``_fastmath.theta_unit`` / ``h_unit``), with
 theta, needed only by the NTK, skipped by the NNGP-only loop.
 
+The smooth loop below (``_smooth_chunk``) serves every activation through its compiled pair
+map, called entry by entry (a run-time function argument: nothing vectorises, which the
+Gauss–Hermite maps of ``Tanh`` and user activations, ~10^4 evaluations per entry, do not
+notice).  ``Erf`` has its own loop with the closed forms inlined and the entries vectorised,
+built like ``_abrelu_chunk`` (``kernels._smooth``).
+
 These loops are written by hand because they are the hot path: numpy would allocate an N x N
 temporary per operation per layer, and ``math.acos`` does not vectorise (see ``_fastmath``).
 """
