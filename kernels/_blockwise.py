@@ -121,33 +121,52 @@ def _progress_bar(progress, total, n_entries, desc):
     return tqdm(total=total, desc=desc, unit="entry", unit_scale=True)
 
 
+def _region_jobs(prob, region, tile):
+    """Tiles of rows r_lo:r_hi and columns c_lo:c_hi: (sym, [((r0, r1), (c0, c1)), ...]); a
+    square region on the diagonal of a symmetric problem is cut into tiles I <= J only."""
+    r_lo, r_hi, c_lo, c_hi = region
+    sym = prob.sym and (r_lo, r_hi) == (c_lo, c_hi)
+    edges1 = [(r, min(r + tile, r_hi)) for r in range(r_lo, r_hi, tile)]
+    edges2 = edges1 if sym else [(c, min(c + tile, c_hi)) for c in range(c_lo, c_hi, tile)]
+    return sym, [(a, b) for ia, a in enumerate(edges1) for ib, b in enumerate(edges2)
+                 if not sym or ib >= ia]
+
+
+def fill_region(prob, outs, region, tile, bar=None):
+    """Fill ``outs`` (arrays of the region's shape, or None) with the block rows r_lo:r_hi,
+    columns c_lo:c_hi of the whole problem ``prob``, tile by tile."""
+    r_lo, _, c_lo, _ = region
+    sym, jobs = _region_jobs(prob, region, tile)
+    for (r0, r1), (c0, c1) in jobs:
+        k = prob.tile(r0, r1, c0, c1)
+        for dst, src in zip(outs, (k.nngp, k.ntk)):
+            if dst is None:
+                continue
+            dst[r0 - r_lo:r1 - r_lo, c0 - c_lo:c1 - c_lo] = src
+            if sym and r0 != c0:
+                dst[c0 - c_lo:c1 - c_lo, r0 - r_lo:r1 - r_lo] = src.T
+        if bar is not None:
+            bar.update((r1 - r0) * (c1 - c0) * (2 if sym and r0 != c0 else 1))
+
+
+def _flush(outs):
+    for dst in outs:
+        if isinstance(dst, np.memmap):
+            dst.flush()
+
+
 def fill(stack, x1, x2, outs, tile, fast, progress):
     """Fill ``outs`` = (nngp_out, ntk_out) tile by tile; returns ``Kernels`` of the outs.
     No NTK work is done when ``outs[1]`` is None."""
     prob = Problem(stack, x1, x2, fast, ntk=outs[1] is not None)
     n1, n2 = prob.shape
-    edges1 = [(r, min(r + tile, n1)) for r in range(0, n1, tile)]
-    edges2 = edges1 if prob.sym else [(c, min(c + tile, n2)) for c in range(0, n2, tile)]
-    jobs = [(a, b) for ia, a in enumerate(edges1) for ib, b in enumerate(edges2)
-            if not prob.sym or ib >= ia]
     bar = _progress_bar(progress, n1 * n2, n1 * n2, "kernels")
     try:
-        for (r0, r1), (c0, c1) in jobs:
-            k = prob.tile(r0, r1, c0, c1)
-            for dst, src in zip(outs, (k.nngp, k.ntk)):
-                if dst is None:
-                    continue
-                dst[r0:r1, c0:c1] = src
-                if prob.sym and r0 != c0:
-                    dst[c0:c1, r0:r1] = src.T
-            if bar is not None:
-                bar.update((r1 - r0) * (c1 - c0) * (2 if prob.sym and r0 != c0 else 1))
+        fill_region(prob, outs, (0, n1, 0, n2), tile, bar)
     finally:
         if bar is not None:
             bar.close()
-    for dst in outs:
-        if isinstance(dst, np.memmap):
-            dst.flush()
+    _flush(outs)
     return _arch.Kernels(nngp=outs[0], ntk=outs[1])
 
 

@@ -339,15 +339,27 @@ def test_cg_matches_direct_n5000(tmp_path):
 
 
 def test_cg_on_dask_kernel():
-    pytest.importorskip("dask")
+    dask = pytest.importorskip("dask")
     net = kn.MLP(3, kn.ReLU(), weight_var=2.0, bias_var=0.05)
-    x, y = _regression_problem(300, 20)
+    n, r, tol = 600, 1e-3, 1e-10
+    x, y = _regression_problem(n, 40)
     k = net.kernels(x)
-    dk = kn.dask_kernels(net, x[:300], chunks=100)
-    a = kn.kernel_regression(dk.nngp, y, k.nngp[300:, :300], diag_reg=1e-3, tol=1e-10)
-    b = kn.kernel_regression(k.nngp[:300, :300], y, k.nngp[300:, :300], diag_reg=1e-3,
-                             tol=1e-10)
-    np.testing.assert_array_equal(a.mean, b.mean)      # the same numbers in, the same CG
+    dk = kn.dask_kernels(net, x[:n], chunks=150)
+    dc = kn.dask_kernels(net, x[n:], x[:n], chunks=(40, 150))
+    direct = kn.kernel_regression(k.nngp[:n, :n], y, k.nngp[n:, :n], diag_reg=r,
+                                  solver="direct")
+    bound = np.linalg.norm(k.nngp[n:, :n], axis=1) * tol * np.linalg.norm(y) / r
+    with dask.config.set(scheduler="threads"):
+        for pre in ("block", "jacobi"):
+            a = kn.kernel_regression(dk.nngp, y, dc.nngp, diag_reg=r, tol=tol, block=200,
+                                     preconditioner=pre)
+            assert a.residual <= tol and a.iterations > 0
+            assert np.all(np.abs(a.mean - direct.mean) <= bound)
+        # the direct solver loads a dask kernel
+        d = kn.kernel_regression(dk.nngp, y, dc.nngp, diag_reg=r, solver="direct")
+    np.testing.assert_array_equal(d.coef, direct.coef)       # the same Cholesky solve
+    # the test-train product is summed by dask over 4 column blocks: rounding only
+    np.testing.assert_allclose(d.mean, direct.mean, rtol=1e-12, atol=1e-12)
 
 
 def test_predict_cg_matches_direct():
