@@ -73,6 +73,82 @@ def test_out_into_npy_memmap(tmp_path):
     np.testing.assert_array_equal(m, ref.ntk)
 
 
+def _input_kernel(x):
+    K0 = x @ x.T / x.shape[1]
+    K0[4, 9] += 1e-15 * K0[4, 4]             # not exactly symmetric: symmetrised as in memory
+    return K0
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_out_from_input_kernel_equals_in_memory(name, tmp_path):
+    net = NETS[name]()
+    x = _inputs(130)                         # 130: the relu-fast net takes the tabulated path
+    K0 = _input_kernel(x)
+    full = net.kernels(K0=K0)
+    src = np.lib.format.open_memmap(tmp_path / "k0.npy", mode="w+", dtype=np.float64,
+                                    shape=K0.shape)
+    src[:] = K0
+    src.flush()
+    ro = np.load(tmp_path / "k0.npy", mmap_mode="r")       # K0 itself a read-only memory map
+    for tile, k0 in ((9, K0), (64, ro), (130, ro), (500, K0)):
+        a, b = np.full((130, 130), np.nan), np.full((130, 130), np.nan)
+        got = net.kernels(K0=k0, out=(a, b), tile=tile)
+        assert got.nngp is a and got.ntk is b
+        _equal(got, full)
+    c = np.lib.format.open_memmap(tmp_path / "c.npy", mode="w+", dtype=np.float64,
+                                  shape=(130, 130))
+    assert net.nngp(K0=ro, out=c, tile=40) is c
+    np.testing.assert_array_equal(c, net.nngp(K0=K0))
+    np.testing.assert_array_equal(ro, src)                 # K0 untouched
+
+
+def test_out_from_input_kernel_extreme_rows():
+    net = kn.MLP(3, kn.ReLU(), weight_var=2.0)             # bias-free: extreme rows rescaled
+    x = _inputs(60)
+    nrm = np.linalg.norm(x, axis=1, keepdims=True)
+    u = x / np.where(nrm > 0, nrm, 1.0)
+    s = np.ones(60)
+    s[[2, 40]], s[[5, 41]] = 1e150, 1e-150
+    K0 = ((u @ u.T) * s[:, None]) * s[None, :]              # K ~ 1e300 and 1e-300 entries
+    K0 = 0.5 * (K0 + K0.T)
+    full = net.kernels(K0=K0)
+    assert np.all(np.isfinite(full.nngp)) and 1e298 < full.nngp[2, 2] < 1e302
+    for tile in (7, 25):
+        a, b = np.empty((60, 60)), np.empty((60, 60))
+        _equal(net.kernels(K0=K0, out=(a, b), tile=tile), full)
+
+
+def test_out_from_input_kernel_refusals(tmp_path):
+    net = NETS["erf"]()
+    x = _inputs(30)
+    K0 = x @ x.T / x.shape[1]
+    good = np.full((30, 30), 7.0)
+    checks = [
+        (dict(K0=K0, out=(np.empty((30, 29)), None)), ValueError, r"shape \(30, 30\)"),
+        (dict(K0=K0, out=(np.empty((30, 30), np.float32), None)), TypeError, "float64"),
+        (dict(K0=K0, out=(K0, None)), ValueError, "shares memory with K0"),
+        (dict(K0=K0[:, :29], out=(good, None)), ValueError, "square"),
+        (dict(K0=K0 + np.triu(np.ones((30, 30)), 1), out=(good, None)), ValueError,
+         "symmetric"),
+        (dict(K0=np.where(np.eye(30) > 0, np.nan, K0), out=(good, None)), ValueError,
+         "finite"),
+        (dict(K0=K0 - 2 * np.eye(30) * K0.max(), out=(good, None)), ValueError,
+         "negative diagonal"),
+        (dict(K0=np.eye(30) + 1.5 * (np.eye(30, k=1) + np.eye(30, k=-1)), out=(good, None),
+              tile=10), ValueError, "positive semi-definite"),
+        (dict(K0=K0.astype(complex), out=(good, None)), TypeError, "real"),
+        (dict(x1=x, K0=K0, out=(good, None)), ValueError, "not both"),
+        (dict(K0=K0, out=(good, None), tile=0), ValueError, "tile must be >= 1"),
+        (dict(K0=K0, out=(good, None), fast=True), ValueError, "fast=True"),
+    ]
+    for kw, exc, match in checks:
+        with pytest.raises(exc, match=match):
+            net.kernels(**kw)
+    assert np.all(good == 7.0)                              # refused before any tile
+    with pytest.raises(ValueError, match="standard parameterization"):
+        kn.MLP(3, kn.Erf(), parameterization="standard").kernels(K0=K0, out=(None, good))
+
+
 # ----------------------------------------------------------------------------------------------
 # diagonal=True
 # ----------------------------------------------------------------------------------------------
@@ -196,8 +272,6 @@ def test_bad_out(tmp_path):
         net.nngp(x, out=ro)
     with pytest.raises(ValueError, match="tile must be >= 1"):
         net.kernels(x, out=(good, None), tile=0)
-    with pytest.raises(ValueError, match="K0"):
-        net.kernels(K0=np.eye(20), out=(good, None))
     with pytest.raises(ValueError, match="x2"):
         net.kernels(x, x, diagonal=True)
     with pytest.raises(ValueError, match="fast=True"):
