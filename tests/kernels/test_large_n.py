@@ -367,6 +367,47 @@ def test_dask_local_cluster():
     np.testing.assert_array_equal(T, full.ntk)
 
 
+def test_dask_to_zarr(tmp_path):
+    dask = pytest.importorskip("dask")
+    zarr = pytest.importorskip("zarr")
+    import dask.array as da
+    net = NETS["relu-bias"]()
+    x = _inputs(130)
+    ref = net.kernels(x)
+    dk = kn.dask_kernels(net, x, chunks=50)
+    with dask.config.set(scheduler="threads"):
+        da.to_zarr(dk.nngp, str(tmp_path / "nngp.zarr"))
+        da.to_zarr(dk.ntk, str(tmp_path / "ntk.zarr"))
+    np.testing.assert_array_equal(zarr.open(str(tmp_path / "nngp.zarr"), mode="r")[:], ref.nngp)
+    np.testing.assert_array_equal(da.from_zarr(str(tmp_path / "ntk.zarr")).compute(), ref.ntk)
+
+
+def test_dask_large_n_graph_is_small():
+    # N = 20,000 inputs of dimension 784 (125 MB) in chunks of 1000: the inputs are scattered
+    # to the workers once, the graph holds references only, no "large graph" warning
+    import pickle
+    import warnings
+    pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed")
+    import time
+    n = 20000
+    x = np.random.default_rng(0).standard_normal((n, 784))
+    net = NETS["relu-bias"]()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        t = time.perf_counter()
+        dk = kn.dask_kernels(net, x, chunks=1000)
+        built = time.perf_counter() - t
+        graph = dict(dk.nngp.__dask_graph__())
+        assert len(pickle.dumps(graph)) < 1e6
+        assert built < 30, built                 # scatter of 125 MB included (0.5-4 s here)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")       # distributed's "Sending large graph" warns
+            corner = client.compute(dk.nngp[995:1003, 1990:2001]).result()
+    np.testing.assert_array_equal(corner, net.nngp(x[995:1003], x[1990:2001]))
+
+
 # ----------------------------------------------------------------------------------------------
 # CG kernel regression
 # ----------------------------------------------------------------------------------------------
