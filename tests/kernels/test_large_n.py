@@ -294,6 +294,12 @@ def test_bad_chunks():
         kn.dask_kernels("net", x)
     with pytest.raises(TypeError, match="chunks=7"):
         kn.dask_kernels(net, x, 7)
+    with pytest.raises(TypeError, match="chunks must be an integer"):
+        kn.dask_kernels(net, x, chunks=2.5)
+    with pytest.raises(ValueError, match="chunks must be >= 1"):
+        kn.dask_kernels(net, x, chunks=(0, 20))
+    with pytest.raises(ValueError, match="chunks must be >= 1"):
+        kn.dask_kernels(net, x, x[:5], chunks=(10, 0))
 
 
 def test_import_does_not_import_dask():
@@ -506,6 +512,14 @@ def test_cg_bad_input():
         kn.kernel_regression(K, np.ones(5), preconditioner="ilu")
     with pytest.raises(ValueError, match="5 columns"):
         kn.kernel_regression(K, np.ones(5), np.ones((3, 4)))
+    with pytest.raises(ValueError, match="block must be >= 1"):
+        kn.kernel_regression(K, np.ones(5), block=0)
+    with pytest.raises(TypeError, match="memmap or dask"):
+        kn.kernel_regression([[1.0]], np.ones(1))
+    with pytest.raises(TypeError, match="real numbers"):
+        kn.kernel_regression(K.astype(complex), np.ones(5))
+    with pytest.raises(ValueError, match="solver"):
+        kn.kernel_regression(K, np.ones(5), solver="lu")
 
 
 # ----------------------------------------------------------------------------------------------
