@@ -303,6 +303,9 @@ def main():
                          "chunks 700", "", f"== in-memory: {same}"))
             mm = np.lib.format.open_memmap(os.path.join(root, "dask_ntk.npy"), mode="w+",
                                            dtype=np.float64, shape=(cl_n, cl_n))
+            # built anew without a client: the one above refers to inputs scattered to the
+            # cluster's workers (kernels.dask_kernels, Notes)
+            dk = kn.dask_kernels(net, xc, chunks=700)
             t = time.perf_counter()
             da.store(dk.ntk, mm, lock=True, scheduler="threads")
             st_s = time.perf_counter() - t
