@@ -20,6 +20,19 @@ problem so that the tile equals the corresponding block of ``net.kernels(x)`` bi
 A symmetric kernel is cut into tiles (I, J) with I <= J on a grid of ``tile`` rows; tile (J, I)
 is the transpose of tile (I, J), and the diagonal tiles are computed as symmetric problems, as
 in the whole computation.  Working memory is a few arrays of ``tile^2`` doubles.
+
+From an input kernel ``K0`` (``net.kernels(K0=K0, out=...)``; ``K0`` may be a memory map): the
+engine takes an input kernel only as a whole symmetric problem, so tile (I, J), I < J, is taken
+from the symmetric problem on rows I and J together (``K0[I+J, I+J]``, symmetrised entry by
+entry as ``_checks.psd_kernel`` symmetrises the whole, ``(K0_ij + K0_ji) / 2``), whose entries
+are those of the whole computation for the same reasons (diagonals, number of pairs and norms
+from the whole ``K0``; the rescaling of extreme rows is row by row).  Each off-diagonal tile
+thus costs a problem of twice its rows: about twice the work of the in-memory call.  ``K0`` is
+checked before any tile is computed, tile by tile: finite, symmetric (to the same tolerance as
+in memory), a non-negative diagonal, and each diagonal tile positive semi-definite (to the same
+tolerance, relative to the trace of the whole ``K0``; by Cauchy interlacing a kernel accepted in
+memory passes, but a kernel indefinite only as a whole is not detected: the O(N^3) eigenvalue
+check of the in-memory call is what a memory map is meant to avoid).
 """
 
 import numpy as np
@@ -121,33 +134,52 @@ def _progress_bar(progress, total, n_entries, desc):
     return tqdm(total=total, desc=desc, unit="entry", unit_scale=True)
 
 
+def _region_jobs(prob, region, tile):
+    """Tiles of rows r_lo:r_hi and columns c_lo:c_hi: (sym, [((r0, r1), (c0, c1)), ...]); a
+    square region on the diagonal of a symmetric problem is cut into tiles I <= J only."""
+    r_lo, r_hi, c_lo, c_hi = region
+    sym = prob.sym and (r_lo, r_hi) == (c_lo, c_hi)
+    edges1 = [(r, min(r + tile, r_hi)) for r in range(r_lo, r_hi, tile)]
+    edges2 = edges1 if sym else [(c, min(c + tile, c_hi)) for c in range(c_lo, c_hi, tile)]
+    return sym, [(a, b) for ia, a in enumerate(edges1) for ib, b in enumerate(edges2)
+                 if not sym or ib >= ia]
+
+
+def fill_region(prob, outs, region, tile, bar=None):
+    """Fill ``outs`` (arrays of the region's shape, or None) with the block rows r_lo:r_hi,
+    columns c_lo:c_hi of the whole problem ``prob``, tile by tile."""
+    r_lo, _, c_lo, _ = region
+    sym, jobs = _region_jobs(prob, region, tile)
+    for (r0, r1), (c0, c1) in jobs:
+        k = prob.tile(r0, r1, c0, c1)
+        for dst, src in zip(outs, (k.nngp, k.ntk)):
+            if dst is None:
+                continue
+            dst[r0 - r_lo:r1 - r_lo, c0 - c_lo:c1 - c_lo] = src
+            if sym and r0 != c0:
+                dst[c0 - c_lo:c1 - c_lo, r0 - r_lo:r1 - r_lo] = src.T
+        if bar is not None:
+            bar.update((r1 - r0) * (c1 - c0) * (2 if sym and r0 != c0 else 1))
+
+
+def _flush(outs):
+    for dst in outs:
+        if isinstance(dst, np.memmap):
+            dst.flush()
+
+
 def fill(stack, x1, x2, outs, tile, fast, progress):
     """Fill ``outs`` = (nngp_out, ntk_out) tile by tile; returns ``Kernels`` of the outs.
     No NTK work is done when ``outs[1]`` is None."""
     prob = Problem(stack, x1, x2, fast, ntk=outs[1] is not None)
     n1, n2 = prob.shape
-    edges1 = [(r, min(r + tile, n1)) for r in range(0, n1, tile)]
-    edges2 = edges1 if prob.sym else [(c, min(c + tile, n2)) for c in range(0, n2, tile)]
-    jobs = [(a, b) for ia, a in enumerate(edges1) for ib, b in enumerate(edges2)
-            if not prob.sym or ib >= ia]
     bar = _progress_bar(progress, n1 * n2, n1 * n2, "kernels")
     try:
-        for (r0, r1), (c0, c1) in jobs:
-            k = prob.tile(r0, r1, c0, c1)
-            for dst, src in zip(outs, (k.nngp, k.ntk)):
-                if dst is None:
-                    continue
-                dst[r0:r1, c0:c1] = src
-                if prob.sym and r0 != c0:
-                    dst[c0:c1, r0:r1] = src.T
-            if bar is not None:
-                bar.update((r1 - r0) * (c1 - c0) * (2 if prob.sym and r0 != c0 else 1))
+        fill_region(prob, outs, (0, n1, 0, n2), tile, bar)
     finally:
         if bar is not None:
             bar.close()
-    for dst in outs:
-        if isinstance(dst, np.memmap):
-            dst.flush()
+    _flush(outs)
     return _arch.Kernels(nngp=outs[0], ntk=outs[1])
 
 
@@ -186,6 +218,10 @@ def kernels(net, x1, x2, K0, fast, out, diagonal_only, tile, progress, ntk=True)
         raise TypeError(f"diagonal must be True or False, got {diagonal_only!r}")
     if progress is not None and not isinstance(progress, bool):
         raise TypeError(f"progress must be True, False or None, got {progress!r}")
+    if K0 is not None and out is not None and not diagonal_only:
+        if x1 is not None or x2 is not None:
+            raise ValueError("give either inputs x1 (and x2) or an input kernel K0, not both")
+        return kernels_from_input_kernel(net, K0, fast, out, tile, progress, ntk)
     x1, x2, K0 = net._prepare(x1, x2, K0)
     stack = net._engine_stack(x1, K0, ntk)
     fast = check_fast(stack, fast)
@@ -198,12 +234,132 @@ def kernels(net, x1, x2, K0, fast, out, diagonal_only, tile, progress, ntk=True)
         return diagonal(stack, x1, K0, fast, ntk)
     if out is None:
         raise ValueError("tile= and progress= apply to out= (blockwise computation)")
-    if K0 is not None:
-        raise ValueError("out= needs inputs x1 (and x2), not an input kernel K0: the blockwise "
-                         "engine cuts the inputs into tiles")
     tile = check_tile(tile)
     n1 = x1.shape[0]
     outs = check_outs(out, (n1, n1 if x2 is None else x2.shape[0]))
     if not ntk:
         outs = (outs[0], None)
     return fill(stack, x1, x2, outs, tile, fast, progress)
+
+
+# ----------------------------------------------------------------------------------------------
+# out= from an input kernel K0 (module docstring)
+# ----------------------------------------------------------------------------------------------
+def _k0_array(K0):
+    """K0 as an (N, N) real array without copying a memory map (lists etc. are converted)."""
+    if not isinstance(K0, np.ndarray):
+        K0 = _checks.finite_array(K0, "K0")
+    if np.iscomplexobj(K0):
+        raise TypeError("K0 must be real, got complex values")
+    if K0.dtype.kind not in "iuf":
+        raise TypeError(f"K0 must hold real numbers, got dtype {K0.dtype}")
+    if K0.ndim != 2 or K0.shape[0] != K0.shape[1] or K0.shape[0] < 1:
+        raise ValueError(f"K0 must be a square (N, N) matrix, got shape {K0.shape}")
+    return K0
+
+
+def _edges(n, tile):
+    return [(r, min(r + tile, n)) for r in range(0, n, tile)]
+
+
+def _read(K0, r0, r1, c0, c1):
+    return np.asarray(K0[r0:r1, c0:c1], dtype=np.float64)
+
+
+def check_input_kernel(K0, tile):
+    """The checks of ``_checks.psd_kernel``, tile by tile (module docstring); returns the
+    diagonal of K0."""
+    n = K0.shape[0]
+    q = np.asarray(np.diagonal(K0), dtype=np.float64).copy()
+    scale = max(float(np.max(np.abs(q))) if np.all(np.isfinite(q)) else 0.0, 1e-300)
+    trace = float(np.sum(q))
+    edges = _edges(n, tile)
+    for ia, (r0, r1) in enumerate(edges):
+        for c0, c1 in edges[ia:]:
+            A = _read(K0, r0, r1, c0, c1)
+            B = A if c0 == r0 else _read(K0, c0, c1, r0, r1)
+            for blk in (A, B):
+                if not np.all(np.isfinite(blk)):
+                    i, j = np.argwhere(~np.isfinite(blk))[0]
+                    r, c = (r0, c0) if blk is A else (c0, r0)
+                    raise ValueError(f"K0 must be finite: it contains NaN or inf (first at "
+                                     f"index ({r + i}, {c + j}): {float(blk[i, j])!r})")
+            if not np.allclose(A, B.T, rtol=0, atol=1e-12 * scale):
+                raise ValueError(f"K0 must be symmetric (max |K - K.T| = "
+                                 f"{float(np.max(np.abs(A - B.T))):.3g} in rows {r0}:{r1}, "
+                                 f"columns {c0}:{c1})")
+    if np.any(q < 0):
+        raise ValueError("K0 has a negative diagonal entry")
+    for r0, r1 in edges:
+        A = _read(K0, r0, r1, r0, r1)
+        lam = float(np.linalg.eigvalsh(0.5 * (A + A.T))[0])
+        if lam < -1e-10 * max(trace, 1e-300):
+            raise ValueError(f"K0 is not positive semi-definite (its diagonal block {r0}:{r1} "
+                             f"has smallest eigenvalue {lam:.3g})")
+    return q
+
+
+class InputKernelProblem:
+    """The whole problem of an input kernel: K0 (array or memory map), its diagonal, the
+    number of pairs; ``sub(ranges)`` = kernels of the symmetric problem on those rows."""
+
+    def __init__(self, stack, K0, q, fast, ntk=True):
+        self.stack, self.K0, self.q, self.fast, self.ntk = stack, K0, q, fast, ntk
+        n = K0.shape[0]
+        self.pairs = n * (n - 1) // 2
+        if fast and not stack.fast_eligible:   # equal norms needed: refuse before any tile
+            if tuple(stack.stem_ntk) != tuple(stack.stem):
+                raise ValueError(_arch._FAST_REFUSAL)
+            _fen.plan(stack, None, None, None, None, (q, q), True, None, 0, 0, 0)
+
+    def sub(self, ranges):
+        S = np.block([[_read(self.K0, r0, r1, c0, c1) for c0, c1 in ranges]
+                      for r0, r1 in ranges])
+        S = np.ascontiguousarray(0.5 * (S + S.T))   # entry by entry as _checks.psd_kernel
+        return _arch._run(self.stack, None, None, S, fast=self.fast, pairs=self.pairs,
+                          ntk=self.ntk, norms=(self.q, self.q))
+
+
+def kernels_from_input_kernel(net, K0, fast, out, tile, progress, ntk):
+    """``net.kernels(K0=K0, out=...)``: tile by tile, equal to the in-memory call."""
+    K0 = _k0_array(K0)
+    stack = net._engine_stack(None, K0, ntk)
+    fast = check_fast(stack, fast)
+    tile = DEFAULT_TILE // 2 if tile is None else check_tile(tile)
+    n = K0.shape[0]
+    outs = check_outs(out, (n, n))
+    if not ntk:
+        outs = (outs[0], None)
+    for k, dst in enumerate(outs):
+        if dst is not None and np.may_share_memory(dst, K0):
+            raise ValueError(f"out[{k}] shares memory with K0: the input kernel would be "
+                             f"overwritten while it is read; give a separate array")
+    q = check_input_kernel(K0, tile)
+    prob = InputKernelProblem(stack, K0, q, fast, ntk=outs[1] is not None)
+    edges = _edges(n, tile)
+    bar = _progress_bar(progress, n * n, n * n, "kernels")
+    done = set()
+    try:
+        pairs = ([(0, None)] if len(edges) == 1 else
+                 [(a, b) for a in range(len(edges)) for b in range(a + 1, len(edges))])
+        for a, b in pairs:
+            ranges = [edges[a]] if b is None else [edges[a], edges[b]]
+            k = prob.sub(ranges)
+            offs = np.cumsum([0] + [r1 - r0 for r0, r1 in ranges])
+            for ia, ib in ([(0, 0)] if b is None else [(0, 1), (1, 0), (0, 0), (1, 1)]):
+                ta, tb = (a, b)[ia], (a, b)[ib]
+                if ia == ib and ta in done:
+                    continue
+                (r0, r1), (c0, c1) = edges[ta], edges[tb]
+                for dst, src in zip(outs, (k.nngp, k.ntk)):
+                    if dst is not None:
+                        dst[r0:r1, c0:c1] = src[offs[ia]:offs[ia + 1], offs[ib]:offs[ib + 1]]
+                if ia == ib:
+                    done.add(ta)
+                if bar is not None:
+                    bar.update((r1 - r0) * (c1 - c0))
+    finally:
+        if bar is not None:
+            bar.close()
+    _flush(outs)
+    return _arch.Kernels(nngp=outs[0], ntk=outs[1])

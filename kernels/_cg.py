@@ -1,8 +1,14 @@
 """Kernel regression at large N: preconditioned conjugate gradients over a stored kernel.
 
 Solves ``(K + r I) a = y`` with ``K`` an (N, N) symmetric positive semi-definite kernel held in
-memory, in a ``numpy.memmap`` / ``.npy`` memory map, or as a ``dask.array``, reading it one row
-block at a time (extra memory O(block N)).  The predictive mean is then ``K_*X a``
+memory, in a ``numpy.memmap`` / ``.npy`` memory map, or as a ``dask.array``.  An array or memory
+map is read in (block, block) tiles on and above the diagonal (the lower ones are their
+transposes), so each product reads half of it once and needs O(block^2) extra memory; a dask
+array is multiplied by dask on the current scheduler's workers, and only the (N, k) product
+returns.  A lazy dask kernel (``kernels.dask_kernels``) is recomputed at every product: persist
+it (``K = dk.nngp.persist()``, when the cluster's memory holds it) or store it first
+(``dask.array.to_npy_stack`` / ``dask.array.store`` into a ``.npy`` memory map) and pass the
+memory map.  The predictive mean is then ``K_*X a``
 (theory/kernels.md §5: the NNGP posterior mean, and the NTK's infinite-time gradient-flow mean).
 
 Stopping rule (the stated tolerance): every column of the residual satisfies
@@ -55,12 +61,17 @@ def _is_dask(a):
     return type(a).__module__.startswith("dask.")
 
 
-def _rows(K, r0, r1):
-    """Rows r0:r1 of K as an in-memory float64 array."""
-    blk = K[r0:r1]
+def _tile(K, r0, r1, c0, c1):
+    """K[r0:r1, c0:c1] as an in-memory float64 array (a memory map reads only that tile)."""
+    blk = K[r0:r1, c0:c1]
     if _is_dask(blk):
         blk = blk.compute()
     return np.asarray(blk, dtype=np.float64)
+
+
+def _rows(K, r0, r1):
+    """Rows r0:r1 of K as an in-memory float64 array."""
+    return _tile(K, r0, r1, 0, K.shape[1])
 
 
 def _check_kernel(K, name, shape0=None, n=None):
@@ -73,35 +84,66 @@ def _check_kernel(K, name, shape0=None, n=None):
         raise ValueError(f"{name} must be square (N, N), got shape {K.shape}")
     if n is not None and K.shape[1] != n:
         raise ValueError(f"{name} must have {n} columns (the training points), got {K.shape}")
+    if np.dtype(K.dtype).kind not in "iuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {K.dtype}")
     return K
 
 
+def _not_finite(name):
+    return ValueError(f"{name} contains NaN or inf (a kernel computation that overflowed, or an "
+                      f"unfilled memory map?): the solve cannot be trusted")
+
+
 def _matvec(K, v, r, block):
+    """(K + r I) v.  A numpy array or memory map is read in (block, block) tiles on and above
+    the diagonal only (K is taken to be symmetric: tile (J, I) is tile (I, J) transposed), so a
+    memory map is read once per product, half of it; extra memory O(block^2).  A dask array is
+    multiplied by dask (``K @ v`` on the workers of the current scheduler; only the (N, k)
+    result comes back)."""
+    if _is_dask(K):
+        import dask.array as da
+        vd = da.from_array(v, chunks=(K.chunks[1], v.shape[1]))
+        out = np.asarray((K @ vd).compute(), dtype=np.float64)
+        return out + r * v
     n = K.shape[0]
-    out = np.empty_like(v)
+    out = r * v
     for r0 in range(0, n, block):
         r1 = min(r0 + block, n)
-        out[r0:r1] = _rows(K, r0, r1) @ v + r * v[r0:r1]
+        for c0 in range(r0, n, block):
+            c1 = min(c0 + block, n)
+            t = _tile(K, r0, r1, c0, c1)
+            out[r0:r1] += t @ v[c0:c1]
+            if c0 != r0:
+                out[c0:c1] += t.T @ v[r0:r1]
     return out
+
+
+def _diagonal_blocks(K, edges):
+    """The diagonal blocks K[r0:r1, r0:r1] (dask: computed in one call)."""
+    if _is_dask(K):
+        import dask
+        blocks = dask.compute(*[K[r0:r1, r0:r1] for r0, r1 in edges])
+        return [np.asarray(b, dtype=np.float64) for b in blocks]
+    return [_tile(K, r0, r1, r0, r1) for r0, r1 in edges]
 
 
 class _Precond:
     def __init__(self, K, r, kind, block):
         n = K.shape[0]
         self.kind, self.block, self.n = kind, block, n
+        edges = [(r0, min(r0 + block, n)) for r0 in range(0, n, block)]
+        blocks = _diagonal_blocks(K, edges)
+        if not all(np.all(np.isfinite(b)) for b in blocks):
+            raise _not_finite("k_train_train")
         if kind == "jacobi":
-            d = np.empty(n)
-            for r0 in range(0, n, block):
-                r1 = min(r0 + block, n)
-                d[r0:r1] = np.diagonal(_rows(K, r0, r1)[:, r0:r1]) + r
+            d = np.concatenate([np.diagonal(b) for b in blocks]) + r
             if np.any(d <= 0):
                 raise ValueError("the kernel has a non-positive diagonal entry: use diag_reg > 0")
             self.inv = 1.0 / d
         else:
             self.factors = []
-            for r0 in range(0, n, block):
-                r1 = min(r0 + block, n)
-                B = _rows(K, r0, r1)[:, r0:r1] + r * np.eye(r1 - r0)
+            for (r0, r1), B in zip(edges, blocks):
+                B = B + r * np.eye(r1 - r0)
                 try:
                     self.factors.append(linalg.cho_factor(B, lower=True, check_finite=False))
                 except linalg.LinAlgError as exc:
@@ -133,6 +175,8 @@ def cg(K, y, r, tol, maxiter, preconditioner, block):
     rel = np.linalg.norm(res, axis=0) / ynorm
     while np.max(rel) > tol and it < maxiter:
         Ap = _matvec(K, p, r, block)
+        if not np.all(np.isfinite(Ap)):
+            raise _not_finite("k_train_train")
         pAp = np.einsum("ij,ij->j", p, Ap)
         active = rel > tol
         alpha = np.where(active & (pAp > 0), rz / np.where(pAp > 0, pAp, 1.0), 0.0)
@@ -149,7 +193,33 @@ def cg(K, y, r, tol, maxiter, preconditioner, block):
         rz = rz_new
     # the reported residual is the true one
     rel = np.linalg.norm(y - _matvec(K, a, r, block), axis=0) / ynorm
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(rel))):
+        raise _not_finite("k_train_train")
     return a, it, float(np.max(rel))
+
+
+def direct_memory(n, what, hint):
+    """Refuse up front a direct solve of an (n, n) system that cannot fit: the kernel loaded
+    into memory, K + r I and its Cholesky factor (three n x n float64 arrays)."""
+    _checks.memory_guard([(8.0 * n * n, f"the {n} x {n} kernel loaded into memory"),
+                          (16.0 * n * n, "K + r I and its Cholesky factor")], what, hint)
+
+
+def mean_of(k_test_train, a, block):
+    """k_test_train @ a, row block by row block (dask: by dask)."""
+    m = k_test_train.shape[0]
+    if _is_dask(k_test_train):
+        import dask.array as da
+        ad = da.from_array(a, chunks=(k_test_train.chunks[1], a.shape[1]))
+        mean = np.asarray((k_test_train @ ad).compute(), dtype=np.float64)
+    else:
+        mean = np.empty((m, a.shape[1]))
+        for r0 in range(0, m, block):
+            r1 = min(r0 + block, m)
+            mean[r0:r1] = _rows(k_test_train, r0, r1) @ a
+    if not np.all(np.isfinite(mean)):
+        raise _not_finite("k_test_train")
+    return mean
 
 
 def kernel_regression(k_train_train, y_train, k_test_train=None, *, diag_reg=0.0,
@@ -159,7 +229,7 @@ def kernel_regression(k_train_train, y_train, k_test_train=None, *, diag_reg=0.0
     The NNGP posterior mean (``K`` = NNGP) and the infinite-time mean of gradient-flow training
     (``K`` = NTK) of ``kernels.predict`` (theory/kernels.md §5), from kernels computed
     beforehand: in memory, into memory maps (``net.kernels(x, out=...)``) or as dask arrays
-    (``kernels.dask_kernels``).  The kernels are read one row block at a time.
+    (``kernels.dask_kernels``).  The kernels are read tile by tile.
 
     Parameters
     ----------
@@ -172,7 +242,8 @@ def kernel_regression(k_train_train, y_train, k_test_train=None, *, diag_reg=0.0
     solver : {"cg", "direct"}
         ``"cg"``: preconditioned conjugate gradients, stopped when every residual column has
         ``|y - (K + r I) a| <= tol |y|`` (then each mean is within ``|k_*i| tol |y| / r`` of the
-        exact one).  ``"direct"``: Cholesky (loads K into memory).
+        exact one); the kernel is read tile by tile (module docstring: a lazy dask kernel is
+        recomputed at every product).  ``"direct"``: Cholesky (loads K into memory).
     tol : float > 0
     maxiter : int, optional
         Default ``10 N``; a ``RuntimeError`` if CG has not converged by then.
@@ -187,7 +258,9 @@ def kernel_regression(k_train_train, y_train, k_test_train=None, *, diag_reg=0.0
         ``.mean``, ``.coef``, ``.iterations``, ``.residual``.
 
     Not supported: predictive covariances and finite training times (use ``kernels.predict``,
-    which holds the kernels in memory).
+    which holds the kernels in memory).  ``"direct"`` refuses up front
+    (``kernels._checks.MemoryBudgetError``) when the kernel, ``K + r I`` and its factor do not
+    fit in the memory available; a kernel with NaN or inf is a ValueError, never a NaN result.
     """
     K = _check_kernel(k_train_train, "k_train_train")
     n = K.shape[0]
@@ -211,7 +284,14 @@ def kernel_regression(k_train_train, y_train, k_test_train=None, *, diag_reg=0.0
     maxiter = 10 * n if maxiter is None else _checks.positive_int(maxiter, "maxiter")
     Y = y.reshape(n, -1)
     if solver == "direct":
-        A = _rows(K, 0, n) + r * np.eye(n)
+        direct_memory(n, "kernel_regression(solver='direct')",
+                      "use solver='cg', which reads the kernel tile by tile")
+        A = _rows(K, 0, n)
+        if not _is_dask(K):
+            A = A.copy()                  # our own copy: the ridge is added in place
+        if not np.all(np.isfinite(A)):
+            raise _not_finite("k_train_train")
+        A[np.diag_indices(n)] += r
         try:
             c = linalg.cho_factor(A, lower=True, check_finite=False)
         except linalg.LinAlgError as exc:
@@ -229,10 +309,6 @@ def kernel_regression(k_train_train, y_train, k_test_train=None, *, diag_reg=0.0
     mean = None
     if k_test_train is not None:
         m = k_test_train.shape[0]
-        mean = np.empty((m, a.shape[1]))
-        for r0 in range(0, m, block):
-            r1 = min(r0 + block, m)
-            mean[r0:r1] = _rows(k_test_train, r0, r1) @ a
-        mean = mean.reshape((m,) + y.shape[1:])
+        mean = mean_of(k_test_train, a, block).reshape((m,) + y.shape[1:])
     return Regression(mean=mean, coef=a.reshape(y.shape), iterations=it, residual=res,
                       solver=solver, preconditioner=pre)

@@ -71,7 +71,8 @@ class _KernelMethods:
             with ``numpy.lib.format.open_memmap(..., mode="w+")``, tile by tile instead of
             building the kernels in memory (either may be None: not stored).  Extra memory is a
             few ``tile^2`` arrays; symmetry is used; the entries equal the in-memory result bit
-            for bit.  Inputs x1 (and x2) only, not K0.  Returns ``Kernels`` of these arrays.
+            for bit.  With ``K0`` (itself possibly a memory map), tile by tile too, at about
+            twice the work (``kernels._blockwise``).  Returns ``Kernels`` of these arrays.
         diagonal : bool
             Return only the (N,) diagonals ``K(x_i, x_i)``, ``Theta(x_i, x_i)`` in O(N depth),
             equal to the diagonal of the full computation (x2 must be None).

@@ -19,6 +19,15 @@ once by Cholesky (``scipy.linalg.cho_factor``); ``tr(C^-1 dC) = sum(C^-1 * dC)``
 logarithms of the chosen variances (positivity for free, scale-free steps), and returns the
 fitted architecture (``dataclasses.replace(net, weight_var=..., bias_var=...)``).
 
+**Large n.**  ``log_marginal_likelihood_from_kernel`` takes a kernel computed beforehand: an
+array, a ``numpy.memmap`` / ``.npy`` memory map (``net.nngp(x, out=...)``) or a dask array
+(``kernels.dask_kernels``).  The log-determinant needs a Cholesky factorisation of the whole
+``C``, so the kernel is loaded into memory (one (n, n) copy, factorised in place); a call that
+cannot fit is refused up front by ``kernels._checks.memory_guard``.  Conjugate gradients give
+``C^-1 Y`` but not ``log det C``, so there is no CG solver here: ``solver="cg"`` is refused
+with that explanation (an unbiased stochastic estimate, e.g. stochastic Lanczos quadrature,
+Ubaru, Chen & Saad 2017, is not implemented).
+
 **Per-layer variances.**  A variance given per Dense layer (``MLP``: ``depth + 1`` values,
 readout last; ``ResNet``: ``depth + 2``, input Dense, each block, readout Dense) has a gradient
 with a layer axis (the order of ``net.kernel_grads``), and ``fit`` optimises every entry, each
@@ -38,7 +47,7 @@ from scipy import linalg, optimize
 from . import _checks
 from .architectures import MLP, ResNet
 
-__all__ = ["log_marginal_likelihood", "fit", "GPFit"]
+__all__ = ["log_marginal_likelihood", "log_marginal_likelihood_from_kernel", "fit", "GPFit"]
 
 _PARAMS = ("weight_var", "bias_var", "noise_var")
 _DEFAULT_BOUNDS = (1e-6, 1e6)
@@ -183,12 +192,97 @@ def log_marginal_likelihood(net, x, y, noise_var, kind="nngp", grad=False):
     x, Y = _data(x, y)
     noise_var = _checks.nonneg_float(noise_var, "noise_var")
     grad = _checks.flag(grad, "grad")
+    n = x.shape[0]
+    _checks.memory_guard(8.0 * n * n * (5 if not grad else 9), f"the log marginal likelihood of "
+                         f"{n} points ({'with' if grad else 'without'} gradient: the kernel, "
+                         f"K + noise_var I, its Cholesky factor, temporaries)",
+                         "compute the kernel into a memory map (net.nngp(x, out=...)) and call "
+                         "log_marginal_likelihood_from_kernel, which needs one n x n array")
     if not grad:
         K = net.nngp(x) if kind == "nngp" else net.ntk(x)
         return _lml(K, Y, noise_var)[0]
     g = net.kernel_grads(x)
     K = getattr(g.kernels, kind)
     return _lml(K, Y, noise_var, getattr(g, kind))
+
+
+def _is_dask(a):
+    return type(a).__module__.startswith("dask.")
+
+
+def log_marginal_likelihood_from_kernel(K, y, noise_var, solver="direct"):
+    r"""Log marginal likelihood of ``y`` under ``N(0, K + noise_var I)`` for a kernel computed
+    beforehand, possibly past memory as a file.
+
+    The same value as :func:`log_marginal_likelihood` (``-1/2 tr(Y^T C^-1 Y) - k/2 log det C -
+    n k/2 log(2 pi)``, ``C = K + noise_var I``; Rasmussen & Williams 2006, eq. 2.30) with the
+    same arithmetic: for ``K = net.nngp(x)`` the two agree bit for bit.
+
+    Parameters
+    ----------
+    K : (n, n) array, numpy.memmap or dask array
+        The prior covariance (e.g. ``net.nngp(x, out=np.lib.format.open_memmap(...))`` or
+        ``kernels.dask_kernels(net, x).nngp``).  It is copied (memory map) or computed (dask)
+        into one (n, n) float64 array, which is factorised in place: refused up front
+        (``kernels._checks.MemoryBudgetError``) when that does not fit.
+    y : (n,) or (n, k) array
+    noise_var : float >= 0
+    solver : {"direct"}
+        Only the Cholesky factorisation gives ``log det C``; ``"cg"`` is refused (module
+        docstring): CG solves ``C a = y`` but gives no determinant.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        If ``C`` is not numerically positive definite, or ``K`` has NaN or inf.
+    """
+    if solver == "cg":
+        raise ValueError("solver='cg' cannot give the log marginal likelihood: conjugate "
+                         "gradients solve (K + noise_var I) a = y but give no log-determinant; "
+                         "use solver='direct' on a machine whose memory holds one n x n "
+                         "array, or a subset of the points (kernel_regression(..., "
+                         "solver='cg') gives the data-fit term y.a)")
+    if solver != "direct":
+        raise ValueError(f"solver must be 'direct', got {solver!r}")
+    if not (isinstance(K, np.ndarray) or _is_dask(K)):
+        K = _checks.finite_array(K, "K")
+    if len(K.shape) != 2 or K.shape[0] != K.shape[1] or K.shape[0] < 1:
+        raise ValueError(f"K must be a square (n, n) matrix, got shape {K.shape}")
+    if np.dtype(K.dtype).kind not in "iuf":
+        raise TypeError(f"K must hold real numbers, got dtype {K.dtype}")
+    n = K.shape[0]
+    Y = _checks.finite_array(y, "y")
+    if Y.ndim not in (1, 2) or Y.shape[0] != n:
+        raise ValueError(f"y must have shape ({n},) or ({n}, k) to match K, got {Y.shape}")
+    Y = Y.reshape(n, -1)
+    noise_var = _checks.nonneg_float(noise_var, "noise_var")
+    _checks.memory_guard(8.0 * n * n, f"the log marginal likelihood of {n} points (the "
+                         f"{n} x {n} kernel in memory, factorised in place)",
+                         "use a subset of the points (CG gives no log-determinant)")
+    C = np.array(K.compute() if _is_dask(K) else K, dtype=np.float64, order="F", copy=True)
+    if not np.all(np.isfinite(C)):
+        raise ValueError("K contains NaN or inf")
+    C[np.diag_indices(n)] += noise_var          # K + noise_var I, entry by entry as in _lml
+    dmax = float(np.max(np.diag(C)))
+    try:
+        c = linalg.cho_factor(C, lower=True, overwrite_a=True, check_finite=False)
+    except linalg.LinAlgError:
+        c = None
+    if c is None or not np.min(np.diag(c[0])) ** 2 > n * np.finfo(float).eps * dmax:
+        del C, c
+        M = np.array(K.compute() if _is_dask(K) else K, dtype=np.float64)
+        M[np.diag_indices(n)] += noise_var
+        _factor(M, noise_var)                   # raises with the smallest eigenvalue
+        raise ValueError(f"K + noise_var I (noise_var = {noise_var:.3g}) is not numerically "
+                         f"positive definite")   # pragma: no cover (_factor raises)
+    a = linalg.cho_solve(c, Y, check_finite=False)
+    k = Y.shape[1]
+    logdet = 2.0 * np.sum(np.log(np.diag(c[0])))
+    return float(-0.5 * np.sum(Y * a) - 0.5 * k * logdet - 0.5 * n * k * math.log(2 * math.pi))
 
 
 def _bounds(bounds, params):

@@ -206,7 +206,8 @@ def _phi(w, eta_t):
 
 
 def predict_from_kernels(k_train_train, k_test_train, y_train, k_test_test=None, *,
-                         kind="nngp", t=None, diag_reg=0.0, learning_rate=1.0, jitter=None):
+                         kind="nngp", t=None, diag_reg=0.0, learning_rate=1.0, jitter=None,
+                         solver="direct", tol=1e-10):
     r"""Predictions from precomputed kernel blocks (neural-tangents issue #172).
 
     Formulas and their derivation: module docstring (``kernels.predict``).  The predictive
@@ -243,6 +244,18 @@ def predict_from_kernels(k_train_train, k_test_train, y_train, k_test_test=None,
         a float j0 (absolute) or ``"auto"`` (j0 = 1e-10 times the mean diagonal) adds
         j0, 10 j0, ..., 10^9 j0 to the diagonal until it is, and reports the amount in
         ``Prediction.jitter``.
+    solver : {"direct", "cg"}
+        ``"direct"``: Cholesky / eigendecomposition in memory; memory maps are read and dask
+        arrays computed into memory, and the call is refused up front
+        (``kernels._checks.MemoryBudgetError``, a ValueError and MemoryError) when the blocks
+        and about six (n, n) float64 work arrays do not fit in the memory available.
+        ``"cg"``: the infinite-time mean by preconditioned conjugate gradients
+        (``kernels.kernel_regression``: relative residual <= ``tol``, the kernels read tile by
+        tile, never loaded whole), for kernels past memory: ``numpy.memmap`` / ``.npy`` memory
+        maps (``net.kernels(x, out=...)``) or dask arrays (``kernels.dask_kernels``).  Needs
+        ``t=None``, ``k_test_test=None`` and ``jitter=None`` (use ``diag_reg > 0``).
+    tol : float > 0
+        CG tolerance.
 
     Returns
     -------
@@ -266,6 +279,9 @@ def predict_from_kernels(k_train_train, k_test_train, y_train, k_test_test=None,
     eta = _checks.positive_float(learning_rate, "learning_rate")
     jitter = _jitter(jitter)
     cov_wanted = k_test_test is not None
+    if solver not in ("direct", "cg"):
+        raise ValueError(f"solver must be 'direct' or 'cg', got {solver!r}")
+    tol = _checks.positive_float(tol, "tol")
     name = "Theta_train_train" if kind == "ntk" else "K_train_train"
     Hxx = _block(k_train_train, "k_train_train", kind)
     Hsx = _block(k_test_train, "k_test_train", kind)
@@ -273,10 +289,14 @@ def predict_from_kernels(k_train_train, k_test_train, y_train, k_test_test=None,
         raise ValueError(f"k_train_train must be a square (n, n) matrix, got shape "
                          f"{np.shape(Hxx)}")
     n = np.shape(Hxx)[0]
-    Hxx = _symmetric(_array(Hxx, "k_train_train", (n, n)), "k_train_train")
     if np.ndim(Hsx) != 2 or np.shape(Hsx)[0] < 1:
         raise ValueError(f"k_test_train must be an (m, {n}) matrix, got shape {np.shape(Hsx)}")
     m = np.shape(Hsx)[0]
+    if solver == "cg":
+        return _cg_mean(Hxx, Hsx, y_train, n, m, scalar, times, cov_wanted, jitter, r, tol)
+    _direct_memory(n, m, cov_wanted, [Hxx, Hsx] + ([] if not cov_wanted else [
+        _peek(k_test_test, "nngp"), _peek(k_train_train, "nngp"), _peek(k_test_train, "nngp")]))
+    Hxx = _symmetric(_array(Hxx, "k_train_train", (n, n)), "k_train_train")
     Hsx = _array(Hsx, "k_test_train", (m, n))
     y = _targets(y_train, n)
     if cov_wanted:
@@ -337,6 +357,49 @@ def predict_from_kernels(k_train_train, k_test_train, y_train, k_test_test=None,
                       None if covs is None else covs.reshape(tshape + (m, m)), j)
 
 
+def _peek(k, what):
+    """The ``what`` block of ``k`` if it has one (no error: ``_block`` reports later)."""
+    if isinstance(k, Mapping):
+        return k.get(what)
+    return getattr(k, what, None) if hasattr(k, "nngp") or hasattr(k, "ntk") else k
+
+
+def _is_lazy(a):
+    """A dask array (computed into memory by the direct solver)."""
+    return type(a).__module__.startswith("dask.")
+
+
+def _direct_memory(n, m, cov_wanted, blocks):
+    """Refuse up front a direct solve that cannot fit: dask blocks computed into memory, and
+    about six (n, n) float64 work arrays (symmetry check, K + r I, its Cholesky factor or
+    eigenvectors, temporaries), plus the (m, n) and (m, m) covariance work."""
+    parts = [(8.0 * float(np.prod(b.shape)), "dask blocks computed into memory")
+             for b in blocks if b is not None and _is_lazy(b)]
+    parts.append((48.0 * n * n, f"about six {n} x {n} work arrays (K + r I, its factor, "
+                                f"temporaries)"))
+    if cov_wanted:
+        parts.append((8.0 * (4 * n * m + 3 * m * m), "the covariance work"))
+    _checks.memory_guard(parts, f"the direct solve with {n} training points",
+                         "use solver='cg' (infinite-time means, kernels read tile by tile from "
+                         "memory maps or dask arrays)")
+
+
+def _cg_mean(Hxx, Hsx, y_train, n, m, scalar, times, cov_wanted, jitter, r, tol):
+    """Infinite-time mean by CG over stored kernels (``kernels._cg``)."""
+    from . import _cg
+    if not (scalar and np.isinf(times[0])) or cov_wanted:
+        raise ValueError("solver='cg' gives infinite-time means only: pass t=None and "
+                         "k_test_test=None")
+    if jitter is not None:
+        raise ValueError("jitter applies to solver='direct'; with solver='cg' pass diag_reg > 0 "
+                         "for a train kernel that is not positive definite")
+    Hxx, Hsx = (a if isinstance(a, np.ndarray) or _is_lazy(a) else _checks.finite_array(a, nm)
+                for a, nm in ((Hxx, "k_train_train"), (Hsx, "k_test_train")))
+    y = _targets(y_train, n)
+    reg = _cg.kernel_regression(Hxx, y, Hsx, diag_reg=r, tol=tol)
+    return Prediction(reg.mean, None)
+
+
 def _regularised(H, r, jitter, name, need_chol, need_eig):
     """((M, chol, eig), jitter used) with M = H + (r + jitter) I numerically positive definite
     (need_chol) / semi-definite (need_eig); see the module docstring."""
@@ -367,7 +430,8 @@ def _regularised(H, r, jitter, name, need_chol, need_eig):
 
 
 def predict(net, x_train, y_train, x_test, kind="nngp", diag_reg=0.0, t=None,
-            learning_rate=1.0, compute_cov=True, solver="direct", tol=1e-10, jitter=None):
+            learning_rate=1.0, compute_cov=True, solver="direct", tol=1e-10, jitter=None,
+            kernel_dir=None):
     """Predictions of an infinitely wide network on ``x_test`` after seeing ``(x_train, y_train)``.
 
     Parameters
@@ -396,13 +460,22 @@ def predict(net, x_train, y_train, x_test, kind="nngp", diag_reg=0.0, t=None,
     solver : {"direct", "cg"}
         ``"cg"``: the mean by preconditioned conjugate gradients
         (``kernels.kernel_regression``, relative residual <= ``tol``); infinite time and
-        ``compute_cov=False`` only.  For kernels past memory call ``kernel_regression`` on
-        memory-mapped or dask kernels.
+        ``compute_cov=False`` only.  The train-train and test-train kernels are computed
+        tile by tile (``net.kernels(..., out=...)``: the same numbers as the blocks of the
+        joint kernel) into memory, or into a temporary ``.npy`` memory map in ``kernel_dir``;
+        no test-test kernel.  ``"direct"`` computes the joint (n + m) kernel in memory and is
+        refused up front (``kernels._checks.MemoryBudgetError``) when it and the solve do not
+        fit.  For kernels computed beforehand (memory maps, dask arrays) use
+        :func:`predict_from_kernels` or ``kernel_regression``.
     tol : float > 0
         CG tolerance.
     jitter : None, "auto" or float > 0
         See :func:`predict_from_kernels`: by default a train kernel that is not numerically
         positive definite is an error giving its smallest eigenvalue and condition number.
+    kernel_dir : str or path, optional
+        With ``solver="cg"``: a directory for the (n, n) train kernel as a temporary ``.npy``
+        memory map (deleted on return), for n past memory.  Default: in memory (refused up
+        front when it does not fit).
 
     Returns
     -------
@@ -435,25 +508,73 @@ def predict(net, x_train, y_train, x_test, kind="nngp", diag_reg=0.0, t=None,
     _jitter(jitter)
     if solver not in ("direct", "cg"):
         raise ValueError(f"solver must be 'direct' or 'cg', got {solver!r}")
+    if kernel_dir is not None and solver != "cg":
+        raise ValueError("kernel_dir applies to solver='cg' (the direct solver holds the "
+                         "kernels in memory)")
     if solver == "cg":
-        from . import _cg
         tol = _checks.positive_float(tol, "tol")
         if not (scalar and np.isinf(times[0])) or compute_cov is not False:
             raise ValueError("solver='cg' gives infinite-time means only: pass t=None and "
                              "compute_cov=False")
+        if jitter is not None:
+            raise ValueError("jitter applies to solver='direct'; with solver='cg' pass "
+                             "diag_reg > 0 for a train kernel that is not positive definite")
+        return _predict_cg(net, x_train, y, x_test, kind, r, tol, kernel_dir)
     n = x_train.shape[0]
+    N = n + x_test.shape[0]
+    _checks.memory_guard([(8.0 * N * N * (1 if kind == "nngp" else 2),
+                           f"the {N} x {N} kernel{'s' if kind == 'ntk' else ''} of train and "
+                           f"test inputs"), (48.0 * n * n, "the solve's work arrays")],
+                         "predict(solver='direct')", "use solver='cg' with compute_cov=False "
+                         "(and kernel_dir= past memory)")
     xs = np.concatenate([x_train, x_test])
     if kind == "nngp":                  # the NNGP posterior needs no NTK
         K, Th = net.nngp(xs), None
     else:
         k = net.kernels(xs)
         K, Th = k.nngp, k.ntk
-    if solver == "cg":
-        M = K if kind == "nngp" else Th
-        reg = _cg.kernel_regression(M[:n, :n], y, M[n:, :n], diag_reg=r, tol=tol)
-        return Prediction(reg.mean, None)
     blocks = {"nngp": K} if Th is None else {"nngp": K, "ntk": Th}
     return predict_from_kernels({g: v[:n, :n] for g, v in blocks.items()},
                                 {g: v[n:, :n] for g, v in blocks.items()}, y,
                                 K[n:, n:] if compute_cov else None, kind=kind, t=t,
                                 diag_reg=r, learning_rate=learning_rate, jitter=jitter)
+
+
+def _predict_cg(net, x_train, y, x_test, kind, r, tol, kernel_dir):
+    """``predict(solver="cg")``: the train-train and test-train blocks of the joint kernel, tile
+    by tile (``kernels._blockwise``), into memory or a temporary memory map, then CG."""
+    import os
+    import shutil
+    import tempfile
+    from . import _blockwise, _cg
+    n, m = x_train.shape[0], x_test.shape[0]
+    xs = np.concatenate([x_train, x_test])
+    parts = [(8.0 * m * n, f"the {m} x {n} test-train kernel")]
+    if kernel_dir is None:
+        parts.append((8.0 * n * n, f"the {n} x {n} train kernel"))
+    else:
+        kernel_dir = os.fspath(kernel_dir)
+        if not os.path.isdir(kernel_dir):
+            raise ValueError(f"kernel_dir must be an existing directory, got {kernel_dir!r}")
+    _checks.memory_guard(parts, "predict(solver='cg')",
+                         "pass kernel_dir= (a directory for the train kernel as a .npy memory "
+                         "map)" if kernel_dir is None else "use fewer test points")
+    stack = net._engine_stack(xs, None, kind == "ntk")
+    prob = _blockwise.Problem(stack, xs, None, None, ntk=kind == "ntk")
+    tmp = None if kernel_dir is None else tempfile.mkdtemp(prefix="kernels-predict-",
+                                                            dir=kernel_dir)
+    try:
+        Kxx = (np.empty((n, n)) if tmp is None else np.lib.format.open_memmap(
+            os.path.join(tmp, "train.npy"), mode="w+", dtype=np.float64, shape=(n, n)))
+        Ksx = np.empty((m, n))
+        slot = 0 if kind == "nngp" else 1
+        for out, region in ((Kxx, (0, n, 0, n)), (Ksx, (n, n + m, 0, n))):
+            outs = [None, None]
+            outs[slot] = out
+            _blockwise.fill_region(prob, outs, region, _blockwise.DEFAULT_TILE)
+        reg = _cg.kernel_regression(Kxx, y, Ksx, diag_reg=r, tol=tol)
+        del Kxx
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return Prediction(reg.mean, None)

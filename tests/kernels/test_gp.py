@@ -285,3 +285,59 @@ def test_per_layer_fit_refuses_none_and_zero_entries():
                  parameterization="standard", width=8)
     with pytest.raises(ValueError, match=r"bias_var\[1\] is None"):
         gp.fit(std, x, y, 0.1)
+
+
+# ----------------------------------------------------------------------------------------------
+# kernels computed beforehand: arrays, memory maps, dask arrays
+# ----------------------------------------------------------------------------------------------
+def test_from_kernel_equals_the_net_call(tmp_path):
+    net = kn.MLP(depth=3, activation=kn.ReLU(), weight_var=2.0, bias_var=0.1)
+    x = _x(120, d=4)
+    y = _draw(net, x, 0.05, 2, seed=3)
+    ref = gp.log_marginal_likelihood(net, x, y, 0.05)
+    K = net.nngp(x)
+    assert gp.log_marginal_likelihood_from_kernel(K, y, 0.05) == ref     # the same arithmetic
+    mm = np.lib.format.open_memmap(tmp_path / "k.npy", mode="w+", dtype=np.float64,
+                                   shape=K.shape)
+    net.nngp(x, out=mm, tile=50)
+    assert gp.log_marginal_likelihood_from_kernel(mm, y, 0.05) == ref
+    ro = np.load(tmp_path / "k.npy", mmap_mode="r")       # read-only maps are fine to read
+    assert gp.log_marginal_likelihood_from_kernel(ro, y[:, 0], 0.05) == \
+        gp.log_marginal_likelihood(net, x, y[:, 0], 0.05)
+    np.testing.assert_array_equal(ro, K)                   # and left untouched
+    dask = pytest.importorskip("dask")
+    dk = kn.dask_kernels(net, x, chunks=45)
+    with dask.config.set(scheduler="threads"):
+        assert gp.log_marginal_likelihood_from_kernel(dk.nngp, y, 0.05) == ref
+        assert gp.log_marginal_likelihood_from_kernel(dk.ntk, y, 0.05) == \
+            gp.log_marginal_likelihood(net, x, y, 0.05, kind="ntk")
+
+
+def test_from_kernel_refusals(monkeypatch):
+    net = kn.MLP(depth=2, activation=kn.ReLU())
+    x = _x(6)
+    K = net.nngp(x)
+    y = np.sin(x[:, 0])
+    with pytest.raises(ValueError, match="no log-determinant"):
+        gp.log_marginal_likelihood_from_kernel(K, y, 0.1, solver="cg")
+    with pytest.raises(ValueError, match="solver"):
+        gp.log_marginal_likelihood_from_kernel(K, y, 0.1, solver="lu")
+    with pytest.raises(ValueError, match="square"):
+        gp.log_marginal_likelihood_from_kernel(K[:, :5], y, 0.1)
+    with pytest.raises(ValueError, match=r"shape \(6,\)"):
+        gp.log_marginal_likelihood_from_kernel(K, y[:5], 0.1)
+    with pytest.raises(ValueError, match="noise_var"):
+        gp.log_marginal_likelihood_from_kernel(K, y, -1.0)
+    bad = K.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        gp.log_marginal_likelihood_from_kernel(bad, y, 0.1)
+    x[2] = x[1]
+    with pytest.raises(ValueError, match="smallest eigenvalue .* condition number"):
+        gp.log_marginal_likelihood_from_kernel(net.nngp(x), y, 0.0)
+    from kernels import _checks
+    monkeypatch.setattr(_checks, "available_memory", lambda: 100)   # bytes
+    with pytest.raises(_checks.MemoryBudgetError, match="subset"):
+        gp.log_marginal_likelihood_from_kernel(K, y, 0.1)
+    with pytest.raises(MemoryError, match="log_marginal_likelihood_from_kernel"):
+        gp.log_marginal_likelihood(net, _x(6), y, 0.1)

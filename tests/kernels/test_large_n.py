@@ -73,6 +73,82 @@ def test_out_into_npy_memmap(tmp_path):
     np.testing.assert_array_equal(m, ref.ntk)
 
 
+def _input_kernel(x):
+    K0 = x @ x.T / x.shape[1]
+    K0[4, 9] += 1e-15 * K0[4, 4]             # not exactly symmetric: symmetrised as in memory
+    return K0
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_out_from_input_kernel_equals_in_memory(name, tmp_path):
+    net = NETS[name]()
+    x = _inputs(130)                         # 130: the relu-fast net takes the tabulated path
+    K0 = _input_kernel(x)
+    full = net.kernels(K0=K0)
+    src = np.lib.format.open_memmap(tmp_path / "k0.npy", mode="w+", dtype=np.float64,
+                                    shape=K0.shape)
+    src[:] = K0
+    src.flush()
+    ro = np.load(tmp_path / "k0.npy", mmap_mode="r")       # K0 itself a read-only memory map
+    for tile, k0 in ((9, K0), (64, ro), (130, ro), (500, K0)):
+        a, b = np.full((130, 130), np.nan), np.full((130, 130), np.nan)
+        got = net.kernels(K0=k0, out=(a, b), tile=tile)
+        assert got.nngp is a and got.ntk is b
+        _equal(got, full)
+    c = np.lib.format.open_memmap(tmp_path / "c.npy", mode="w+", dtype=np.float64,
+                                  shape=(130, 130))
+    assert net.nngp(K0=ro, out=c, tile=40) is c
+    np.testing.assert_array_equal(c, net.nngp(K0=K0))
+    np.testing.assert_array_equal(ro, src)                 # K0 untouched
+
+
+def test_out_from_input_kernel_extreme_rows():
+    net = kn.MLP(3, kn.ReLU(), weight_var=2.0)             # bias-free: extreme rows rescaled
+    x = _inputs(60)
+    nrm = np.linalg.norm(x, axis=1, keepdims=True)
+    u = x / np.where(nrm > 0, nrm, 1.0)
+    s = np.ones(60)
+    s[[2, 40]], s[[5, 41]] = 1e150, 1e-150
+    K0 = ((u @ u.T) * s[:, None]) * s[None, :]              # K ~ 1e300 and 1e-300 entries
+    K0 = 0.5 * (K0 + K0.T)
+    full = net.kernels(K0=K0)
+    assert np.all(np.isfinite(full.nngp)) and 1e298 < full.nngp[2, 2] < 1e302
+    for tile in (7, 25):
+        a, b = np.empty((60, 60)), np.empty((60, 60))
+        _equal(net.kernels(K0=K0, out=(a, b), tile=tile), full)
+
+
+def test_out_from_input_kernel_refusals(tmp_path):
+    net = NETS["erf"]()
+    x = _inputs(30)
+    K0 = x @ x.T / x.shape[1]
+    good = np.full((30, 30), 7.0)
+    checks = [
+        (dict(K0=K0, out=(np.empty((30, 29)), None)), ValueError, r"shape \(30, 30\)"),
+        (dict(K0=K0, out=(np.empty((30, 30), np.float32), None)), TypeError, "float64"),
+        (dict(K0=K0, out=(K0, None)), ValueError, "shares memory with K0"),
+        (dict(K0=K0[:, :29], out=(good, None)), ValueError, "square"),
+        (dict(K0=K0 + np.triu(np.ones((30, 30)), 1), out=(good, None)), ValueError,
+         "symmetric"),
+        (dict(K0=np.where(np.eye(30) > 0, np.nan, K0), out=(good, None)), ValueError,
+         "finite"),
+        (dict(K0=K0 - 2 * np.eye(30) * K0.max(), out=(good, None)), ValueError,
+         "negative diagonal"),
+        (dict(K0=np.eye(30) + 1.5 * (np.eye(30, k=1) + np.eye(30, k=-1)), out=(good, None),
+              tile=10), ValueError, "positive semi-definite"),
+        (dict(K0=K0.astype(complex), out=(good, None)), TypeError, "real"),
+        (dict(x1=x, K0=K0, out=(good, None)), ValueError, "not both"),
+        (dict(K0=K0, out=(good, None), tile=0), ValueError, "tile must be >= 1"),
+        (dict(K0=K0, out=(good, None), fast=True), ValueError, "fast=True"),
+    ]
+    for kw, exc, match in checks:
+        with pytest.raises(exc, match=match):
+            net.kernels(**kw)
+    assert np.all(good == 7.0)                              # refused before any tile
+    with pytest.raises(ValueError, match="standard parameterization"):
+        kn.MLP(3, kn.Erf(), parameterization="standard").kernels(K0=K0, out=(None, good))
+
+
 # ----------------------------------------------------------------------------------------------
 # diagonal=True
 # ----------------------------------------------------------------------------------------------
@@ -196,8 +272,6 @@ def test_bad_out(tmp_path):
         net.nngp(x, out=ro)
     with pytest.raises(ValueError, match="tile must be >= 1"):
         net.kernels(x, out=(good, None), tile=0)
-    with pytest.raises(ValueError, match="K0"):
-        net.kernels(K0=np.eye(20), out=(good, None))
     with pytest.raises(ValueError, match="x2"):
         net.kernels(x, x, diagonal=True)
     with pytest.raises(ValueError, match="fast=True"):
@@ -220,6 +294,12 @@ def test_bad_chunks():
         kn.dask_kernels("net", x)
     with pytest.raises(TypeError, match="chunks=7"):
         kn.dask_kernels(net, x, 7)
+    with pytest.raises(TypeError, match="chunks must be an integer"):
+        kn.dask_kernels(net, x, chunks=2.5)
+    with pytest.raises(ValueError, match="chunks must be >= 1"):
+        kn.dask_kernels(net, x, chunks=(0, 20))
+    with pytest.raises(ValueError, match="chunks must be >= 1"):
+        kn.dask_kernels(net, x, x[:5], chunks=(10, 0))
 
 
 def test_import_does_not_import_dask():
@@ -293,6 +373,47 @@ def test_dask_local_cluster():
     np.testing.assert_array_equal(T, full.ntk)
 
 
+def test_dask_to_zarr(tmp_path):
+    dask = pytest.importorskip("dask")
+    zarr = pytest.importorskip("zarr")
+    import dask.array as da
+    net = NETS["relu-bias"]()
+    x = _inputs(130)
+    ref = net.kernels(x)
+    dk = kn.dask_kernels(net, x, chunks=50)
+    with dask.config.set(scheduler="threads"):
+        da.to_zarr(dk.nngp, str(tmp_path / "nngp.zarr"))
+        da.to_zarr(dk.ntk, str(tmp_path / "ntk.zarr"))
+    np.testing.assert_array_equal(zarr.open(str(tmp_path / "nngp.zarr"), mode="r")[:], ref.nngp)
+    np.testing.assert_array_equal(da.from_zarr(str(tmp_path / "ntk.zarr")).compute(), ref.ntk)
+
+
+def test_dask_large_n_graph_is_small():
+    # N = 20,000 inputs of dimension 784 (125 MB) in chunks of 1000: the inputs are scattered
+    # to the workers once, the graph holds references only, no "large graph" warning
+    import pickle
+    import warnings
+    pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed")
+    import time
+    n = 20000
+    x = np.random.default_rng(0).standard_normal((n, 784))
+    net = NETS["relu-bias"]()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        t = time.perf_counter()
+        dk = kn.dask_kernels(net, x, chunks=1000)
+        built = time.perf_counter() - t
+        graph = dict(dk.nngp.__dask_graph__())
+        assert len(pickle.dumps(graph)) < 1e6
+        assert built < 30, built                 # scatter of 125 MB included (0.5-4 s here)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")       # distributed's "Sending large graph" warns
+            corner = client.compute(dk.nngp[995:1003, 1990:2001]).result()
+    np.testing.assert_array_equal(corner, net.nngp(x[995:1003], x[1990:2001]))
+
+
 # ----------------------------------------------------------------------------------------------
 # CG kernel regression
 # ----------------------------------------------------------------------------------------------
@@ -339,15 +460,27 @@ def test_cg_matches_direct_n5000(tmp_path):
 
 
 def test_cg_on_dask_kernel():
-    pytest.importorskip("dask")
+    dask = pytest.importorskip("dask")
     net = kn.MLP(3, kn.ReLU(), weight_var=2.0, bias_var=0.05)
-    x, y = _regression_problem(300, 20)
+    n, r, tol = 600, 1e-3, 1e-10
+    x, y = _regression_problem(n, 40)
     k = net.kernels(x)
-    dk = kn.dask_kernels(net, x[:300], chunks=100)
-    a = kn.kernel_regression(dk.nngp, y, k.nngp[300:, :300], diag_reg=1e-3, tol=1e-10)
-    b = kn.kernel_regression(k.nngp[:300, :300], y, k.nngp[300:, :300], diag_reg=1e-3,
-                             tol=1e-10)
-    np.testing.assert_array_equal(a.mean, b.mean)      # the same numbers in, the same CG
+    dk = kn.dask_kernels(net, x[:n], chunks=150)
+    dc = kn.dask_kernels(net, x[n:], x[:n], chunks=(40, 150))
+    direct = kn.kernel_regression(k.nngp[:n, :n], y, k.nngp[n:, :n], diag_reg=r,
+                                  solver="direct")
+    bound = np.linalg.norm(k.nngp[n:, :n], axis=1) * tol * np.linalg.norm(y) / r
+    with dask.config.set(scheduler="threads"):
+        for pre in ("block", "jacobi"):
+            a = kn.kernel_regression(dk.nngp, y, dc.nngp, diag_reg=r, tol=tol, block=200,
+                                     preconditioner=pre)
+            assert a.residual <= tol and a.iterations > 0
+            assert np.all(np.abs(a.mean - direct.mean) <= bound)
+        # the direct solver loads a dask kernel
+        d = kn.kernel_regression(dk.nngp, y, dc.nngp, diag_reg=r, solver="direct")
+    np.testing.assert_array_equal(d.coef, direct.coef)       # the same Cholesky solve
+    # the test-train product is summed by dask over 4 column blocks: rounding only
+    np.testing.assert_allclose(d.mean, direct.mean, rtol=1e-12, atol=1e-12)
 
 
 def test_predict_cg_matches_direct():
@@ -379,6 +512,14 @@ def test_cg_bad_input():
         kn.kernel_regression(K, np.ones(5), preconditioner="ilu")
     with pytest.raises(ValueError, match="5 columns"):
         kn.kernel_regression(K, np.ones(5), np.ones((3, 4)))
+    with pytest.raises(ValueError, match="block must be >= 1"):
+        kn.kernel_regression(K, np.ones(5), block=0)
+    with pytest.raises(TypeError, match="memmap or dask"):
+        kn.kernel_regression([[1.0]], np.ones(1))
+    with pytest.raises(TypeError, match="real numbers"):
+        kn.kernel_regression(K.astype(complex), np.ones(5))
+    with pytest.raises(ValueError, match="solver"):
+        kn.kernel_regression(K, np.ones(5), solver="lu")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -342,3 +342,109 @@ def test_indefinite_kernel_is_reported_at_finite_time():
     with pytest.raises(ValueError, match="still not after a jitter"):
         kn.predict_from_kernels(-np.eye(n) * 1e6, np.ones((2, n)), np.ones(n), t=1.0,
                                 jitter=1e-9)
+
+
+# ----------------------------------------------------------------------------------------------
+# kernels past memory: memory maps, dask arrays, CG, the memory guard
+# ----------------------------------------------------------------------------------------------
+def _sphere_problem(n, m, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n + m, 6))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x[:n], np.sin(3 * x[:n, 0]) + x[:n, 1] * x[:n, 2], x[n:]
+
+
+BIG = kn.MLP(depth=4, activation=kn.ReLU(), weight_var=2.0, bias_var=0.05)
+
+
+def _memmap(path, a):
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=a.shape)
+    mm[:] = a
+    mm.flush()
+    return np.load(path, mmap_mode="r")            # read-only: nothing is written to it
+
+
+def test_predict_from_memmap_and_dask_kernels(tmp_path):
+    xtr, ytr, xte = _sphere_problem(400, 30)
+    n, r, tol = len(xtr), 1e-3, 1e-10
+    k = BIG.kernels(np.concatenate([xtr, xte]))
+    tt = {"nngp": k.nngp[:n, :n], "ntk": k.ntk[:n, :n]}
+    st = {"nngp": k.nngp[n:, :n], "ntk": k.ntk[n:, :n]}
+    mt = {g: _memmap(tmp_path / f"{g}.npy", v) for g, v in tt.items()}
+    for kind in ("nngp", "ntk"):
+        ref = kn.predict_from_kernels(tt, st, ytr, k.nngp[n:, n:], kind=kind, diag_reg=r)
+        # direct on memory maps: loaded, the same numbers
+        got = kn.predict_from_kernels(mt, st, ytr, k.nngp[n:, n:], kind=kind, diag_reg=r)
+        np.testing.assert_array_equal(got.mean, ref.mean)
+        np.testing.assert_array_equal(got.cov, ref.cov)
+        # CG on memory maps: within the stated bound |k_*i| tol |y| / r
+        cg = kn.predict_from_kernels(mt, st, ytr, kind=kind, diag_reg=r, solver="cg", tol=tol)
+        bound = np.linalg.norm(st[kind], axis=1) * tol * np.linalg.norm(ytr) / r
+        assert cg.cov is None and np.all(np.abs(cg.mean - ref.mean) <= bound)
+        # kn.predict with CG: tile by tile into a memory map in kernel_dir
+        p = kn.predict(BIG, xtr, ytr, xte, kind=kind, diag_reg=r, solver="cg", tol=tol,
+                       compute_cov=False, kernel_dir=tmp_path)
+        assert np.all(np.abs(p.mean - ref.mean) <= bound)
+        q = kn.predict(BIG, xtr, ytr, xte, kind=kind, diag_reg=r, solver="cg", tol=tol,
+                       compute_cov=False)
+        np.testing.assert_array_equal(p.mean, q.mean)     # same tiles in memory or on disk
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["nngp.npy", "ntk.npy"]  # cleaned
+    dask = pytest.importorskip("dask")
+    dk = kn.dask_kernels(BIG, xtr, chunks=150)
+    with dask.config.set(scheduler="threads"):
+        d = kn.predict_from_kernels(dk, st, ytr, kind="ntk", diag_reg=r)
+        np.testing.assert_array_equal(d.mean, kn.predict_from_kernels(tt, st, ytr, kind="ntk",
+                                                                      diag_reg=r).mean)
+        c = kn.predict_from_kernels(dk, st, ytr, kind="ntk", diag_reg=r, solver="cg", tol=tol)
+    bound = np.linalg.norm(st["ntk"], axis=1) * tol * np.linalg.norm(ytr) / r
+    assert np.all(np.abs(c.mean - d.mean) <= bound)
+
+
+def test_large_n_refusals(tmp_path, monkeypatch):
+    xtr, ytr, xte = _sphere_problem(40, 5)
+    n = len(xtr)
+    k = BIG.kernels(np.concatenate([xtr, xte]))
+    K, S = k.nngp[:n, :n], k.nngp[n:, :n]
+    f = kn.predict_from_kernels
+    with pytest.raises(ValueError, match="t=None"):
+        f(K, S, ytr, solver="cg", t=1.0)
+    with pytest.raises(ValueError, match="k_test_test=None"):
+        f(K, S, ytr, k.nngp[n:, n:], solver="cg")
+    with pytest.raises(ValueError, match="diag_reg > 0"):
+        f(K, S, ytr, solver="cg", jitter="auto")
+    with pytest.raises(ValueError, match="solver"):
+        f(K, S, ytr, solver="qr")
+    with pytest.raises(ValueError, match="tol must be > 0"):
+        f(K, S, ytr, solver="cg", tol=-1.0)
+    with pytest.raises(ValueError, match="kernel_dir applies to solver='cg'"):
+        kn.predict(BIG, xtr, ytr, xte, kernel_dir=tmp_path)
+    with pytest.raises(ValueError, match="existing directory"):
+        kn.predict(BIG, xtr, ytr, xte, solver="cg", compute_cov=False,
+                   kernel_dir=tmp_path / "nope")
+    with pytest.raises(ValueError, match="diag_reg > 0"):
+        kn.predict(BIG, xtr, ytr, xte, solver="cg", compute_cov=False, jitter=1e-6)
+    # a memory map with NaN (never filled) is refused, never a NaN prediction
+    bad = np.lib.format.open_memmap(tmp_path / "bad.npy", mode="w+", dtype=np.float64,
+                                    shape=(n, n))
+    bad[:] = K
+    bad[5, 30] = bad[30, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        f(bad, S, ytr, solver="cg", diag_reg=1e-3)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        kn.kernel_regression(bad, ytr, diag_reg=1e-3, preconditioner="jacobi", block=7)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        f(bad, S, ytr)
+    # the memory guard refuses the direct solvers up front and names the way out
+    from kernels import _checks
+    monkeypatch.setattr(_checks, "available_memory", lambda: 10000)      # bytes
+    with pytest.raises(_checks.MemoryBudgetError, match="solver='cg'"):
+        f(K, S, ytr)
+    with pytest.raises(MemoryError, match="solver='cg'"):
+        kn.predict(BIG, xtr, ytr, xte)
+    with pytest.raises(ValueError, match="solver='cg'"):
+        kn.kernel_regression(K, ytr, S, solver="direct")
+    with pytest.raises(MemoryError, match="kernel_dir"):
+        kn.predict(BIG, xtr, ytr, xte, solver="cg", compute_cov=False)
+    # CG needs O(block^2) only: it still runs
+    cg = f(K, S, ytr, solver="cg", diag_reg=1e-3)
+    assert np.all(np.isfinite(cg.mean))
