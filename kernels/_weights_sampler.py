@@ -55,12 +55,18 @@ class _Draws:
     kept while the kept draws fit in ``_W_BUDGET`` bytes; beyond that, and with ``keep=False``,
     a draw is written into a buffer reused for every draw of the same shape and generated again
     if asked for twice (the counter-based generator gives the same numbers).
+
+    ``store`` (a dict, kept by the caller from one network to the next on the same thread) holds
+    the arrays: a stream's kept draw, or the shared buffer of a shape, is the same array for
+    every network.  Fresh arrays cost more than their fill: a new 2 MB array is mapped by the
+    kernel page by page on first write (about 500 page faults, 1 to 4 ms against 0.35 ms for
+    the fill of a reused one, measured; worse with two threads faulting at once).
     """
 
-    def __init__(self, keys, layout, keep=False, split=True, budget=_W_BUDGET):
+    def __init__(self, keys, layout, keep=False, split=True, budget=_W_BUDGET, store=None):
         self.keys = keys
-        self.layout = dict(layout)
-        self.buffers = {}
+        self.layout = layout if isinstance(layout, dict) else dict(layout)
+        self.store = {} if store is None else store
         self.kept = {}
         self.budget = budget if keep else 0
         self.split = split
@@ -71,14 +77,13 @@ class _Draws:
             return out
         shape = self.layout[stream]
         size = int(np.prod(shape))
+        key = stream if 8 * size <= self.budget else ("shared", shape)
+        out = self.store.get(key)
+        if out is None:
+            out = self.store[key] = np.empty(size)
         if 8 * size <= self.budget:
-            out = np.empty(size)
             self.budget -= 8 * size
             self.kept[stream] = out.reshape(shape)
-        else:
-            out = self.buffers.get(shape)
-            if out is None:
-                out = self.buffers[shape] = np.empty(size)
         _maybe_split(self.split, _wfill_part, (out.size + 1) // 2, self.keys[0], self.keys[1],
                      np.int64(stream), out)
         return out.reshape(shape)
@@ -193,7 +198,23 @@ class _WeightsSampler:
             layout += [(_stream(l, _ROLE_W), (n, n)), (_stream(l, _ROLE_B), (n,))]
         if want_ntk:
             layout.append((_stream(L if not resnet else L + 1, _ROLE_W), (n,)))
-        self.layout = layout
+        self.layout = dict(layout)
+        self._local = threading.local()
+
+    def _workspace(self):
+        """This thread's arrays, reused by every network it runs (``_Draws``: fresh arrays
+        page-fault): states h, phi(h) and the products (n, N); phi'(h)^T of each layer and the
+        transposed gradient and product (N, n) for the NTK; the weights' ``store``."""
+        ws = getattr(self._local, "ws", None)
+        if ws is None:
+            n, N, L = self.n, self.N, self.fin.depth
+            ws = {"h": np.empty((n, N)), "P": np.empty((n, N)), "y": np.empty((n, N)),
+                  "store": {}}
+            if self.want_ntk:
+                ws.update(D=[np.empty((N, n)) for _ in range(L)], gT=np.empty((N, n)),
+                          yT=np.empty((N, n)))
+            self._local.ws = ws
+        return ws
 
     def run(self, keys, rec_out, split=True, budget=_W_BUDGET):
         """NNGP estimator, NTK estimator (or None); fills rec_out (R, N, N) if given.
@@ -211,15 +232,19 @@ class _WeightsSampler:
         L = fin.depth
         slots = self.slots
         want = self.want_ntk
-        draws = _Draws(keys, self.layout, keep=want, split=split, budget=budget)
-        h = np.empty((n, N))
-        P = np.empty((n, N))
-        D = np.empty((N, n)) if want else P          # phi'(h)^T: the backward pass is transposed
+        ws = self._workspace()
+        draws = _Draws(keys, self.layout, keep=want, split=split, budget=budget,
+                       store=ws["store"])
+        # h, phi(h) and the product y are overwritten layer by layer; phi'(h)^T (transposed:
+        # so is the backward pass) has one array per layer, kept for the backward pass
+        h, P, y = ws["h"], ws["P"], ws["y"]
+        Dk = iter(ws["D"]) if want else None
+        D = next(Dk) if want else P
         Ds = [] if want else None
         Gs = [K0]                                    # forward Grams of each dense input
         # first dense layer (explicit W_in / W_0): the stem
         s0, t0 = st.stem
-        y = draws[_stream(0, _ROLE_W)] @ self.X
+        np.matmul(draws[_stream(0, _ROLE_W)], self.X, out=y)
         _dense_act_split(y, draws[_stream(0, _ROLE_B)], math.sqrt(s0 / d), math.sqrt(t0), 0.0,
                          False, pt, h, P, D, want, split)
         c_w = [math.sqrt(s / n) for s in sw2]
@@ -239,9 +264,8 @@ class _WeightsSampler:
                     rec_out[slots[l]] = G
                 if l == L:
                     break
-                y = draws[_stream(l, _ROLE_W)] @ P   # W_l phi(h_l)
-                P = np.empty((n, N))
-                D = np.empty((N, n)) if want else P
+                np.matmul(draws[_stream(l, _ROLE_W)], P, out=y)     # W_l phi(h_l)
+                D = next(Dk) if want else P
                 _dense_act_split(y, draws[_stream(l, _ROLE_B)], c_w[l - 1], c_b[l - 1], 0.0,
                                  False, pt, h, P, D, want, split)
             nngp = Gs[-1]
@@ -250,14 +274,14 @@ class _WeightsSampler:
             # backward, transposed (module docstring): delta_L = sqrt(sw2/n) w (.) phi'(h_L),
             # delta_l = phi'(h_l) (.) W_l^T ...; deltaT = delta^T (N, n)
             w = draws[_stream(L, _ROLE_W)]
-            deltaT = np.empty((N, n))
-            _backprop_split(np.ascontiguousarray(np.broadcast_to(w[None, :], (N, n))),
-                            Ds[L - 1], c_w[L - 1], deltaT, False, split)
+            deltaT, yT = ws["gT"], ws["yT"]
+            deltaT[:] = w[None, :]
+            _backprop_split(deltaT, Ds[L - 1], c_w[L - 1], deltaT, False, split)
             ntk = Fs[L].copy()                       # readout: G_L (.) 1
             for l in range(L - 1, 0, -1):
                 ntk += Fs[l] * _gram_t(deltaT)
-                y = deltaT @ draws[_stream(l, _ROLE_W)]          # (W_l^T delta)^T
-                _backprop_split(y, Ds[l - 1], c_w[l - 1], deltaT, False, split)
+                np.matmul(deltaT, draws[_stream(l, _ROLE_W)], out=yT)  # (W_l^T delta)^T
+                _backprop_split(yT, Ds[l - 1], c_w[l - 1], deltaT, False, split)
             ntk += Fs[0] * _gram_t(deltaT)
             return nngp, ntk
         # ResNet: h = h_0 now; P = phi(h_0), D = phi'(h_0)
@@ -271,9 +295,8 @@ class _WeightsSampler:
                     Fs.append((alphas[l - 1] ** 2) * _gram_np(P, sw2[l - 1] / n, sb2[l - 1]))
                 else:                                # standard: n_l P^T P / n + [b_l]
                     Fs.append(_gram_np(P, nw[l - 1] / n, nb[l - 1]))
-            y = draws[_stream(l, _ROLE_W)] @ P
-            P = np.empty((n, N))
-            D = np.empty((N, n)) if want else P
+            np.matmul(draws[_stream(l, _ROLE_W)], P, out=y)
+            D = next(Dk) if want and l < L else P
             _dense_act_split(y, draws[_stream(l, _ROLE_B)], c_w[l - 1], c_b[l - 1],
                              alphas[l - 1], True, pt, h, P, D, want and l < L,
                              split)
@@ -284,7 +307,8 @@ class _WeightsSampler:
         if not want:
             return nngp, None
         w = draws[_stream(L + 1, _ROLE_W)]
-        gT = np.ascontiguousarray(np.broadcast_to(math.sqrt(sv / n) * w[None, :], (N, n)))
+        gT, yT = ws["gT"], ws["yT"]
+        gT[:] = math.sqrt(sv / n) * w[None, :]
         if tuple(st.readout_ntk) == (sv, bv):
             ntk = nngp.copy()                        # readout: sv h_L^T h_L / n + bv
         else:                                        # standard: a h_L^T h_L / n + c
@@ -292,8 +316,8 @@ class _WeightsSampler:
             ntk = _gram_np(h, a_r / n, c_r)
         for l in range(L, 0, -1):                    # transposed, as the MLP's
             ntk += Fs[l] * _gram_t(gT)
-            y = gT @ draws[_stream(l, _ROLE_W)]                  # (W_l^T g)^T
-            _backprop_split(y, Ds[l - 1], alphas[l - 1] * c_w[l - 1], gT, True, split)
+            np.matmul(gT, draws[_stream(l, _ROLE_W)], out=yT)    # (W_l^T g)^T
+            _backprop_split(yT, Ds[l - 1], alphas[l - 1] * c_w[l - 1], gT, True, split)
         ntk += Fs[0] * _gram_t(gT)
         return nngp, ntk
 
