@@ -14,7 +14,9 @@ the fill and the elementwise passes are split over ``_parts()`` threads and BLAS
 So numba's thread count and BLAS's never multiply (on a machine where another process keeps a
 core busy, the OpenBLAS threads of every product wait on each other: 6 s became 40 s), and each
 network's numbers are the same whichever thread runs it: the results do not depend on the
-thread count or the batch.
+thread count or the batch.  Each thread keeps its arrays (kept weights, states, products) from
+one network to the next (``_WeightsSampler._workspace``): fresh arrays of this size are mapped
+page by page on first write, which cost more than generating the weights (``_Draws``).
 
 Empirical NTK (module docstring of kernels.montecarlo): a sum over dense layers of (forward Gram
 of the layer's input, bias included) (.) (backward Gram of the gradient with respect to its
