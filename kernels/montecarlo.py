@@ -78,10 +78,12 @@ numbers: as easy as 1, 2, 3") and ``G`` the 64-bit golden ratio; two words give 
 the Box-Muller transform (branch-free, vectorised log / sin / cos, about 1e-16 accurate).  The
 ``"weights"`` sampler, whose weight matrices are most of its cost after the products, draws each
 matrix from its own SplitMix64 sequence instead (one output mix per word; its seed and odd
-increment are two words of the sample's counter-based generator: ``_wfill_part`` in
-kernels/_random.py).  A number therefore depends only on (seed, sample, layer, role, index),
-never on how samples are batched or how many threads run, and the results are reproducible bit
-for bit (sample means are accumulated in sample order with Welford's algorithm).
+increment are two words of the sample's counter-based generator), with a cheaper Box-Muller
+transform (the angle is a point of the first octant moved by a random symmetry of the square:
+``_wfill_part`` and ``_box_muller_oct_k`` in kernels/_random.py).  A number therefore depends
+only on (seed, sample, layer, role, index), never on how samples are batched or how many
+threads run, and the results are reproducible bit for bit (sample means are accumulated in
+sample order with Welford's algorithm).
 
 **Threads.**  The ``"weights"`` sampler runs whole networks in parallel, one per thread, with
 BLAS limited to one thread (threadpoolctl) while ``monte_carlo`` runs, so that numba's and BLAS's

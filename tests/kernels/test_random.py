@@ -2,9 +2,10 @@
 ``_wnormals``) and the independence of weights-sampler results from batching and threads.
 
 Expected values are independent of the code under test: a pure-Python SplitMix64 with
-``math.log`` / ``math.cos`` / ``math.sin`` for the documented definition, moments of N(0, 1)
-with their standard errors, scipy's KS test, and a NumPy network built from the documented
-streams.
+``math.log`` / ``math.cos`` / ``math.sin`` for the documented definition (the octant Box-Muller
+transform), mpmath for the log and sin / cos kernels in ulps, moments of N(0, 1) and of the
+pairs' angle and radius with their standard errors, scipy's KS and chi-square tests, and a NumPy
+network built from the documented streams.
 """
 import math
 
@@ -46,21 +47,32 @@ def _py_stream(k1, k2, s):
     return seed, gamma
 
 
+def _py_pair(b1, b2):
+    """The documented octant Box-Muller transform of two words, with math.log / cos / sin:
+    u = 1 - (b1 >> 12) 2^-52, phi = (pi / 4) (b2 >> 12) 2^-52, (cos phi, sin phi) swapped if
+    bit 0 of b2 is set, the first negated if bit 1 is set, the second if bit 2 is."""
+    u = 1.0 - (b1 >> 12) * 2.0 ** -52
+    phi = math.pi / 4 * ((b2 >> 12) * 2.0 ** -52)
+    r = math.sqrt(-2.0 * math.log(u))
+    a, b = r * math.cos(phi), r * math.sin(phi)
+    if b2 & 1:
+        a, b = b, a
+    return (-a if b2 & 2 else a), (-b if b2 & 4 else b)
+
+
 def _py_normals(k1, k2, s, m):
-    """The documented stream: pair p = Box-Muller of words 2p, 2p + 1 (word q = mix(seed +
-    (q + 1) gamma)), laid out as out[p], out[p + ceil(m / 2)]."""
+    """The documented stream: pair p = the octant transform of words 2p, 2p + 1 (word
+    q = mix(seed + (q + 1) gamma)), laid out as out[p], out[p + ceil(m / 2)]."""
     seed, gamma = _py_stream(k1, k2, s)
     half = (m + 1) // 2
     out = np.empty(m)
     for p in range(half):
         b1 = _py_mix((seed + (2 * p + 1) * gamma) & M64)
         b2 = _py_mix((seed + (2 * p + 2) * gamma) & M64)
-        u = ((b1 >> 11) + 0.5) * 2.0 ** -53
-        v = (b2 >> 11) * 2.0 ** -53
-        r = math.sqrt(-2.0 * math.log(u))
-        out[p] = r * math.cos(2 * math.pi * v)
+        z1, z2 = _py_pair(b1, b2)
+        out[p] = z1
         if p + half < m:
-            out[p + half] = r * math.sin(2 * math.pi * v)
+            out[p + half] = z2
     return out
 
 
@@ -87,6 +99,115 @@ def test_transitions_and_gamma():
 
 
 # ----------------------------------------------------------------------------------------------
+# the octant Box-Muller transform in ulps: its log and sin / cos kernels against mpmath, the
+# vectorised fill and the transform of chosen words against the scalar reference _py_pair
+# ----------------------------------------------------------------------------------------------
+@numba.njit
+def _minus2log_many(u, out):
+    for i in range(u.size):
+        out[i] = rnd._minus2log_k(u[i], rnd.BM_K)
+
+
+@numba.njit
+def _sincos_many(x, s, c):
+    for i in range(x.size):
+        s[i], c[i] = rnd._sincos_octant_k(x[i], rnd.BM_K)
+
+
+@numba.njit
+def _pairs_many(b1, b2, z1, z2):
+    for i in range(b1.size):
+        z1[i], z2[i] = rnd._box_muller_oct_k(b1[i], b2[i], rnd.BM_K)
+
+
+def _ulps(got, exact):
+    """|got - exact| in units of the last place of the double nearest to exact."""
+    import mpmath as mp
+    return float(abs(mp.mpf(float(got)) - exact) / np.spacing(abs(float(exact))))
+
+
+def test_log_kernel_is_within_one_ulp():
+    """-2 log u on the uniforms of the transform (1 - k 2^-52), on every binade down to 2^-52,
+    and at the edges of the reduction (mantissa around sqrt 2)."""
+    import mpmath as mp
+    rng = np.random.default_rng(0)
+    k = rng.integers(1, 1 << 52, 3000, dtype=np.int64)
+    r2 = math.sqrt(0.5)
+    u = np.concatenate([1.0 - k * 2.0 ** -52, 2.0 ** -rng.uniform(0, 52, 2000),
+                        [1 - 2 ** -52, 2 ** -52, 2 ** -51, 3 * 2 ** -52, 0.5, 0.25, r2,
+                         np.nextafter(r2, 1), np.nextafter(r2, 0), r2 / 1024]])
+    out = np.empty_like(u)
+    _minus2log_many(u, out)
+    with mp.workdps(40):
+        err = max(_ulps(g, -2 * mp.log(mp.mpf(float(v)))) for g, v in zip(out, u))
+    assert err <= 1.0
+    one = np.empty(1)
+    _minus2log_many(np.array([1.0]), one)
+    assert one[0] == 0.0
+
+
+def test_sincos_kernel_is_within_about_one_ulp():
+    """sin and cos on [0, pi/4] (fdlibm's kernels: sin < 1 ulp; cos 1 - z/2 + ..., < 1.5)."""
+    import mpmath as mp
+    rng = np.random.default_rng(1)
+    q = math.pi / 4
+    x = np.concatenate([[0.0, 1e-300, 1e-8, 0.3, q, np.nextafter(q, 0)], q * rng.random(3000)])
+    s, c = np.empty_like(x), np.empty_like(x)
+    _sincos_many(x, s, c)
+    with mp.workdps(40):
+        es = max(_ulps(g, mp.sin(mp.mpf(float(v)))) for g, v in zip(s[1:], x[1:]))
+        ec = max(_ulps(g, mp.cos(mp.mpf(float(v)))) for g, v in zip(c, x))
+    assert s[0] == 0.0 and c[0] == 1.0
+    assert es <= 1.0
+    assert ec <= 1.5
+
+
+def _assert_ulps(got, expect, tol):
+    """Elementwise |got - expect| <= tol ulps of expect (zeros equal)."""
+    got, expect = np.asarray(got), np.asarray(expect)
+    assert np.all(np.isfinite(got))
+    zero = expect == 0
+    assert np.all(got[zero] == 0)
+    err = np.abs(got[~zero] - expect[~zero]) / np.spacing(np.abs(expect[~zero]))
+    assert err.max() <= tol, err.max()
+
+
+def test_vectorised_fill_matches_the_scalar_reference_in_ulps():
+    """The vectorised fill of a stream (20001 normals: the loop and its odd tail) against the
+    scalar transform with math.log / math.cos / math.sin: a few ulp (log, sqrt, sin or cos and
+    the product, each about 1/2 to 1 ulp, in both)."""
+    keys = _keys(11, 0, 1)[0]
+    m = 20_001
+    got = rnd._wnormals(keys, 7, (m,))
+    expect = _py_normals(int(keys[0]), int(keys[1]), 7, m)
+    _assert_ulps(got, expect, 4.0)
+
+
+def test_transform_of_chosen_words_matches_the_scalar_reference():
+    """Edge words: radius word 0 (u = 1, z = 0), all ones (u = 2^-52, the largest radius
+    sqrt(104 ln 2)), one step; angle word with top bits 0 (phi = 0), all ones (phi just
+    below pi/4) and random, under each of the 8 symmetries of its low 3 bits."""
+    rng = np.random.default_rng(2)
+    r_words = [0, M64, 1 << 12, (1 << 63) | 12345] + [int(v) for v in
+                                                      rng.integers(0, 2 ** 63, 6, np.uint64)]
+    a_tops = [0, M64 >> 12] + [int(v) >> 12 for v in rng.integers(0, 2 ** 63, 4, np.uint64)]
+    b1, b2 = [], []
+    for w1 in r_words:
+        for top in a_tops:
+            for sym in range(8):
+                b1.append(w1)
+                b2.append((top << 12) | (int(rng.integers(0, 512)) << 3) | sym)
+    b1, b2 = np.array(b1, dtype=np.uint64), np.array(b2, dtype=np.uint64)
+    z1, z2 = np.empty(b1.size), np.empty(b1.size)
+    _pairs_many(b1, b2, z1, z2)
+    expect = np.array([_py_pair(int(a), int(b)) for a, b in zip(b1, b2)])
+    _assert_ulps(z1, expect[:, 0], 4.0)
+    _assert_ulps(z2, expect[:, 1], 4.0)
+    big = np.hypot(z1, z2)[b1 == np.uint64(M64)]
+    np.testing.assert_allclose(big, math.sqrt(104 * math.log(2)), rtol=1e-15)
+
+
+# ----------------------------------------------------------------------------------------------
 # statistics
 # ----------------------------------------------------------------------------------------------
 def _check_standard_normal(z):
@@ -104,6 +225,30 @@ def _check_standard_normal(z):
 
 def test_one_stream_is_standard_normal():
     _check_standard_normal(rnd._wnormals(_keys(7, 0, 1)[0], 5, (1_000_000,)))
+
+
+def test_pairs_are_uniform_on_the_circle():
+    """The two normals of a pair (out[p], out[p + m/2]) as a point of the plane: angle uniform
+    (KS, and equal counts in the 8 octants, which a wrong swap or sign would unbalance), squared
+    radius exponential with mean 2 (KS), radius independent of the octant, and the joint
+    moments E z1 z2 = 0, E z1^2 z2^2 = 1 (variances 1 and 8)."""
+    m = 1_000_000
+    z = rnd._wnormals(_keys(12, 0, 1)[0], 3, (m,))
+    z1, z2 = z[:m // 2], z[m // 2:]
+    n = z1.size
+    theta = np.arctan2(z2, z1)
+    r2 = z1 * z1 + z2 * z2
+    assert stats.kstest((theta + math.pi) / (2 * math.pi), "uniform").pvalue > 1e-3
+    assert stats.kstest(r2, "expon", args=(0, 2)).pvalue > 1e-3
+    octant = np.minimum(np.floor((theta + math.pi) / (math.pi / 4)), 7).astype(int)
+    counts = np.bincount(octant, minlength=8)
+    assert stats.chisquare(counts).pvalue > 1e-3
+    # E[r^2 | octant] = 2 in each octant (Var r^2 = 4)
+    means = np.bincount(octant, weights=r2, minlength=8) / counts
+    assert np.all(np.abs(means - 2) < Z * 2 / np.sqrt(counts))
+    se = 1 / math.sqrt(n)
+    assert abs(np.mean(z1 * z2)) < Z * se
+    assert abs(np.mean(z1 * z1 * z2 * z2) - 1) < Z * math.sqrt(8) * se
 
 
 def test_many_short_streams_are_standard_normal():
