@@ -573,11 +573,14 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
         if times[0] <= t0:
             raise ValueError(f"times must be > t0 = {t0} for {type(sde).__name__}, "
                              f"got {times.tolist()}")
+        steps = math.log(times[-1] / t0) / math.log1p(h)
+        _solve_memory(steps, len(times), paths, z0)
         grid, save = _geometric_grid(times, t0, h)
     else:
         if dt is None:
             dt = times[-1] / 1000 if times[-1] > 0 else 1.0
         dt = _checks.positive_float(dt, "dt")
+        _solve_memory(times[-1] / dt, len(times), paths, z0)
         grid, save = _uniform_grid(times, dt)
     keys = _keys(seed, paths)
     run = _KERNELS[sde._integrator(z0, method)]
@@ -610,6 +613,16 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
         raise FloatingPointError(f"{bad} non-finite values: the SDE left its domain or exploded "
                                  f"(try a smaller dt, or see the SDE's docstring)")
     return Solution(times=times, values=values, method=method, steps=len(grid) - 1)
+
+
+def _solve_memory(steps, n_times, paths, z0):
+    """Refuse up front a time grid (built as a Python list: ~48 bytes a step), path keys or saved
+    values that cannot fit (``kernels._checks.memory_guard``)."""
+    steps = float(steps) + n_times + 1
+    _checks.memory_guard([(48.0 * steps, f"the time grid ({steps:.3g} steps)"),
+                          (16.0 * paths, f"the keys of {paths} paths"),
+                          (16.0 * n_times * paths * max(1, np.size(z0)), "the saved values")],
+                         "solve", "use fewer paths or save times, or a larger dt")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -5,13 +5,16 @@ against finite random tanh networks simulated with ``kernels.simulate_paths`` (w
 the mean correlation layer by layer within its Monte Carlo standard error (plus the known
 O(1/width) bias), and the depth scale ``xi_c`` fitted to the simulated decay
 ``c_l = c_inf + A exp(-l / xi) + B exp(-2 l / xi) + C exp(-3 l / xi)`` within its standard
-error (bootstrap over networks), on both sides of the edge.
+error (delta method from the covariance of the layer means over networks), on both sides of
+the edge.
 """
 import math
 
 import numpy as np
 
 import kernels as kn
+
+from kernels import _checks
 
 from ._registry import Result, check
 
@@ -30,8 +33,31 @@ def _c_map_path(act, sw2, sb2, q, c0, depth):
     return c
 
 
+def _delta_stderr(popt, l, se, rho):
+    """Delta-method (sandwich) standard error of the fitted ``1/xi`` (``popt[1]``).
+
+    The weighted least-squares fit ``theta = argmin sum_l (m_l - f(l; theta))^2 / se_l^2`` is,
+    to first order in the noise of the layer means ``m``, linear in ``m``:
+    ``d theta = G d m`` with ``G = (J^T W J)^-1 J^T W`` (Gauss–Newton; ``J = df/dtheta`` at the
+    fit, ``W = diag(1/se^2)``).  So ``Cov(theta) = G Sigma G^T`` with ``Sigma`` the covariance
+    of the layer means, estimated from the networks: ``Sigma = cov(rho[:, layers]) / samples``
+    (the full matrix: the layers of one network are strongly correlated, which the naive
+    ``(J^T W J)^-1`` ignores).  Deterministic given the simulation (no resampling noise, unlike
+    a bootstrap with ~100 resamples); White (1982), Econometrica 50, 1 (the sandwich estimator).
+    """
+    ci, inv, A, B, C = popt
+    e1, e2, e3 = np.exp(-l * inv), np.exp(-2 * l * inv), np.exp(-3 * l * inv)
+    J = np.column_stack([np.ones_like(l), -l * (A * e1 + 2 * B * e2 + 3 * C * e3), e1, e2, e3])
+    sw = 1.0 / se
+    # G = pinv(diag(sw) J) diag(sw), by least squares (stable when columns are near-collinear)
+    G = np.linalg.lstsq(J * sw[:, None], np.diag(sw), rcond=None)[0]
+    Sigma = np.cov(rho, rowvar=False) / rho.shape[0]
+    g = G[1]
+    return float(math.sqrt(max(float(g @ Sigma @ g), 0.0)))
+
+
 def measure_depth_scale(activation, weight_var, bias_var, width=512, samples=400, seed=0,
-                        c0=None, depth=None, n_boot=100):
+                        c0=None, depth=None, n_boot=None):
     """Simulate finite MLPs started at the fixed point q* and fit the decay of their correlation.
 
     Two inputs of squared norm ``(q* - sb2) / sw2`` (so that every layer's variance starts at
@@ -42,14 +68,22 @@ def measure_depth_scale(activation, weight_var, bias_var, width=512, samples=400
     ``m_l = c_inf + A exp(-l / xi) + B exp(-2 l / xi) + C exp(-3 l / xi)``, is fitted
     (weighted least squares, ``scipy.optimize.curve_fit``) on the layers where the theory's
     ``|c_l - c*| <= 0.15`` and the simulated ``|m_l - c*|`` exceeds 5 standard errors; the
-    standard error of ``xi`` is the bootstrap standard deviation over the networks
-    (``n_boot`` resamples: the layers of one network are correlated).
+    standard error of ``xi`` is the delta-method (sandwich) error of the fit from the full
+    covariance of the layer means over the networks (``_delta_stderr``: the layers of one
+    network are correlated), ``se(xi) = se(1/xi) xi^2``.  It replaced a bootstrap over the
+    networks whose standard error, with ~100 resamples, varied by ~10-15% from one resampling
+    to the next (issue 17); the seed study in ``tests/limits/test_criticality.py`` checks that
+    ``z = (xi - xi_c) / se`` is close to N(0, 1).
+
+    ``n_boot`` (optional, int >= 2): also compute the bootstrap standard error with that many
+    resamples, as ``xi_stderr_bootstrap`` (for comparison; not used by ``z``).
 
     Returns
     -------
     dict with ``theory`` (SignalPropagation), ``layers``, ``mean``, ``stderr``, ``c_map``,
     ``fit_layers``, ``xi``, ``xi_stderr``, ``c_inf``, ``z`` ((xi - xi_c) / xi_stderr) and
-    ``max_z_layers`` (max over layers of |mean - c-map| / stderr).
+    ``max_z_layers`` (max over layers of |mean - c-map| / stderr); with ``n_boot`` also
+    ``xi_stderr_bootstrap``.
     """
     from scipy.optimize import curve_fit
 
@@ -103,16 +137,20 @@ def measure_depth_scale(activation, weight_var, bias_var, width=512, samples=400
 
     popt = fit(mean)
     out["xi_of_c_map"] = 1 / fit(theory)[1]     # the same fit on the noise-free c-map path
-    # standard error by bootstrap over the networks (the layers of one network are correlated)
-    rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, samples, samples)
-        try:
-            boot.append(fit(rho[idx].mean(0))[1])
-        except RuntimeError:          # a resample where the fit does not converge
-            continue
-    inv, inv_se = popt[1], float(np.std(boot, ddof=1))
+    inv = popt[1]
+    inv_se = _delta_stderr(popt, ll, se[use], rho[:, use])
+    if n_boot is not None:
+        # the former bootstrap standard error, for comparison only (noisy at n_boot ~ 100)
+        n_boot = _checks.int_in_range(n_boot, "n_boot", 2)
+        rng = np.random.default_rng(seed)
+        boot = []
+        for _ in range(n_boot):
+            idx = rng.integers(0, samples, samples)
+            try:
+                boot.append(fit(rho[idx].mean(0))[1])
+            except RuntimeError:          # a resample where the fit does not converge
+                continue
+        out["xi_stderr_bootstrap"] = float(np.std(boot, ddof=1)) / inv ** 2
     xi, xi_se = 1 / inv, inv_se / inv ** 2
     out.update(xi=xi, xi_stderr=xi_se, c_inf=popt[0], z=(xi - xi_c) / xi_se)
     return out
@@ -151,7 +189,7 @@ def _depth_scales(ctx):
                            f"{xi_c:.3f}", f"{m['xi']:.3f} ± {m['xi_stderr']:.2f} "
                            f"(z = {m['z']:+.2f}, {m['fit_layers'].size} layers; same fit on "
                            f"the c-map: {m['xi_of_c_map']:.3f})",
-                           "3 se (bootstrap over networks)", bool(ok)))
+                           "3 se (delta method, layer covariance over networks)", bool(ok)))
         overlays.append(dict(weight_var=sw2, bias_var=sb2, depth_scale_c=m["xi"],
                              stderr=m["xi_stderr"]))
         line = axes[0].errorbar(m["layers"], m["mean"], yerr=m["stderr"], fmt=".", ms=3,
