@@ -150,6 +150,7 @@ err("gp.lml y 3-d", lambda: lml(NET, X, Y.reshape(5, 1, 1), 0.1), "y")
 err("gp.lml y=None", lambda: lml(NET, X, None, 0.1), "y")
 err("gp.lml y str", lambda: lml(NET, X, "abc", 0.1), "y")
 err("gp.lml y (5, 0)", lambda: lml(NET, X, np.zeros((5, 0)), 0.1), "y")
+err("gp.fit y (5, 0)", lambda: fit(NET, X, np.zeros((5, 0)), 0.1), "y")
 err("gp.lml x 0 rows", lambda: lml(NET, np.zeros((0, 3)), np.zeros(0), 0.1), "x")
 ok("gp.lml 1 row", lambda: lml(NET, X[:1], Y[:1], 0.1))
 ok("gp.lml int x and y", lambda: lml(NET, np.arange(6).reshape(3, 2), np.arange(3), 0.1))
@@ -208,14 +209,15 @@ from kernels.sklearn import NNGPKernel, NTKKernel  # noqa: E402
 err("NNGPKernel(net=None)", lambda: NNGPKernel(None), "net")
 err("NNGPKernel()(X 1-d)", lambda: NNGPKernel(NET)(X[0]), "x")
 err("NNGPKernel()(X NaN)", lambda: NNGPKernel(NET)(np.full((2, 3), np.nan)), "x")
-err("NNGPKernel()(X, Y wrong d)", lambda: NNGPKernel(NET)(X, XT[:, :2]), "x")
+err("NNGPKernel()(X, Y wrong d)", lambda: NNGPKernel(NET)(X, XT[:, :2]), "Y")
 err("NNGPKernel()(X complex)", lambda: NNGPKernel(NET)(X + 1j), "x")
 err("NNGPKernel(weight_var='a')(X)", lambda: NNGPKernel(NET, weight_var="a")(X), "weight_var")
 err("NNGPKernel(weight_var=-1)(X)", lambda: NNGPKernel(NET, weight_var=-1.0)(X), "weight_var")
 err("NNGPKernel(weight_var=nan)(X)", lambda: NNGPKernel(NET, weight_var=np.nan)(X),
     "weight_var")
-err("NNGPKernel(bias_var=None)(X)", lambda: NNGPKernel(kn.MLP(2, kn.Erf(), bias_var=None))(X),
-    "bias_var")
+ok("NNGPKernel(net bias_var=None: 0.0 in the NTK parameterization)",
+   lambda: NNGPKernel(kn.MLP(2, kn.Erf(), bias_var=None))(X),
+   lambda k: np.array_equal(k, kn.MLP(2, kn.Erf(), bias_var=0.0).nngp(X)))
 err("NNGPKernel(per-layer net)", lambda: NNGPKernel(kn.MLP(2, kn.Erf(),
                                                             weight_var=[1.0, 1.0, 1.0]))(X),
     "weight_var")
@@ -478,7 +480,7 @@ err("edge_of_chaos bias_var=None", lambda: cr.edge_of_chaos(kn.Tanh(), None), "b
 err("edge_of_chaos bias_var=True", lambda: cr.edge_of_chaos(kn.Tanh(), True), "bias_var")
 ok("edge_of_chaos empty", lambda: cr.edge_of_chaos(kn.Tanh(), []), lambda e: e.shape == (0,))
 ok("edge_of_chaos bias_var=1e300 tanh (q* > 1e12: documented inf)",
-   lambda: float(cr.edge_of_chaos(kn.Tanh(), 1e300)), lambda e: e == np.inf)
+   lambda: str(float(cr.edge_of_chaos(kn.Tanh(), 1e300))), lambda e: e == "inf")
 ok("edge_of_chaos int 0", lambda: cr.edge_of_chaos(kn.Tanh(), 0), lambda e: abs(e - 1) < 1e-12)
 ok("edge_of_chaos ReLU", lambda: cr.edge_of_chaos(kn.ReLU(), [0.0, 1.0]),
    lambda e: np.all(e == 2.0))
@@ -779,8 +781,8 @@ cli_err("sde --seed -1", "limits", "sde", "--seed", "-1", "--paths", "10", "--no
         names=("seed",))
 cli_err("sde --c-plus nan", "limits", "sde", "--c-plus", "nan", "--paths", "10",
         "--no-progress", names=("c_plus", "c-plus"))
-cli_err("sde --method heun (correlation: multiplicative noise)", "limits", "sde", "--method",
-        "heun", "--paths", "10", "--no-progress", names=("heun", "method"))
+cli_ok("sde --method heun (additive noise in artanh coordinates)", "limits", "sde", "--method",
+       "heun", "--paths", "10", "--no-progress")
 cli_ok("sde --paths 2", "limits", "sde", "--paths", "2", "--times", "0.1", "--no-progress")
 cli_err("phase-diagram --widths 0", "limits", "phase-diagram", "--widths", "0", "--no-progress",
         names=("width",))
@@ -807,35 +809,63 @@ cli_ok("kernels --rho -1", "kernels", "--rho", "-1", "--depths", "1", "2")
 from limits import sweep  # noqa: E402
 
 
-def _sq(p, rng_seed):
-    return {"y": p["x"] ** 2}
+from limits._sweep_testing import trivial as _sq_fn  # noqa: E402
 
 
 err("sweep.run_grid store=directory", lambda: sweep.run_grid(
-    "limits._sweep_testing:square", {"x": [1, 2]}, TMP), "store", TMP)
+    _sq_fn, [{"x": 1}], TMP, progress=False), "store", TMP)
 err("sweep.run_grid empty grid", lambda: sweep.run_grid(
-    "limits._sweep_testing:square", {}, os.path.join(TMP, "e.sqlite")), "grid")
-err("sweep.run_grid grid value empty list", lambda: sweep.run_grid(
-    "limits._sweep_testing:square", {"x": []}, os.path.join(TMP, "e2.sqlite")), "grid", "x")
+    _sq_fn, [], os.path.join(TMP, "e.sqlite"), progress=False), "grid")
+err("sweep.run_grid grid=dict of lists", lambda: sweep.run_grid(
+    _sq_fn, {"x": [1, 2]}, os.path.join(TMP, "e2.sqlite"), progress=False), "grid")
 err("sweep.run_grid grid=None", lambda: sweep.run_grid(
-    "limits._sweep_testing:square", None, os.path.join(TMP, "e3.sqlite")), "grid")
-err("sweep.run_grid experiment 'nomodule:f'", lambda: sweep.run_grid(
-    "nomodule_xyz:f", {"x": [1]}, os.path.join(TMP, "e4.sqlite")), "experiment", "nomodule")
-err("sweep.run_grid experiment lambda", lambda: sweep.run_grid(
-    lambda p, s: {}, {"x": [1]}, os.path.join(TMP, "e5.sqlite")), "experiment")
+    _sq_fn, None, os.path.join(TMP, "e3.sqlite"), progress=False), "grid")
+err("sweep.run_grid fn='module:f' string", lambda: sweep.run_grid(
+    "nomodule_xyz:f", [{"x": 1}], os.path.join(TMP, "e4.sqlite"), progress=False), "fn")
+err("sweep.run_grid fn lambda", lambda: sweep.run_grid(
+    lambda p, s: {}, [{"x": 1}], os.path.join(TMP, "e5.sqlite"), progress=False), "fn")
 err("sweep.run_grid grid NaN value", lambda: sweep.run_grid(
-    "limits._sweep_testing:square", {"x": [float("nan")]}, os.path.join(TMP, "e6.sqlite")),
-    "grid", "nan", "x")
+    _sq_fn, [{"x": float("nan")}], os.path.join(TMP, "e6.sqlite"), progress=False),
+    "grid", "nan", "finite")
 err("sweep.run_grid grid object value", lambda: sweep.run_grid(
-    "limits._sweep_testing:square", {"x": [object()]}, os.path.join(TMP, "e7.sqlite")),
-    "grid", "x", "json")
+    _sq_fn, [{"x": object()}], os.path.join(TMP, "e7.sqlite"), progress=False),
+    "grid", "json")
+err("sweep.run_grid grid int keys", lambda: sweep.run_grid(
+    _sq_fn, [{1: 1}], os.path.join(TMP, "e8.sqlite"), progress=False), "grid", "key", "str")
+err("sweep.run_grid duplicate points", lambda: sweep.run_grid(
+    _sq_fn, [{"x": 1}, {"x": 1}], os.path.join(TMP, "e9.sqlite"), progress=False),
+    "grid", "same", "duplicate")
+err("sweep.run_grid seed=-1", lambda: sweep.run_grid(
+    _sq_fn, [{"x": 1}], os.path.join(TMP, "e10.sqlite"), seed=-1, progress=False), "seed")
+err("sweep.run_grid retries=-1", lambda: sweep.run_grid(
+    _sq_fn, [{"x": 1}], os.path.join(TMP, "e11.sqlite"), retries=-1, progress=False),
+    "retries")
+err("sweep.run_grid lease=0", lambda: sweep.run_grid(
+    _sq_fn, [{"x": 1}], os.path.join(TMP, "e12.sqlite"), lease=0, progress=False), "lease")
 _bad = os.path.join(TMP, "garbage.sqlite")
 with open(_bad, "wb") as _fh:
     _fh.write(b"this is not a database at all" * 100)
 err("sweep.run_grid store=garbage file", lambda: sweep.run_grid(
-    "limits._sweep_testing:square", {"x": [1]}, _bad), "store", "garbage", "sqlite")
+    _sq_fn, [{"x": 1}], _bad, progress=False), "store", "garbage", "sqlite", "database")
+err("sweep.run_grid store in missing dir", lambda: sweep.run_grid(
+    _sq_fn, [{"x": 1}], os.path.join(TMP, "no", "dir", "s.sqlite"), progress=False),
+    "store", "director")
+ok("sweep.run_grid ThreadPoolExecutor, 1 point", lambda: _thread_run())
 err("sweep.load store missing", lambda: sweep.load(os.path.join(TMP, "missing.sqlite")),
-    "store", "missing")
+    "missing", "store")
+err("sweep.load store=garbage", lambda: sweep.load(_bad), "garbage", "store", "database")
+err("sweep.load name unknown", lambda: sweep.load(os.path.join(TMP, "ok.sqlite"), name="zz"),
+    "zz", "name")
+err("sweep.product no axes", lambda: sweep.product(), "axes", "product", "axis")
+err("sweep.product axis not a list", lambda: sweep.product(x=3), "x")
+
+
+def _thread_run():
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as ex:
+        sweep.run_grid(_sq_fn, [{"x": 1.5}], os.path.join(TMP, "ok.sqlite"), executor=ex,
+                       progress=False)
+    return 0.0
 
 
 def main(argv):

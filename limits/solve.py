@@ -721,7 +721,7 @@ _KERNELS = {
 def _solve_ode(ode, K0, times, ntk0, rtol, atol):
     from scipy.integrate import solve_ivp
     times = _check_times(times)
-    K0 = np.asarray(K0, dtype=np.float64)
+    K0 = _checks.real_array(K0, "y0 = K0")        # complex, None, strings: TypeError
     if K0.ndim != 2 or K0.shape[0] != K0.shape[1] or not np.all(np.isfinite(K0)):
         raise ValueError(f"y0 must be a finite square kernel K0, got shape {K0.shape}")
     if not np.allclose(K0, K0.T, rtol=0, atol=1e-14 * np.abs(K0).max()):
@@ -732,7 +732,7 @@ def _solve_ode(ode, K0, times, ntk0, rtol, atol):
     if lam < -1e-12 * np.abs(K0).max():
         raise ValueError(f"y0 = K0 must be positive semi-definite (a kernel), got minimum "
                          f"eigenvalue {lam:.3g} for K0 = {K0.tolist()}")
-    T0 = np.asarray(K0 if ntk0 is None else ntk0, dtype=np.float64)
+    T0 = K0 if ntk0 is None else _checks.real_array(ntk0, "ntk0")
     if T0.shape != K0.shape:
         raise ValueError(f"ntk0 must have the shape of K0 {K0.shape}, got {T0.shape}")
     N = K0.shape[0]
