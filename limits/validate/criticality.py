@@ -33,8 +33,20 @@ def _c_map_path(act, sw2, sb2, q, c0, depth):
     return c
 
 
-def _delta_stderr(popt, l, se, rho):
-    """Delta-method (sandwich) standard error of the fitted ``1/xi`` (``popt[1]``).
+def _jacobian(f, l, p):
+    """``df(l; p) / dp`` by central differences (steps 1e-6 max(|p_k|, 1e-3))."""
+    p = np.asarray(p, dtype=float)
+    J = np.empty((l.size, p.size))
+    for k in range(p.size):
+        h = 1e-6 * max(abs(p[k]), 1e-3)
+        e = np.zeros(p.size)
+        e[k] = h
+        J[:, k] = (f(l, *(p + e)) - f(l, *(p - e))) / (2 * h)
+    return J
+
+
+def _delta_stderr(J, se, rho, index=1):
+    """Delta-method (sandwich) standard error of the fitted parameter ``index``.
 
     The weighted least-squares fit ``theta = argmin sum_l (m_l - f(l; theta))^2 / se_l^2`` is,
     to first order in the noise of the layer means ``m``, linear in ``m``:
@@ -45,19 +57,16 @@ def _delta_stderr(popt, l, se, rho):
     ``(J^T W J)^-1`` ignores).  Deterministic given the simulation (no resampling noise, unlike
     a bootstrap with ~100 resamples); White (1982), Econometrica 50, 1 (the sandwich estimator).
     """
-    ci, inv, A, B, C = popt
-    e1, e2, e3 = np.exp(-l * inv), np.exp(-2 * l * inv), np.exp(-3 * l * inv)
-    J = np.column_stack([np.ones_like(l), -l * (A * e1 + 2 * B * e2 + 3 * C * e3), e1, e2, e3])
     sw = 1.0 / se
     # G = pinv(diag(sw) J) diag(sw), by least squares (stable when columns are near-collinear)
     G = np.linalg.lstsq(J * sw[:, None], np.diag(sw), rcond=None)[0]
     Sigma = np.cov(rho, rowvar=False) / rho.shape[0]
-    g = G[1]
+    g = G[index]
     return float(math.sqrt(max(float(g @ Sigma @ g), 0.0)))
 
 
 def measure_depth_scale(activation, weight_var, bias_var, width=512, samples=400, seed=0,
-                        c0=None, depth=None, n_boot=None):
+                        c0=None, depth=None, n_boot=None, model="curvature"):
     """Simulate finite MLPs started at the fixed point q* and fit the decay of their correlation.
 
     Two inputs of squared norm ``(q* - sb2) / sw2`` (so that every layer's variance starts at
@@ -67,27 +76,42 @@ def measure_depth_scale(activation, weight_var, bias_var, width=512, samples=400
     ``d -> chi d + k2 d^2 + k3 d^3``,
     ``m_l = c_inf + A exp(-l / xi) + B exp(-2 l / xi) + C exp(-3 l / xi)``, is fitted
     (weighted least squares, ``scipy.optimize.curve_fit``) on the layers where the theory's
-    ``|c_l - c*| <= 0.15`` and the simulated ``|m_l - c*|`` exceeds 5 standard errors; the
-    standard error of ``xi`` is the delta-method (sandwich) error of the fit from the full
-    covariance of the layer means over the networks (``_delta_stderr``: the layers of one
-    network are correlated), ``se(xi) = se(1/xi) xi^2``.  It replaced a bootstrap over the
-    networks whose standard error, with ~100 resamples, varied by ~10-15% from one resampling
-    to the next (issue 17); the seed study in ``tests/limits/test_criticality.py`` checks that
-    ``z = (xi - xi_c) / se`` is close to N(0, 1).
+    ``|c_l - c*| <= 0.15`` and the simulated ``|m_l - c*|`` exceeds 5 standard errors.
 
-    ``n_boot`` (optional, int >= 2): also compute the bootstrap standard error with that many
-    resamples, as ``xi_stderr_bootstrap`` (for comparison; not used by ``z``).
+    ``model="curvature"`` (default): ``c_inf``, ``xi`` and ``A`` are fitted; ``B`` and ``C``
+    follow from the map's curvature, ``B = k2 A^2 / (lam^2 - lam)``, ``C = (2 k2 A B +
+    k3 A^3) / (lam^3 - lam)`` with ``lam = exp(-1/xi)`` (matching powers of ``lam^l`` in
+    ``d_(l+1) = lam d_l + k2 d_l^2 + k3 d_l^3``), and ``k2``, ``k3`` from the same
+    five-parameter fit on the noise-free c-map path (so the rate ``1/xi`` is measured, the
+    shape of the nonlinear terms is the c-map's).  ``model="free"``: all five fitted (the
+    former model; poorly identified on the chaotic side at quick sizes: the decay spans about
+    3 xi above the noise and the finite-width fixed point sits ~0.018 above c* at width 512,
+    and the fitted xi ranged from 7 to over 50 for xi_c = 11.8 over 20 seeds).
+
+    The standard error of ``xi`` is the delta-method (sandwich) error of the fit from the full
+    covariance of the layer means over the networks (``_delta_stderr``: the layers of one
+    network are correlated), ``se(xi) = se(1/xi) xi^2``; it replaced a bootstrap over the
+    networks (issue 17; ``n_boot``: also compute that bootstrap error, as
+    ``xi_stderr_bootstrap``, for comparison only).  Seed study at the quick size (width 512,
+    800 networks, tanh, sb2 = 0.05; z = (xi - xi_c) / se): chaotic sw2 = 2.5, 20 seeds:
+    curvature model z mean -0.13, sd 0.76, se 0.68..0.97 (free model with the same error:
+    z mean -1.43, sd 2.02, se 0.7..1186; free with the bootstrap, 10 seeds: -1.24, 2.37);
+    ordered sw2 = 1.5, 10 seeds: curvature z mean -0.28, sd 0.73, se 0.15..0.17 (free: -0.32,
+    1.08, se 0.44..1.23).  The error is slightly conservative (sd of z < 1).
 
     Returns
     -------
     dict with ``theory`` (SignalPropagation), ``layers``, ``mean``, ``stderr``, ``c_map``,
     ``fit_layers``, ``xi``, ``xi_stderr``, ``c_inf``, ``z`` ((xi - xi_c) / xi_stderr) and
-    ``max_z_layers`` (max over layers of |mean - c-map| / stderr); with ``n_boot`` also
+    ``max_z_layers`` (max over layers of |mean - c-map| / stderr), ``xi_of_c_map`` (the
+    five-parameter fit on the noise-free c-map path: the model's bias); with ``n_boot`` also
     ``xi_stderr_bootstrap``.
     """
     from scipy.optimize import curve_fit
 
     from limits.criticality import signal_propagation
+    if model not in ("curvature", "free"):
+        raise ValueError(f"model must be 'curvature' or 'free', got {model!r}")
     r = signal_propagation(activation, weight_var, bias_var)
     q, cs, xi_c = float(r.q_star), float(r.c_star), float(r.depth_scale_c)
     if c0 is None:
@@ -129,16 +153,37 @@ def measure_depth_scale(activation, weight_var, bias_var, width=512, samples=400
     f = lambda l, ci, inv, A, B, C: (ci + A * np.exp(-l * inv) + B * np.exp(-2 * l * inv)  # noqa
                                      + C * np.exp(-3 * l * inv))
 
-    def fit(m):
+    def fit5(m):
         A0 = (m[use[0]] - cs) * math.exp(use[0] / xi_c)
         popt, _ = curve_fit(f, ll, m[use], p0=[cs, 1 / xi_c, A0, 0.0, 0.0], sigma=se[use],
                             maxfev=20000)
         return popt
 
+    # the c-map's curvature (k2, k3) from the same fit on the noise-free c-map path; with
+    # lam = chi, matching powers of lam^l in d_(l+1) = lam d_l + k2 d_l^2 + k3 d_l^3 gives
+    # B = k2 A^2 / (lam^2 - lam), C = (2 k2 A B + k3 A^3) / (lam^3 - lam)
+    th = fit5(theory)
+    out["xi_of_c_map"] = 1 / th[1]
+    lam_t = math.exp(-th[1])
+    k2 = th[3] * (lam_t ** 2 - lam_t) / th[2] ** 2
+    k3 = (th[4] * (lam_t ** 3 - lam_t) - 2 * k2 * th[2] * th[3]) / th[2] ** 3
+
+    def g3(l, ci, inv, A):
+        lam = np.exp(-inv)
+        B = k2 * A * A / (lam * lam - lam)
+        C = (2 * k2 * A * B + k3 * A ** 3) / (lam ** 3 - lam)
+        return f(l, ci, inv, A, B, C)
+
+    if model == "curvature":
+        fun = g3
+
+        def fit(m):
+            return curve_fit(g3, ll, m[use], p0=list(th[:3]), sigma=se[use], maxfev=20000)[0]
+    else:
+        fun, fit = f, fit5
     popt = fit(mean)
-    out["xi_of_c_map"] = 1 / fit(theory)[1]     # the same fit on the noise-free c-map path
     inv = popt[1]
-    inv_se = _delta_stderr(popt, ll, se[use], rho[:, use])
+    inv_se = _delta_stderr(_jacobian(fun, ll, popt), se[use], rho[:, use])
     if n_boot is not None:
         # the former bootstrap standard error, for comparison only (noisy at n_boot ~ 100)
         n_boot = _checks.int_in_range(n_boot, "n_boot", 2)
