@@ -33,6 +33,45 @@ def _c_map_path(act, sw2, sb2, q, c0, depth):
     return c
 
 
+_TERMS = 5          # terms a_n lam^(n l) of the curvature model (n = 1.._TERMS)
+
+
+def _power_coeffs(a, j, N):
+    """Coefficients of x^1..x^N in (sum_n a_n x^n)^j (a = a_1..a_N)."""
+    base = np.concatenate([[0.0], a])[:N + 1]
+    out = np.zeros(N + 1)
+    out[0] = 1.0
+    for _ in range(j):
+        out = np.convolve(out, base)[:N + 1]
+    return out[1:]
+
+
+def _map_from_series(lam, a):
+    """Taylor coefficients k_2..k_N of a map d -> lam d + k_2 d^2 + ... whose orbit is
+    d_l = sum_n a_n lam^(n l): matching lam^(n (l + 1)) gives
+    a_n (lam^n - lam) = sum_{j=2..n} k_j [x^n] (sum_m a_m x^m)^j."""
+    a = np.asarray(a, dtype=float)
+    N = a.size
+    P = {j: _power_coeffs(a, j, N) for j in range(2, N + 1)}
+    k = {}
+    for n in range(2, N + 1):
+        rest = sum(k[j] * P[j][n - 1] for j in range(2, n))
+        k[n] = (a[n - 1] * (lam ** n - lam) - rest) / P[n][n - 1]
+    return k
+
+
+def _series_from_map(lam, A, k):
+    """The orbit coefficients a_1 = A, a_2..a_N of the map with slope lam and Taylor
+    coefficients ``k`` (inverse of :func:`_map_from_series`)."""
+    N = max(k) if k else 1
+    a = np.zeros(N)
+    a[0] = A
+    for n in range(2, N + 1):
+        a[n - 1] = sum(k[j] * _power_coeffs(a, j, N)[n - 1] for j in range(2, n + 1)) / \
+            (lam ** n - lam)
+    return a
+
+
 def _jacobian(f, l, p):
     """``df(l; p) / dp`` by central differences (steps 1e-6 max(|p_k|, 1e-3))."""
     p = np.asarray(p, dtype=float)
@@ -159,20 +198,18 @@ def measure_depth_scale(activation, weight_var, bias_var, width=512, samples=400
                             maxfev=20000)
         return popt
 
-    # the c-map's curvature (k2, k3) from the same fit on the noise-free c-map path; with
-    # lam = chi, matching powers of lam^l in d_(l+1) = lam d_l + k2 d_l^2 + k3 d_l^3 gives
-    # B = k2 A^2 / (lam^2 - lam), C = (2 k2 A B + k3 A^3) / (lam^3 - lam)
-    th = fit5(theory)
-    out["xi_of_c_map"] = 1 / th[1]
-    lam_t = math.exp(-th[1])
-    k2 = th[3] * (lam_t ** 2 - lam_t) / th[2] ** 2
-    k3 = (th[4] * (lam_t ** 3 - lam_t) - 2 * k2 * th[2] * th[3]) / th[2] ** 3
+    # the c-map's Taylor coefficients k_2..k_N at c* from an N-term fit on the noise-free
+    # c-map path (module helper _series_from_map: d_l = sum_n a_n lam^(n l))
+    fN = lambda l, ci, inv, *a: ci + sum(a[n] * np.exp(-(n + 1) * l * inv)  # noqa: E731
+                                         for n in range(len(a)))
+    A0 = (theory[use[0]] - cs) * math.exp(use[0] / xi_c)
+    th = curve_fit(fN, ll, theory[use], p0=[cs, 1 / xi_c, A0] + [0.0] * (_TERMS - 1),
+                   sigma=se[use], maxfev=50000)[0]
+    out["xi_of_c_map"] = 1 / fit5(theory)[1] if model == "free" else 1 / th[1]
+    ks = _map_from_series(math.exp(-th[1]), th[2:])
 
     def g3(l, ci, inv, A):
-        lam = np.exp(-inv)
-        B = k2 * A * A / (lam * lam - lam)
-        C = (2 * k2 * A * B + k3 * A ** 3) / (lam ** 3 - lam)
-        return f(l, ci, inv, A, B, C)
+        return fN(l, ci, inv, *_series_from_map(math.exp(-inv), A, ks))
 
     if model == "curvature":
         fun = g3
