@@ -117,15 +117,17 @@ def measure_depth_scale(activation, weight_var, bias_var, width=512, samples=400
     (weighted least squares, ``scipy.optimize.curve_fit``) on the layers where the theory's
     ``|c_l - c*| <= 0.15`` and the simulated ``|m_l - c*|`` exceeds 5 standard errors.
 
-    ``model="curvature"`` (default): ``c_inf``, ``xi`` and ``A`` are fitted; ``B`` and ``C``
-    follow from the map's curvature, ``B = k2 A^2 / (lam^2 - lam)``, ``C = (2 k2 A B +
-    k3 A^3) / (lam^3 - lam)`` with ``lam = exp(-1/xi)`` (matching powers of ``lam^l`` in
-    ``d_(l+1) = lam d_l + k2 d_l^2 + k3 d_l^3``), and ``k2``, ``k3`` from the same
-    five-parameter fit on the noise-free c-map path (so the rate ``1/xi`` is measured, the
-    shape of the nonlinear terms is the c-map's).  ``model="free"``: all five fitted (the
-    former model; poorly identified on the chaotic side at quick sizes: the decay spans about
-    3 xi above the noise and the finite-width fixed point sits ~0.018 above c* at width 512,
-    and the fitted xi ranged from 7 to over 50 for xi_c = 11.8 over 20 seeds).
+    ``model="curvature"`` (default): ``c_inf``, ``xi`` and ``A`` are fitted; the nonlinear
+    terms follow from the c-map's Taylor coefficients at c*: the orbit of
+    ``d -> lam d + k_2 d^2 + ... + k_5 d^5`` is ``d_l = sum_{n<=5} a_n lam^(n l)`` with
+    ``a_1 = A``, ``a_n (lam^n - lam) = sum_{j=2..n} k_j [x^n] (sum_m a_m x^m)^j`` and
+    ``lam = exp(-1/xi)`` (``_series_from_map``), and ``k_2..k_5`` come from a five-term fit on
+    the noise-free c-map path (``_map_from_series``): the rate ``1/xi`` is measured, the shape
+    of the nonlinear terms is the c-map's (its bias on the noise-free path: ~1e-4 of xi at
+    the quick points).  ``model="free"``: the former third-order model with ``A, B, C`` all
+    fitted; poorly identified on the chaotic side at quick sizes: the decay spans about 3 xi
+    above the noise and the finite-width fixed point sits ~0.018 above c* at width 512, and
+    the fitted xi ranged from 7 to over 50 for xi_c = 11.8 over 20 seeds.
 
     The standard error of ``xi`` is the delta-method (sandwich) error of the fit from the full
     covariance of the layer means over the networks (``_delta_stderr``: the layers of one
@@ -133,10 +135,10 @@ def measure_depth_scale(activation, weight_var, bias_var, width=512, samples=400
     networks (issue 17; ``n_boot``: also compute that bootstrap error, as
     ``xi_stderr_bootstrap``, for comparison only).  Seed study at the quick size (width 512,
     800 networks, tanh, sb2 = 0.05; z = (xi - xi_c) / se): chaotic sw2 = 2.5, 20 seeds:
-    curvature model z mean -0.13, sd 0.76, se 0.68..0.97 (free model with the same error:
+    curvature model z mean -0.14, sd 0.76, se 0.68..0.95 (free model with the same error:
     z mean -1.43, sd 2.02, se 0.7..1186; free with the bootstrap, 10 seeds: -1.24, 2.37);
-    ordered sw2 = 1.5, 10 seeds: curvature z mean -0.28, sd 0.73, se 0.15..0.17 (free: -0.32,
-    1.08, se 0.44..1.23).  The error is slightly conservative (sd of z < 1).
+    ordered sw2 = 1.5, 10 seeds: curvature z mean -0.10, sd 0.72, se 0.15..0.17 (free: -0.32,
+    1.08, se 0.44..1.23).  The error is slightly conservative (sd of z ~0.75 < 1).
 
     Returns
     -------
