@@ -25,6 +25,13 @@ def main(argv=None):
         p.error(f"--rho must lie in [-1, 1], got {args.rho}")
     if min(args.depths) < 1:
         p.error("--depths must be >= 1")
+    if args.tanh_max_depth < 0:
+        p.error(f"--tanh-max-depth must be >= 0, got {args.tanh_max_depth}")
+    for L in args.depths:                  # refuse a depth the classes refuse, before any output
+        try:
+            MLP(L, ReLU())
+        except ValueError as exc:
+            p.error(f"--depths {L}: {exc}")
     r = args.rho
     K0 = np.array([[1.0, r], [r, 1.0]])
     nets = {

@@ -6,7 +6,11 @@ import numpy as np
 
 
 def finite_float(value, name):
-    """A finite real number as float, else TypeError/ValueError naming ``name``."""
+    """A finite real number as float, else TypeError/ValueError naming ``name``.  A 0-d
+    real array (``np.array(0.1)``) counts as its number; bools, strings, complex numbers and
+    arrays of any other shape do not."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
+        value = value[()]
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}")
     value = float(value)
@@ -73,28 +77,48 @@ def psd_kernel(K, name="K0"):
     return np.ascontiguousarray(0.5 * (arr + arr.T))
 
 
+def real_array(value, name):
+    """A float64 array of any shape (a scalar gives a 0-d array), not checked for finiteness;
+    the type half of :func:`finite_array` (for callers that check the shape first).
+
+    ``None``, strings (NumPy would give NaN, parse "1.5", or drop the imaginary part of
+    complex input with only a ComplexWarning) and complex input are a TypeError, as is object,
+    ragged or non-numeric input; every message names ``name``.  Returns ``np.asarray(value, dtype=np.float64)`` (no copy of a float64
+    array).
+    """
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a real number or an array of real numbers, got "
+                        f"{type(value).__name__}: {_short(value)}")
+    try:
+        a = value if isinstance(value, np.ndarray) else np.asarray(value)
+    except (TypeError, ValueError):      # ragged: the cast below reports it
+        a = None
+    if a is not None and a.dtype.kind in "USV":
+        raise TypeError(f"{name} must be a real number or an array of real numbers, got an "
+                        f"array of {a.dtype} ({_short(value)}); NumPy would parse strings")
+    if a is not None and np.iscomplexobj(a):
+        raise TypeError(f"{name} must be real, got complex values")
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a real number or an array of real numbers, "
+                        f"got {_short(value)} ({exc})") from None
+
+
 def finite_array(value, name):
     """A finite float64 array of any shape (a scalar gives a 0-d array); the one check of
     array arguments at the public boundary.
 
-    Complex input is a TypeError (NumPy would drop the imaginary part with only a
-    ComplexWarning), as is object, ragged or non-numeric input; NaN or inf is a ValueError
-    giving the first bad index; every message names ``name``.  Shape checks are the caller's.
+    ``None``, strings, complex input (NumPy would drop the imaginary part with only a
+    ComplexWarning), object, ragged or non-numeric input is a TypeError (:func:`real_array`); NaN or inf is a
+    ValueError giving the first bad index; every message names ``name``.  Shape checks are the
+    caller's.
     """
-    try:
-        cplx = np.iscomplexobj(value)
-    except (TypeError, ValueError):      # ragged: the cast below reports it
-        cplx = False
-    if cplx:
-        raise TypeError(f"{name} must be real, got complex values")
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a real number or an array of real numbers, "
-                        f"got {_short(value)} ({exc})") from None
+    arr = real_array(value, name)
     if not np.all(np.isfinite(arr)):
         if arr.ndim == 0:
-            raise ValueError(f"{name} must be finite, got {value!r}")
+            raise ValueError(f"{name} must be finite, got {value!r} "
+                             f"({'NaN' if np.isnan(arr) else 'infinite'})")
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise ValueError(f"{name} must be finite: it contains NaN or inf (first at index "
                          f"{bad}: {float(arr[bad])!r})")

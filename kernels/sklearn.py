@@ -21,6 +21,7 @@ from dataclasses import replace
 import numpy as np
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 
+from . import _checks
 from ._grads import kernel_grads as _kernel_grads
 
 __all__ = ["NNGPKernel", "NTKKernel"]
@@ -35,6 +36,11 @@ class _NetworkKernel(Kernel):
         if not isinstance(net, _KernelMethods):
             raise TypeError(f"net must be a kernels architecture (MLP, ResNet), got "
                             f"{type(net).__name__}: {net!r}")
+        if weight_var is None and np.ndim(net.weight_var) != 0 or \
+                bias_var is None and np.ndim(net.bias_var) != 0:
+            raise ValueError("net has per-layer variances: a scikit-learn kernel fits one shared "
+                             "weight_var and bias_var (give scalars, or fit per-layer variances "
+                             "with kernels.gp.fit)")
         self.net = net
         # None: the network's own value (stored as a float so that theta is defined; the
         # object passed in is stored unchanged otherwise, as scikit-learn's clone requires)
@@ -54,17 +60,17 @@ class _NetworkKernel(Kernel):
     @property
     def network(self):
         """The architecture with the current (e.g. fitted) variances."""
-        return replace(self.net, weight_var=float(self.weight_var),
-                       bias_var=float(self.bias_var))
+        return replace(self.net, weight_var=_checks.nonneg_float(self.weight_var, "weight_var"),
+                       bias_var=_checks.nonneg_float(self.bias_var, "bias_var"))
 
     def __call__(self, X, Y=None, eval_gradient=False):
         """Kernel ``k(X, Y)`` and, with ``eval_gradient``, its gradient with respect to the
         log of the non-fixed hyperparameters, shape (N, N, n_free) in the order of
         ``self.hyperparameters`` (``bias_var``, then ``weight_var``)."""
         net = self.network
-        X = np.asarray(X, dtype=np.float64)
+        X = _checks.inputs(X, "X")
         if not eval_gradient:
-            Y = None if Y is None else np.asarray(Y, dtype=np.float64)
+            Y = None if Y is None else _checks.inputs(Y, "Y", X.shape[1])
             return getattr(net, self._kind)(X, Y)
         if Y is not None:
             raise ValueError("Gradient can only be evaluated when Y is None.")
@@ -84,8 +90,7 @@ class _NetworkKernel(Kernel):
 
     def diag(self, X):
         """``k(x_i, x_i)`` for every row, O(N depth)."""
-        return getattr(self.network, self._kind)(np.asarray(X, dtype=np.float64),
-                                                  diagonal=True)
+        return getattr(self.network, self._kind)(_checks.inputs(X, "X"), diagonal=True)
 
     def is_stationary(self):
         return False

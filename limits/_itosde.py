@@ -16,6 +16,8 @@ from .sde import _SDE, _real_array
 
 __all__ = ["ItoSDE"]
 
+_SENTINEL = -1.2345678901234567e-300     # fills the guard after out in _check_callables
+
 
 def _is_dispatcher(f):
     return isinstance(f, numba.core.dispatcher.Dispatcher)
@@ -121,13 +123,22 @@ class ItoSDE(_SDE):
                   "diffusion": (self.dim,) if self.noise_dim is None
                   else (self.dim, self.noise_dim)}
         for name, shape in shapes.items():
-            out = np.full(shape, np.nan)
+            # out is a view at the start of a larger buffer whose tail holds a sentinel: compiled
+            # code does not check bounds, so a write past out (a wrong dim) shows there
+            size = int(np.prod(shape))
+            buf = np.full(size + 64, np.nan)
+            buf[size:] = _SENTINEL
+            out = buf[:size].reshape(shape)
             try:
                 getattr(self, name)(t, z0.copy(), out)
             except Exception as exc:
                 raise TypeError(f"{name}(t, y, out) failed for t = {t}, y = y0 (float64, shape "
                                 f"({self.dim},)) and out float64 of shape {shape}: "
                                 f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+            if not np.array_equal(buf[size:], np.full(64, _SENTINEL)):
+                raise ValueError(f"{name}(t, y0, out) wrote past the end of out (shape {shape}): "
+                                 f"it expects a larger dim{'' if name == 'drift' else ' or noise_dim'}"
+                                 f" than dim = {self.dim}, noise_dim = {self.noise_dim}")
             if not np.all(np.isfinite(out)):
                 raise ValueError(f"{name}(t, y0, out) left non-finite values in out (shape "
                                  f"{shape}; every entry must be written): {out.tolist()}")

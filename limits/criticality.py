@@ -88,6 +88,7 @@ import numba
 import numpy as np
 
 import kernels as kn
+from kernels import _checks
 
 __all__ = ["SignalPropagation", "signal_propagation", "edge_of_chaos"]
 
@@ -146,15 +147,13 @@ class SignalPropagation:
 # argument checks
 # ----------------------------------------------------------------------------------------------
 def _variance_array(value, name):
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    """A float64 array of variances >= 0: ``kernels._checks.finite_array`` (the shared check:
+    TypeError for None, strings, complex or non-numeric input, ValueError for NaN / inf), bools
+    refused (``True`` is not a variance), then the sign."""
+    if isinstance(value, (bool, np.bool_)) or getattr(value, "dtype", None) == np.bool_:
         raise TypeError(f"{name} must be a real number or array of real numbers, got "
-                        f"{value!r}") from exc
-    if np.any(np.isnan(arr)):
-        raise ValueError(f"{name} contains NaN: {value!r}")
-    if np.any(~np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+                        f"{_checks._short(value)} (a bool)")
+    arr = _checks.finite_array(value, name)
     if np.any(arr < 0):
         raise ValueError(f"{name} must be >= 0 (a variance), got {value!r}")
     return arr
@@ -375,6 +374,7 @@ def _resolve(activation, n):
 
 
 def _backend(act, finite_difference):
+    finite_difference = _checks.flag(finite_difference, "finite_difference")
     if isinstance(act, kn.ABReLU):
         return None
     if isinstance(act, kn.Erf):
@@ -620,7 +620,11 @@ def signal_propagation(activation, weight_var, bias_var, *, n=None, finite_diffe
     sb2 = _variance_array(bias_var, "bias_var")
     act = _resolve(activation, n)
     be = _backend(act, finite_difference)
-    sw2, sb2 = np.broadcast_arrays(sw2, sb2)
+    try:
+        sw2, sb2 = np.broadcast_arrays(sw2, sb2)
+    except ValueError:
+        raise ValueError(f"weight_var (shape {sw2.shape}) and bias_var (shape {sb2.shape}) do "
+                         f"not broadcast to one shape") from None
     shape = sw2.shape
     sw2 = sw2.reshape(-1).astype(np.float64)
     sb2 = sb2.reshape(-1).astype(np.float64)

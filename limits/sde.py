@@ -222,13 +222,9 @@ _NORMAL_MIN = 2.2250738585072014e-308   # smallest normal float64
 
 
 def _real_array(y0, name):
-    a = np.asarray(y0)
-    if np.iscomplexobj(a):
-        raise TypeError(f"{name} must be real, got a complex array")
-    try:
-        return np.array(a, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be an array of real numbers: {exc}") from exc
+    """A float64 copy of ``y0`` (any shape; finiteness is the caller's, after its shape
+    check): ``kernels._checks.real_array``, whose TypeError names ``name``."""
+    return np.array(_checks.real_array(y0, name))
 
 
 def _check_V0(y0, min_inputs):
@@ -304,7 +300,7 @@ class _SDE:
         return "scalar"
 
     def to_coords(self, y0):
-        y = np.asarray(y0, dtype=np.float64)
+        y = _real_array(y0, "y0")
         if y.ndim != 0 or not np.isfinite(y):
             raise ValueError(f"y0 must be a finite scalar, got {y0!r}")
         return np.array([float(y)])
@@ -396,7 +392,7 @@ class CorrelationSDE(_Shaped, _SDE):
         return "scalar" if method == "milstein" else "correlation"
 
     def to_coords(self, y0):
-        rho = np.asarray(y0, dtype=np.float64)
+        rho = _real_array(y0, "y0 = rho0")
         if rho.ndim != 0:
             raise ValueError(f"y0 must be a scalar correlation rho0, got shape {rho.shape}")
         if not np.isfinite(rho) or abs(rho) >= 1:
@@ -583,7 +579,7 @@ class UnshapedCorrelationSDE(_SDE):
         return np.array([K_UNSHAPED])
 
     def to_coords(self, y0):
-        q = np.asarray(Q_STAR if y0 is None else y0, dtype=np.float64)
+        q = _real_array(Q_STAR if y0 is None else y0, "y0 = q0")
         if q.ndim != 0 or not np.isfinite(q) or q <= 0:
             raise ValueError(f"y0 = q0 must be a positive scalar (q* = {Q_STAR}), got {y0!r}")
         return np.array([math.log(float(q))])
@@ -759,7 +755,7 @@ class PeluchettiFavaroSDE(_SDE):
         return np.array([self.weight_var, self.bias_var, self.weight_mean, self.bias_mean])
 
     def to_coords(self, y0):
-        K0 = np.asarray(y0, dtype=np.float64)
+        K0 = _real_array(y0, "y0 = K0")
         if K0.ndim != 2 or K0.shape[0] != K0.shape[1] or not np.all(np.isfinite(K0)):
             raise ValueError(f"y0 must be a finite square stem covariance K0, got {y0!r}")
         if not np.allclose(K0, K0.T, rtol=0, atol=1e-14 * max(1.0, np.abs(K0).max())):

@@ -573,11 +573,14 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
         if times[0] <= t0:
             raise ValueError(f"times must be > t0 = {t0} for {type(sde).__name__}, "
                              f"got {times.tolist()}")
+        steps = math.log(times[-1] / t0) / math.log1p(h)
+        _solve_memory(steps, len(times), paths, z0)
         grid, save = _geometric_grid(times, t0, h)
     else:
         if dt is None:
             dt = times[-1] / 1000 if times[-1] > 0 else 1.0
         dt = _checks.positive_float(dt, "dt")
+        _solve_memory(times[-1] / dt, len(times), paths, z0)
         grid, save = _uniform_grid(times, dt)
     keys = _keys(seed, paths)
     run = _KERNELS[sde._integrator(z0, method)]
@@ -610,6 +613,16 @@ def solve(sde, y0, times, paths=1, seed=0, method="euler", dt=None, t0=None, pro
         raise FloatingPointError(f"{bad} non-finite values: the SDE left its domain or exploded "
                                  f"(try a smaller dt, or see the SDE's docstring)")
     return Solution(times=times, values=values, method=method, steps=len(grid) - 1)
+
+
+def _solve_memory(steps, n_times, paths, z0):
+    """Refuse up front a time grid (built as a Python list: ~48 bytes a step), path keys or saved
+    values that cannot fit (``kernels._checks.memory_guard``)."""
+    steps = float(steps) + n_times + 1
+    _checks.memory_guard([(48.0 * steps, f"the time grid ({steps:.3g} steps)"),
+                          (16.0 * paths, f"the keys of {paths} paths"),
+                          (16.0 * n_times * paths * max(1, np.size(z0)), "the saved values")],
+                         "solve", "use fewer paths or save times, or a larger dt")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -708,7 +721,7 @@ _KERNELS = {
 def _solve_ode(ode, K0, times, ntk0, rtol, atol):
     from scipy.integrate import solve_ivp
     times = _check_times(times)
-    K0 = np.asarray(K0, dtype=np.float64)
+    K0 = _checks.real_array(K0, "y0 = K0")        # complex, None, strings: TypeError
     if K0.ndim != 2 or K0.shape[0] != K0.shape[1] or not np.all(np.isfinite(K0)):
         raise ValueError(f"y0 must be a finite square kernel K0, got shape {K0.shape}")
     if not np.allclose(K0, K0.T, rtol=0, atol=1e-14 * np.abs(K0).max()):
@@ -719,7 +732,7 @@ def _solve_ode(ode, K0, times, ntk0, rtol, atol):
     if lam < -1e-12 * np.abs(K0).max():
         raise ValueError(f"y0 = K0 must be positive semi-definite (a kernel), got minimum "
                          f"eigenvalue {lam:.3g} for K0 = {K0.tolist()}")
-    T0 = np.asarray(K0 if ntk0 is None else ntk0, dtype=np.float64)
+    T0 = K0 if ntk0 is None else _checks.real_array(ntk0, "ntk0")
     if T0.shape != K0.shape:
         raise ValueError(f"ntk0 must have the shape of K0 {K0.shape}, got {T0.shape}")
     N = K0.shape[0]

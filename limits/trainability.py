@@ -113,7 +113,10 @@ def train_tanh_mlp(depth, weight_var, bias_var=0.05, width=64, steps=1500, lr=1e
     sw2 = _checks.nonneg_float(weight_var, "weight_var")
     sb2 = _checks.nonneg_float(bias_var, "bias_var")
     lr = _checks.positive_float(lr, "lr")
+    if not isinstance(seed, (np.random.SeedSequence, np.random.Generator)):
+        seed = _checks.int_in_range(seed, "seed", 0)
     xtr, ytr, xte, yte = digits_data() if data is None else data
+    _memory_guard(depth, width, batch, xtr.shape[1], max(xtr.shape[0], xte.shape[0]))
     rng = np.random.default_rng(seed)
     dims = [xtr.shape[1]] + [width] * depth + [10]
     Ws = numba.typed.List([rng.standard_normal((dims[l], dims[l + 1])) * math.sqrt(sw2 / dims[l])
@@ -126,6 +129,17 @@ def train_tanh_mlp(depth, weight_var, bias_var=0.05, width=64, steps=1500, lr=1e
         return dict(train_accuracy=0.1, test_accuracy=0.1, diverged=True)
     return dict(train_accuracy=_accuracy(Ws, bs, xtr, ytr),
                 test_accuracy=_accuracy(Ws, bs, xte, yte), diverged=False)
+
+
+def _memory_guard(depth, width, batch, n_in, rows, n_out=10):
+    """Refuse up front (``kernels._checks.memory_guard``) a network that cannot fit: the
+    weights (and one gradient of each) and the hidden layers of the accuracy pass."""
+    weights = n_in * width + (depth - 1) * width * width + width * n_out + depth * width + n_out
+    _checks.memory_guard([(16.0 * weights, f"the weights of depth {depth}, width {width}"),
+                          (8.0 * (rows + batch) * width * depth,
+                           f"the hidden layers of {rows} inputs")],
+                         f"train_tanh_mlp(depth={depth}, width={width})",
+                         "reduce the depth or the width")
 
 
 def train_point(params, rng_seed):
@@ -196,6 +210,8 @@ def trainability_grid(weight_vars, depths, store, bias_var=0.05, width=64, steps
                   width=_checks.int_in_range(width, "width", 1),
                   steps=_checks.int_in_range(steps, "steps", 1),
                   lr=_checks.positive_float(lr, "lr"))
+    xtr, _, xte, _ = digits_data()
+    _memory_guard(max(Ls), params["width"], 50, xtr.shape[1], max(xtr.shape[0], xte.shape[0]))
     grid = sweep.product(weight_var=[float(w) for w in sws], depth=Ls,
                          **{k: [v] for k, v in params.items()})
     with warnings.catch_warnings():

@@ -9,7 +9,8 @@ import numba
 import numpy as np
 
 from kernels import Activation, ReLU
-from kernels._checks import (finite_array, finite_float, int_in_range, nonneg_float,
+from kernels._checks import (finite_array, finite_float, int_in_range, memory_guard,
+                             nonneg_float,
                              positive_float)
 from kernels import _pointwise as _pw
 from kernels._pointwise import dphi, phi
@@ -540,6 +541,10 @@ def train(depth, data=None, *, d=None, activation="tanh", delta_type="shared", i
                     optimizer=opt, lr=lr, batch_size=bs, max_epochs=max_epochs, epsilon=epsilon,
                     patience=patience, betas=(b1, b2), eps=eps, momentum=momentum, seed=seed,
                     data=data.name, loader=loader)
+    memory_guard([(8.0 * 6 * L * d * (d + 1), f"the {L} blocks' weights, gradients and Adam "
+                                              f"moments"),
+                  (8.0 * 3 * L * d * bs, "the stored activations of a batch")],
+                 f"train(depth={L}, d={d})", "reduce the depth")
     n, collapsed = X.shape[0], loader == "p2-collapsed"
     if collapsed:
         rows = np.random.default_rng([seed, 2]).choice(n, bs, replace=False).astype(np.int64)

@@ -5,13 +5,16 @@ against finite random tanh networks simulated with ``kernels.simulate_paths`` (w
 the mean correlation layer by layer within its Monte Carlo standard error (plus the known
 O(1/width) bias), and the depth scale ``xi_c`` fitted to the simulated decay
 ``c_l = c_inf + A exp(-l / xi) + B exp(-2 l / xi) + C exp(-3 l / xi)`` within its standard
-error (bootstrap over networks), on both sides of the edge.
+error (delta method from the covariance of the layer means over networks), on both sides of
+the edge.
 """
 import math
 
 import numpy as np
 
 import kernels as kn
+
+from kernels import _checks
 
 from ._registry import Result, check
 
@@ -30,8 +33,79 @@ def _c_map_path(act, sw2, sb2, q, c0, depth):
     return c
 
 
+_TERMS = 5          # terms a_n lam^(n l) of the curvature model (n = 1.._TERMS)
+
+
+def _power_coeffs(a, j, N):
+    """Coefficients of x^1..x^N in (sum_n a_n x^n)^j (a = a_1..a_N)."""
+    base = np.concatenate([[0.0], a])[:N + 1]
+    out = np.zeros(N + 1)
+    out[0] = 1.0
+    for _ in range(j):
+        out = np.convolve(out, base)[:N + 1]
+    return out[1:]
+
+
+def _map_from_series(lam, a):
+    """Taylor coefficients k_2..k_N of a map d -> lam d + k_2 d^2 + ... whose orbit is
+    d_l = sum_n a_n lam^(n l): matching lam^(n (l + 1)) gives
+    a_n (lam^n - lam) = sum_{j=2..n} k_j [x^n] (sum_m a_m x^m)^j."""
+    a = np.asarray(a, dtype=float)
+    N = a.size
+    P = {j: _power_coeffs(a, j, N) for j in range(2, N + 1)}
+    k = {}
+    for n in range(2, N + 1):
+        rest = sum(k[j] * P[j][n - 1] for j in range(2, n))
+        k[n] = (a[n - 1] * (lam ** n - lam) - rest) / P[n][n - 1]
+    return k
+
+
+def _series_from_map(lam, A, k):
+    """The orbit coefficients a_1 = A, a_2..a_N of the map with slope lam and Taylor
+    coefficients ``k`` (inverse of :func:`_map_from_series`)."""
+    N = max(k) if k else 1
+    a = np.zeros(N)
+    a[0] = A
+    for n in range(2, N + 1):
+        a[n - 1] = sum(k[j] * _power_coeffs(a, j, N)[n - 1] for j in range(2, n + 1)) / \
+            (lam ** n - lam)
+    return a
+
+
+def _jacobian(f, l, p):
+    """``df(l; p) / dp`` by central differences (steps 1e-6 max(|p_k|, 1e-3))."""
+    p = np.asarray(p, dtype=float)
+    J = np.empty((l.size, p.size))
+    for k in range(p.size):
+        h = 1e-6 * max(abs(p[k]), 1e-3)
+        e = np.zeros(p.size)
+        e[k] = h
+        J[:, k] = (f(l, *(p + e)) - f(l, *(p - e))) / (2 * h)
+    return J
+
+
+def _delta_stderr(J, se, rho, index=1):
+    """Delta-method (sandwich) standard error of the fitted parameter ``index``.
+
+    The weighted least-squares fit ``theta = argmin sum_l (m_l - f(l; theta))^2 / se_l^2`` is,
+    to first order in the noise of the layer means ``m``, linear in ``m``:
+    ``d theta = G d m`` with ``G = (J^T W J)^-1 J^T W`` (Gauss–Newton; ``J = df/dtheta`` at the
+    fit, ``W = diag(1/se^2)``).  So ``Cov(theta) = G Sigma G^T`` with ``Sigma`` the covariance
+    of the layer means, estimated from the networks: ``Sigma = cov(rho[:, layers]) / samples``
+    (the full matrix: the layers of one network are strongly correlated, which the naive
+    ``(J^T W J)^-1`` ignores).  Deterministic given the simulation (no resampling noise, unlike
+    a bootstrap with ~100 resamples); White (1982), Econometrica 50, 1 (the sandwich estimator).
+    """
+    sw = 1.0 / se
+    # G = pinv(diag(sw) J) diag(sw), by least squares (stable when columns are near-collinear)
+    G = np.linalg.lstsq(J * sw[:, None], np.diag(sw), rcond=None)[0]
+    Sigma = np.cov(rho, rowvar=False) / rho.shape[0]
+    g = G[index]
+    return float(math.sqrt(max(float(g @ Sigma @ g), 0.0)))
+
+
 def measure_depth_scale(activation, weight_var, bias_var, width=512, samples=400, seed=0,
-                        c0=None, depth=None, n_boot=100):
+                        c0=None, depth=None, n_boot=None, model="curvature"):
     """Simulate finite MLPs started at the fixed point q* and fit the decay of their correlation.
 
     Two inputs of squared norm ``(q* - sb2) / sw2`` (so that every layer's variance starts at
@@ -41,19 +115,44 @@ def measure_depth_scale(activation, weight_var, bias_var, width=512, samples=400
     ``d -> chi d + k2 d^2 + k3 d^3``,
     ``m_l = c_inf + A exp(-l / xi) + B exp(-2 l / xi) + C exp(-3 l / xi)``, is fitted
     (weighted least squares, ``scipy.optimize.curve_fit``) on the layers where the theory's
-    ``|c_l - c*| <= 0.15`` and the simulated ``|m_l - c*|`` exceeds 5 standard errors; the
-    standard error of ``xi`` is the bootstrap standard deviation over the networks
-    (``n_boot`` resamples: the layers of one network are correlated).
+    ``|c_l - c*| <= 0.15`` and the simulated ``|m_l - c*|`` exceeds 5 standard errors.
+
+    ``model="curvature"`` (default): ``c_inf``, ``xi`` and ``A`` are fitted; the nonlinear
+    terms follow from the c-map's Taylor coefficients at c*: the orbit of
+    ``d -> lam d + k_2 d^2 + ... + k_5 d^5`` is ``d_l = sum_{n<=5} a_n lam^(n l)`` with
+    ``a_1 = A``, ``a_n (lam^n - lam) = sum_{j=2..n} k_j [x^n] (sum_m a_m x^m)^j`` and
+    ``lam = exp(-1/xi)`` (``_series_from_map``), and ``k_2..k_5`` come from a five-term fit on
+    the noise-free c-map path (``_map_from_series``): the rate ``1/xi`` is measured, the shape
+    of the nonlinear terms is the c-map's (its bias on the noise-free path: ~1e-4 of xi at
+    the quick points).  ``model="free"``: the former third-order model with ``A, B, C`` all
+    fitted; poorly identified on the chaotic side at quick sizes: the decay spans about 3 xi
+    above the noise and the finite-width fixed point sits ~0.018 above c* at width 512, and
+    the fitted xi ranged from 7 to over 50 for xi_c = 11.8 over 20 seeds.
+
+    The standard error of ``xi`` is the delta-method (sandwich) error of the fit from the full
+    covariance of the layer means over the networks (``_delta_stderr``: the layers of one
+    network are correlated), ``se(xi) = se(1/xi) xi^2``; it replaced a bootstrap over the
+    networks (issue 17; ``n_boot``: also compute that bootstrap error, as
+    ``xi_stderr_bootstrap``, for comparison only).  Seed study at the quick size (width 512,
+    800 networks, tanh, sb2 = 0.05; z = (xi - xi_c) / se): chaotic sw2 = 2.5, 20 seeds:
+    curvature model z mean -0.14, sd 0.76, se 0.68..0.95 (free model with the same error:
+    z mean -1.43, sd 2.02, se 0.7..1186; free with the bootstrap, 10 seeds: -1.24, 2.37);
+    ordered sw2 = 1.5, 10 seeds: curvature z mean -0.10, sd 0.72, se 0.15..0.17 (free: -0.32,
+    1.08, se 0.44..1.23).  The error is slightly conservative (sd of z ~0.75 < 1).
 
     Returns
     -------
     dict with ``theory`` (SignalPropagation), ``layers``, ``mean``, ``stderr``, ``c_map``,
     ``fit_layers``, ``xi``, ``xi_stderr``, ``c_inf``, ``z`` ((xi - xi_c) / xi_stderr) and
-    ``max_z_layers`` (max over layers of |mean - c-map| / stderr).
+    ``max_z_layers`` (max over layers of |mean - c-map| / stderr), ``xi_of_c_map`` (the
+    five-parameter fit on the noise-free c-map path: the model's bias); with ``n_boot`` also
+    ``xi_stderr_bootstrap``.
     """
     from scipy.optimize import curve_fit
 
     from limits.criticality import signal_propagation
+    if model not in ("curvature", "free"):
+        raise ValueError(f"model must be 'curvature' or 'free', got {model!r}")
     r = signal_propagation(activation, weight_var, bias_var)
     q, cs, xi_c = float(r.q_star), float(r.c_star), float(r.depth_scale_c)
     if c0 is None:
@@ -95,24 +194,47 @@ def measure_depth_scale(activation, weight_var, bias_var, width=512, samples=400
     f = lambda l, ci, inv, A, B, C: (ci + A * np.exp(-l * inv) + B * np.exp(-2 * l * inv)  # noqa
                                      + C * np.exp(-3 * l * inv))
 
-    def fit(m):
+    def fit5(m):
         A0 = (m[use[0]] - cs) * math.exp(use[0] / xi_c)
         popt, _ = curve_fit(f, ll, m[use], p0=[cs, 1 / xi_c, A0, 0.0, 0.0], sigma=se[use],
                             maxfev=20000)
         return popt
 
+    # the c-map's Taylor coefficients k_2..k_N at c* from an N-term fit on the noise-free
+    # c-map path (module helper _series_from_map: d_l = sum_n a_n lam^(n l))
+    fN = lambda l, ci, inv, *a: ci + sum(a[n] * np.exp(-(n + 1) * l * inv)  # noqa: E731
+                                         for n in range(len(a)))
+    A0 = (theory[use[0]] - cs) * math.exp(use[0] / xi_c)
+    th = curve_fit(fN, ll, theory[use], p0=[cs, 1 / xi_c, A0] + [0.0] * (_TERMS - 1),
+                   sigma=se[use], maxfev=50000)[0]
+    out["xi_of_c_map"] = 1 / fit5(theory)[1] if model == "free" else 1 / th[1]
+    ks = _map_from_series(math.exp(-th[1]), th[2:])
+
+    def g3(l, ci, inv, A):
+        return fN(l, ci, inv, *_series_from_map(math.exp(-inv), A, ks))
+
+    if model == "curvature":
+        fun = g3
+
+        def fit(m):
+            return curve_fit(g3, ll, m[use], p0=list(th[:3]), sigma=se[use], maxfev=20000)[0]
+    else:
+        fun, fit = f, fit5
     popt = fit(mean)
-    out["xi_of_c_map"] = 1 / fit(theory)[1]     # the same fit on the noise-free c-map path
-    # standard error by bootstrap over the networks (the layers of one network are correlated)
-    rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, samples, samples)
-        try:
-            boot.append(fit(rho[idx].mean(0))[1])
-        except RuntimeError:          # a resample where the fit does not converge
-            continue
-    inv, inv_se = popt[1], float(np.std(boot, ddof=1))
+    inv = popt[1]
+    inv_se = _delta_stderr(_jacobian(fun, ll, popt), se[use], rho[:, use])
+    if n_boot is not None:
+        # the former bootstrap standard error, for comparison only (noisy at n_boot ~ 100)
+        n_boot = _checks.int_in_range(n_boot, "n_boot", 2)
+        rng = np.random.default_rng(seed)
+        boot = []
+        for _ in range(n_boot):
+            idx = rng.integers(0, samples, samples)
+            try:
+                boot.append(fit(rho[idx].mean(0))[1])
+            except RuntimeError:          # a resample where the fit does not converge
+                continue
+        out["xi_stderr_bootstrap"] = float(np.std(boot, ddof=1)) / inv ** 2
     xi, xi_se = 1 / inv, inv_se / inv ** 2
     out.update(xi=xi, xi_stderr=xi_se, c_inf=popt[0], z=(xi - xi_c) / xi_se)
     return out
@@ -151,7 +273,7 @@ def _depth_scales(ctx):
                            f"{xi_c:.3f}", f"{m['xi']:.3f} ± {m['xi_stderr']:.2f} "
                            f"(z = {m['z']:+.2f}, {m['fit_layers'].size} layers; same fit on "
                            f"the c-map: {m['xi_of_c_map']:.3f})",
-                           "3 se (bootstrap over networks)", bool(ok)))
+                           "3 se (delta method, layer covariance over networks)", bool(ok)))
         overlays.append(dict(weight_var=sw2, bias_var=sb2, depth_scale_c=m["xi"],
                              stderr=m["xi_stderr"]))
         line = axes[0].errorbar(m["layers"], m["mean"], yerr=m["stderr"], fmt=".", ms=3,

@@ -381,3 +381,52 @@ def test_trainability_grid_refuses_bad_grids_up_front(tmp_path, args, exc, match
     with pytest.raises(exc, match=match):
         trainability_grid(*args, str(tmp_path / "t.sqlite"))
     assert not (tmp_path / "t.sqlite").exists()
+
+
+def test_delta_stderr_on_synthetic_decays():
+    """The delta-method (sandwich) standard error of measure_depth_scale, on synthetic
+    'networks': a known decay c_inf + A e^(-l/xi) plus noise strongly correlated across layers
+    (AR(1), rho = 0.9, as the layers of one network are).  Over 200 independent data sets the
+    z-scores (1/xi_hat - 1/xi) / se are N(0, 1): mean within 4/sqrt(200) of 0, sd within 15%
+    of 1 (the sd of a sample sd of 200 normals is 5%); the naive error that ignores the
+    correlation, (J^T W J)^-1, is far too small."""
+    from scipy.optimize import curve_fit
+
+    from limits.validate.criticality import _delta_stderr, _jacobian
+    rng = np.random.default_rng(17)
+    xi, ci, A = 12.0, 0.45, 0.3
+    ll = np.arange(3, 40, dtype=float)
+    f = lambda l, c, inv, a: c + a * np.exp(-l * inv)          # noqa: E731
+    truth = f(ll, ci, 1 / xi, A)
+    n, sd, phi = 400, 0.05, 0.9
+    z, z_naive = [], []
+    for _ in range(200):
+        e = np.empty((n, ll.size))
+        e[:, 0] = rng.standard_normal(n)
+        for j in range(1, ll.size):
+            e[:, j] = phi * e[:, j - 1] + math.sqrt(1 - phi ** 2) * rng.standard_normal(n)
+        rho = truth + sd * e
+        m, se = rho.mean(0), rho.std(0, ddof=1) / math.sqrt(n)
+        popt, pcov = curve_fit(f, ll, m, p0=[ci, 1 / xi, A], sigma=se, absolute_sigma=True)
+        s = _delta_stderr(_jacobian(f, ll, popt), se, rho)
+        z.append((popt[1] - 1 / xi) / s)
+        z_naive.append((popt[1] - 1 / xi) / math.sqrt(pcov[1, 1]))
+    z = np.array(z)
+    assert abs(z.mean()) < 4 / math.sqrt(z.size)
+    assert 0.85 < z.std(ddof=1) < 1.15
+    assert np.std(z_naive, ddof=1) > 1.5          # correlation across layers matters
+
+
+def test_chaotic_depth_scale_stable_over_seeds():
+    """Issue 17: on the chaotic side the fitted xi_c and its standard error are stable from
+    seed to seed (the curvature-constrained model; the free five-parameter fit gave xi from 7
+    to 50 and errors from 0.7 to 1000 at this size), and every z is within 3."""
+    from limits.validate.criticality import measure_depth_scale
+    ms = [measure_depth_scale(kn.Tanh(), 2.5, 0.05, width=512, samples=800, seed=200 + s)
+          for s in range(6)]
+    xi_c = float(ms[0]["theory"].depth_scale_c)
+    se = np.array([m["xi_stderr"] for m in ms])
+    z = np.array([m["z"] for m in ms])
+    assert np.all(np.abs(z) < 3), z
+    assert se.max() < 2.5 * se.min() and se.max() < 0.2 * xi_c, se
+    assert abs(ms[0]["xi_of_c_map"] - xi_c) < 0.05 * se.min()     # model bias << se
