@@ -272,6 +272,9 @@ def kernel_regression(k_train_train, y_train, k_test_train=None, *, diag_reg=0.0
         raise ValueError(f"y_train must have shape ({n},) or ({n}, k), got {y.shape}")
     if not np.all(np.isfinite(y)):
         raise ValueError("y_train contains NaN or inf")
+    if n == 0 or y.size == 0:
+        raise ValueError(f"kernel_regression needs at least one training point and one output "
+                         f"column, got k_train_train {K.shape} and y_train {y.shape}")
     if k_test_train is not None:
         _check_kernel(k_test_train, "k_test_train", shape0=True, n=n)
     r = _checks.nonneg_float(diag_reg, "diag_reg")

@@ -97,7 +97,11 @@ def _data(x, y):
     if Y.ndim not in (1, 2) or Y.shape[0] != x.shape[0]:
         raise ValueError(f"y must have shape ({x.shape[0]},) or ({x.shape[0]}, k) to match x, "
                          f"got {Y.shape}")
-    return x, Y.reshape(x.shape[0], -1)
+    Y = Y.reshape(x.shape[0], -1)
+    if Y.shape[0] == 0 or Y.shape[1] == 0:
+        raise ValueError(f"y must hold at least one training point and one output column, got "
+                         f"shape {np.shape(y)}")
+    return x, Y
 
 
 def _factor(C, noise_var):
@@ -296,7 +300,10 @@ def _bounds(bounds, params):
         raise ValueError(f"bounds has entries for parameters not in params: {sorted(unknown)}")
     out = []
     for p in params:
-        lo, hi = bounds.get(p, _DEFAULT_BOUNDS)
+        b = bounds.get(p, _DEFAULT_BOUNDS)
+        if not isinstance(b, (tuple, list)) or len(b) != 2:
+            raise TypeError(f"bounds[{p!r}] must be a pair (low, high), got {b!r}")
+        lo, hi = b
         lo = _checks.positive_float(lo, f"bounds[{p!r}][0]")
         hi = _checks.positive_float(hi, f"bounds[{p!r}][1]")
         if not lo < hi:
@@ -355,7 +362,11 @@ def fit(net, x, y, noise_var, params=_PARAMS, bounds=None, kind="nngp", maxiter=
     noise_var = _checks.nonneg_float(noise_var, "noise_var")
     if isinstance(params, str):
         params = (params,)
-    params = tuple(params)
+    try:
+        params = tuple(params)
+    except TypeError:
+        raise TypeError(f"params must be a name or a sequence of names from {_PARAMS}, got "
+                        f"{params!r}") from None
     if not params or any(p not in _PARAMS for p in params) or len(set(params)) != len(params):
         raise ValueError(f"params must be distinct names from {_PARAMS}, got {params!r}")
     start = {name: _values(net, name) for name in ("weight_var", "bias_var")}

@@ -341,3 +341,34 @@ def test_from_kernel_refusals(monkeypatch):
         gp.log_marginal_likelihood_from_kernel(K, y, 0.1)
     with pytest.raises(MemoryError, match="log_marginal_likelihood_from_kernel"):
         gp.log_marginal_likelihood(net, _x(6), y, 0.1)
+
+
+# hostile pass (issue 21): malformed params / bounds, and data without a point or a column
+@pytest.mark.parametrize("params", [None, 7])
+def test_fit_params_not_a_sequence(params):
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    with pytest.raises(TypeError, match="params must be a name or a sequence"):
+        gp.fit(NETS[0], x, np.ones(5), 0.1, params=params)
+
+
+@pytest.mark.parametrize("b", [(1.0, 2.0, 3.0), None, 5.0])
+def test_fit_bounds_not_a_pair(b):
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    with pytest.raises(TypeError, match=r"bounds\['noise_var'\] must be a pair"):
+        gp.fit(NETS[0], x, np.ones(5), 0.1, bounds={"noise_var": b})
+
+
+def test_no_output_column_refused():
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    y = np.zeros((5, 0))
+    with pytest.raises(ValueError, match="one output column"):
+        gp.log_marginal_likelihood(NETS[0], x, y, 0.1)
+    with pytest.raises(ValueError, match="one output column"):
+        gp.fit(NETS[0], x, y, 0.1)
+
+
+def test_kernel_regression_empty_refused():
+    with pytest.raises(ValueError, match="at least one training point"):
+        kn.kernel_regression(np.zeros((0, 0)), np.zeros(0))
+    with pytest.raises(ValueError, match="at least one training point"):
+        kn.kernel_regression(np.eye(3), np.zeros((3, 0)), solver="cg")
