@@ -139,13 +139,22 @@ def _old_kernel(a, bT, sym, out):
                                 o[j] += ai * b[j]
 
 
+@numba.njit(parallel=True)
+def _old_mirror(a):
+    n = a.shape[0]
+    for pi in prange(n):
+        i = np.int64(pi)
+        for j in range(i):
+            a[i, j] = a[j, i]
+
+
 def old_gram(x1, x2=None):
     sym = x2 is None
     bT = np.ascontiguousarray((x1 if sym else x2).T)
     out = np.empty((x1.shape[0], bT.shape[1]))
     _old_kernel(np.ascontiguousarray(x1), bT, sym, out)
     if sym:
-        out = np.triu(out) + np.triu(out, 1).T
+        _old_mirror(out)
     return out
 
 
