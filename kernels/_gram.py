@@ -27,6 +27,8 @@ Why not BLAS on a fixed grid of equal blocks: OpenBLAS 0.3.31 (SkylakeX kernels)
 (256, 784) x (784, 256) block different last bits with one thread and with two, so the bits
 would depend on the BLAS thread count of the process or dask worker computing a tile.
 """
+import types as pytypes
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -150,11 +152,22 @@ def _mirror_rows(a):
             a[i, j] = a[j, i]
 
 
+def _named(f, name):
+    """A copy of function ``f`` called ``name``: numba's on-disk cache names its files after the
+    qualified name and ignores ``parallel``, so two dispatchers of one function would share
+    (and overwrite) one cache entry."""
+    g = pytypes.FunctionType(f.__code__.replace(co_name=name, co_qualname=name), f.__globals__,
+                             name, f.__defaults__, f.__closure__)
+    g.__qualname__ = g.__name__ = name
+    g.__doc__ = f.__doc__
+    return g
+
+
 # the same code on all threads and on one (prange is range without parallel=True)
-_gram_par = numba.njit(parallel=True, cache=True)(_gram_tasks)
-_gram_ser = numba.njit(cache=True)(_gram_tasks)
-_mirror = numba.njit(parallel=True, cache=True)(_mirror_rows)
-_mirror_ser = numba.njit(cache=True)(_mirror_rows)
+_gram_par = numba.njit(parallel=True, cache=True)(_named(_gram_tasks, "_gram_tasks_par"))
+_gram_ser = numba.njit(cache=True)(_named(_gram_tasks, "_gram_tasks_ser"))
+_mirror = numba.njit(parallel=True, cache=True)(_named(_mirror_rows, "_mirror_par"))
+_mirror_ser = numba.njit(cache=True)(_named(_mirror_rows, "_mirror_ser"))
 
 
 def gram(x1, x2=None):
