@@ -156,8 +156,10 @@ def _named(f, name):
     """A copy of function ``f`` called ``name``: numba's on-disk cache names its files after the
     qualified name and ignores ``parallel``, so two dispatchers of one function would share
     (and overwrite) one cache entry."""
-    g = pytypes.FunctionType(f.__code__.replace(co_name=name, co_qualname=name), f.__globals__,
-                             name, f.__defaults__, f.__closure__)
+    code = f.__code__.replace(co_name=name)
+    if hasattr(code, "co_qualname"):                  # Python >= 3.11
+        code = code.replace(co_qualname=name)
+    g = pytypes.FunctionType(code, f.__globals__, name, f.__defaults__, f.__closure__)
     g.__qualname__ = g.__name__ = name
     g.__doc__ = f.__doc__
     return g
