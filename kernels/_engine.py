@@ -457,6 +457,13 @@ def _run_abrelu(stack, z, ntk, qa, qb, ta, tb, sym, a, b, rec, diag_only=False,
     return z, ntk, qa, qb, ta, tb
 
 
+def _layer_slice(stack, lo, hi):
+    """Layers ``lo:hi`` of the per-layer coefficients a smooth chunk takes: u, v, sw2, sb2,
+    ntk_w, ntk_b (contiguous float64)."""
+    return tuple(np.ascontiguousarray(z[lo:hi], dtype=np.float64) for z in
+                 (stack.u, stack.v, stack.sw2, stack.sb2, stack.ntk_w, stack.ntk_b))
+
+
 def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec, with_ntk=True):
     """Any activation with a compiled pair map: advance (cov, ntk) and the diagonals (erf: its
     own vectorised loop, ``_run_erf``)."""
@@ -467,9 +474,7 @@ def _run_smooth(stack, pair, params, cov, ntk, qa, qb, ta, tb, sym, rec, with_nt
     if rec is not None:
         rec.take_state(cov, ntk)
     for lo, hi in _chunks(stack, n1 + n2):
-        u, v, sw2, sb2, nw, nb = (np.ascontiguousarray(z[lo:hi], dtype=np.float64) for z in
-                                  (stack.u, stack.v, stack.sw2, stack.sb2, stack.ntk_w,
-                                   stack.ntk_b))
+        u, v, sw2, sb2, nw, nb = _layer_slice(stack, lo, hi)
         tables = _diag_tables(
             lambda q, t, qo, to: _rec._smooth_diag(pair, params, q, t, u, v, sw2, sb2, nw, nb,
                                                    kinc, qo, to),
@@ -494,9 +499,7 @@ def _run_erf(stack, params, cov, ntk, qa, qb, ta, tb, sym, rec, with_ntk=True):
     if rec is not None:
         rec.take_state(cov, ntk)
     for lo, hi in _chunks(stack, n1 + n2):
-        u, v, sw2, sb2, nw, nb = (np.ascontiguousarray(z[lo:hi], dtype=np.float64) for z in
-                                  (stack.u, stack.v, stack.sw2, stack.sb2, stack.ntk_w,
-                                   stack.ntk_b))
+        u, v, sw2, sb2, nw, nb = _layer_slice(stack, lo, hi)
         k = _smooth.erf_coeffs(a, c0, u, v, sw2, sb2, nw, nb)
         C = hi - lo
 
