@@ -259,15 +259,24 @@ def _depth_scales(ctx):
         m = measure_depth_scale(act, sw2, sb2, width=width, samples=samples, seed=k + 1)
         r = m["theory"]
         xi_c = float(r.depth_scale_c)
-        # per-layer: |mean - c-map| < 4 se + 2 / width (the O(1/width) bias of a correlation)
-        tol_l = 4 * m["stderr"] + 2.0 / width
-        ok_l = bool(np.all(np.abs(m["mean"] - m["c_map"]) < tol_l))
-        worst = float(np.max(np.abs(m["mean"] - m["c_map"]) - tol_l))
+        # per-layer: the finite-width mean of rho_l is the c-map plus an O(1/width) bias, which
+        # the chaotic phase amplifies by ~ xi_c (the fixed point moves by ~ b / (width (1 -
+        # chi_c))): remove it by Richardson extrapolation from width / 2 (independent
+        # networks), R = 2 m_n - m_{n/2}, and compare R with the c-map within 4 of its
+        # standard errors; the O(1/width^2) remainder is far below them here
+        h = measure_depth_scale(act, sw2, sb2, width=width // 2, samples=samples,
+                                seed=1000 + k + 1)
+        R = 2.0 * m["mean"] - h["mean"]
+        se_R = np.sqrt(4.0 * m["stderr"] ** 2 + h["stderr"] ** 2)
+        z_R = (np.abs(R - m["c_map"]) / np.where(se_R > 0, se_R, np.inf))[1:]
+        ok_l = bool(np.all(z_R < 4.0))
         rows.append(Result(f"c-map layer by layer, tanh sw2 = {sw2}, sb2 = {sb2} "
-                           f"({r.phase}), width {width}",
-                           "|mean rho_l - c_l| < 4 se + 2/width at every layer",
-                           f"max |dev| / se = {m['max_z_layers']:.2f} "
-                           f"(worst margin {worst:+.2g})", "4 se + 2/width", ok_l))
+                           f"({r.phase}), widths {width // 2} and {width}",
+                           "|2 m_n - m_{n/2} - c_l| < 4 se at every layer (Richardson: the "
+                           "O(1/width) bias removed)",
+                           f"max z = {float(z_R.max()):.2f} over {z_R.size} layers; width "
+                           f"{width} alone: max |dev| / se = {m['max_z_layers']:.2f}",
+                           "4 se", ok_l))
         ok = np.isfinite(m["z"]) and abs(m["z"]) < 3
         rows.append(Result(f"depth scale xi_c, tanh sw2 = {sw2}, sb2 = {sb2} ({r.phase})",
                            f"{xi_c:.3f}", f"{m['xi']:.3f} ± {m['xi_stderr']:.2f} "
