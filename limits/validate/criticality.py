@@ -2,8 +2,8 @@
 
 Expected values: the c-map iterated at q* (theory/kernels.md §5c, from ``signal_propagation``)
 against finite random tanh networks simulated with ``kernels.simulate_paths`` (width >= 512):
-the mean correlation layer by layer within its Monte Carlo standard error (plus the known
-O(1/width) bias), and the depth scale ``xi_c`` fitted to the simulated decay
+the mean correlation layer by layer, its O(1/width) bias removed by Richardson extrapolation
+from half the width, within its Monte Carlo standard error, and the depth scale ``xi_c`` fitted to the simulated decay
 ``c_l = c_inf + A exp(-l / xi) + B exp(-2 l / xi) + C exp(-3 l / xi)`` within its standard
 error (delta method from the covariance of the layer means over networks), on both sides of
 the edge.
