@@ -23,9 +23,10 @@ kernels' wall time (``time``, compile excluded), the process's peak resident mem
 """
 import argparse
 import json
-import math
 import os
 import time
+
+from nt_baseline import relu_mlp_kernel_fn   # same directory: the script's sys.path[0]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -56,19 +57,11 @@ def main():
     p.add_argument("--out", default=None, help="directory: save nngp.npy and ntk.npy there")
     a = p.parse_args()
 
-    t0 = time.perf_counter()
+    kernel_fn, t_import = relu_mlp_kernel_fn(a.depth, a.weight_var, a.bias_var)
     import jax
-    jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
-    import numpy as np
     import neural_tangents as nt
-    from neural_tangents import stax
-    t_import = time.perf_counter() - t0
-
-    W, b = math.sqrt(a.weight_var), math.sqrt(a.bias_var)
-    block = stax.serial(stax.Dense(512, W_std=W, b_std=b), stax.Relu())
-    layers = [block] + ([stax.repeat(block, a.depth - 1)] if a.depth > 1 else [])
-    _, _, kernel_fn = stax.serial(*layers, stax.Dense(1, W_std=W, b_std=b))
+    import numpy as np
 
     x = jnp.asarray(np.load(a.x), dtype=jnp.float64)
     n = int(x.shape[0])
