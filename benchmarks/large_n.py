@@ -46,7 +46,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -57,6 +56,13 @@ import kernels as kn
 
 D = 784
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def print_rows(rows):
+    """Rows of strings as aligned columns joined by ' | '."""
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    for r in rows:
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
 
 
 def rss_anon_mb():
@@ -143,7 +149,7 @@ def nt_max(args):
     """--nt-max: the largest N on the ladder that nt.batch handles here."""
     ladder = [int(v) for v in args.nt_ladder.split(",")]
     root = tempfile.mkdtemp(prefix="large_n_nt_", dir=args.dir)
-    rows, best, prev = [], None, None
+    rows, best, prev, base = [], None, None, None
     try:
         x_all, _ = problem(max(ladder))
         for n in ladder:
@@ -166,14 +172,13 @@ def nt_max(args):
                          f"MB", f"batch {res['batch_size']}, compile+first block "
                          f"{res['warmup']:.1f} s"))
             best, prev = n, res
-            base = res["peak_rss_mb"] if best == ladder[0] else base
+            if base is None:                 # the first (smallest) N of the ladder
+                base = res["peak_rss_mb"]
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"# neural-tangents nt.batch (store_on_device=False), ReLU MLP depth 10, d = {D}, "
           f"{os.cpu_count()} cores; largest N handled: {best}")
-    widths = [max(len(r[k]) for r in rows) for k in range(4)]
-    for r in rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print_rows(rows)
 
 
 def main():
@@ -315,9 +320,7 @@ def main():
         shutil.rmtree(root, ignore_errors=True)
     print(f"# ReLU MLP depth 10 (bias_var 0.05), d = {D}, {os.cpu_count()} cores; numba "
           f"compile/cache load {compile_s:.1f} s (not included)")
-    widths = [max(len(r[k]) for r in rows) for k in range(6)]
-    for r in rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print_rows(rows)
 
 
 if __name__ == "__main__":
